@@ -1,0 +1,4 @@
+//! mkedsl: a declarative language and interpreter for knowledge editing of multimodal LLMs.
+
+pub mod cli;
+pub mod model;
