@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ConfigError {
     #[error("cannot read model config `{path}`: {source}")]
-    #[diagnostic(code(mkedsl::model::config_io), help("pass --model a folder holding config.json"))]
+    #[diagnostic(
+        code(mkedsl::model::config_io),
+        help("pass --model a folder holding config.json")
+    )]
     Io {
         path: String,
         #[source]
@@ -30,7 +33,10 @@ pub enum ConfigError {
         source: serde_json::Error,
     },
     #[error("model config `{path}` is inconsistent: {reason}")]
-    #[diagnostic(code(mkedsl::model::config_invalid), help("fix the named field in config.json"))]
+    #[diagnostic(
+        code(mkedsl::model::config_invalid),
+        help("fix the named field in config.json")
+    )]
     Invalid { path: String, reason: String },
 }
 
@@ -88,7 +94,8 @@ impl TextConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 }
 
@@ -183,24 +190,36 @@ impl Default for LlavaConfig {
 impl LlavaConfig {
     /// Reads and validates `config.json` (a file, or a checkpoint folder holding one).
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("config.json")
+        } else {
+            path.to_path_buf()
+        };
         let shown = file.display().to_string();
-        let text = std::fs::read_to_string(&file)
-            .map_err(|source| ConfigError::Io { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Io {
+            path: shown.clone(),
+            source,
+        })?;
         Self::from_json(&text, &shown)
     }
 
     /// Parses and validates the JSON text of a config; `path` is only used in messages.
     pub fn from_json(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = serde_json::from_str(text)
-            .map_err(|source| ConfigError::Json { path: path.to_string(), source })?;
-        cfg.validate().map_err(|reason| ConfigError::Invalid { path: path.to_string(), reason })?;
+        let cfg: Self = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            path: path.to_string(),
+            source,
+        })?;
+        cfg.validate().map_err(|reason| ConfigError::Invalid {
+            path: path.to_string(),
+            reason,
+        })?;
         Ok(cfg)
     }
 
     /// Whether the output head shares the token-embedding matrix.
     pub fn tied_embeddings(&self) -> bool {
-        self.tie_word_embeddings.unwrap_or(self.text_config.tie_word_embeddings)
+        self.tie_word_embeddings
+            .unwrap_or(self.text_config.tie_word_embeddings)
     }
 
     /// Image tokens one `<image>` expands to.
