@@ -270,8 +270,9 @@ impl World {
         })
     }
 
-    /// One example of `family` from `split`, every (ask, subject) pair of the family equally
-    /// likely, restricted to subjects with one of `roles` when given.
+    /// One example of `family` from `split`, restricted to subjects with one of `roles` when given.
+    /// Each ask of the family is drawn in proportion to its number of subjects (so every text fact
+    /// is equally likely), then a subject (count-balanced for scenes) and a phrasing.
     pub fn sample(
         &self,
         family: Family,
@@ -299,7 +300,8 @@ impl World {
         let total: usize = per_ask.iter().map(|(_, s)| s.len()).sum();
         let mut k = rng.below(total);
         for (ask, subjects) in &per_ask {
-            if let Some(&subject) = subjects.get(k) {
+            if k < subjects.len() {
+                let subject = self.pick_subject(*ask, subjects, rng)?;
                 let phrasing = *rng.pick(&ask.phrasings(split))?;
                 return self.example(*ask, subject, phrasing, space, rng);
             }
@@ -308,25 +310,65 @@ impl World {
         None
     }
 
+    /// A subject of `ask` from `subjects`. Scenes are drawn count-balanced: one-object scenes are
+    /// 400 of the 640 (they also vary in position), so a uniform draw would make "one" the answer
+    /// of five count questions in eight.
+    fn pick_subject(&self, ask: Ask, subjects: &[Subject], rng: &mut WorldRng) -> Option<Subject> {
+        let scene_ask = matches!(
+            ask,
+            Ask::Colour | Ask::Shape | Ask::Count | Ask::Size | Ask::Caption
+        );
+        if !scene_ask {
+            return rng.pick(subjects).copied();
+        }
+        let count_of = |s: &Subject| match s {
+            Subject::Scene(id) => self.scene(*id).map(|e| e.scene.count),
+            _ => None,
+        };
+        let counts: Vec<Count> = Count::ALL
+            .iter()
+            .copied()
+            .filter(|c| subjects.iter().any(|s| count_of(s) == Some(*c)))
+            .collect();
+        let count = *rng.pick(&counts)?;
+        let group: Vec<Subject> = subjects
+            .iter()
+            .copied()
+            .filter(|s| count_of(s) == Some(count))
+            .collect();
+        rng.pick(&group).copied()
+    }
+
     /// An endless seeded stream of examples from `split`, families mixed by `mix`.
     pub fn sampler(&self, split: Split, seed: u64, mix: FamilyMix) -> Sampler<'_> {
-        let stream = match split {
-            Split::Train => "corpus-train",
-            Split::HeldOut => "corpus-held-out",
-        };
         Sampler {
             world: self,
             split,
-            rng: WorldRng::derive(self.seed, stream, seed),
+            rng: WorldRng::derive(self.seed, &format!("corpus-{}", split_name(split)), seed),
             mix,
         }
     }
 
-    /// `n` held-out examples of one family, reproducible from `seed`.
-    pub fn held_out(&self, family: Family, n: usize, seed: u64) -> Vec<Example> {
-        self.sampler(Split::HeldOut, seed, FamilyMix::only(family))
-            .take(n)
+    /// `n` examples of one family from `split`, reproducible from `seed`. Each family has its own
+    /// stream, so the colour and shape sets of one seed do not show the same pictures.
+    pub fn examples(&self, split: Split, family: Family, n: usize, seed: u64) -> Vec<Example> {
+        let label = format!("examples-{}-{}", split_name(split), family.name());
+        let mut rng = WorldRng::derive(self.seed, &label, seed);
+        (0..n)
+            .filter_map(|_| self.sample(family, split, None, &mut rng))
             .collect()
+    }
+
+    /// `n` held-out examples of one family, reproducible from `seed`: the accuracy check's input.
+    pub fn held_out(&self, family: Family, n: usize, seed: u64) -> Vec<Example> {
+        self.examples(Split::HeldOut, family, n, seed)
+    }
+}
+
+fn split_name(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::HeldOut => "held-out",
     }
 }
 
@@ -462,6 +504,31 @@ mod tests {
                 assert_eq!(RenderSpace::of(v.variant), RenderSpace::Train);
             }
         }
+    }
+
+    #[test]
+    fn families_draw_from_their_own_streams() {
+        let world = World::new(5);
+        let colour = world.held_out(Family::Colour, 5, 0);
+        let shape = world.held_out(Family::Shape, 5, 0);
+        assert_eq!(colour.len(), 5);
+        let renders = |es: &[Example]| es.iter().map(|e| e.image).collect::<Vec<_>>();
+        assert_ne!(renders(&colour), renders(&shape));
+        assert_eq!(colour, world.held_out(Family::Colour, 5, 0));
+    }
+
+    #[test]
+    fn scene_questions_are_count_balanced() {
+        let world = World::new(5);
+        let mut per_answer = BTreeMap::new();
+        for e in world.held_out(Family::Count, 800, 0) {
+            *per_answer.entry(e.answer).or_insert(0) += 1;
+        }
+        assert_eq!(per_answer.len(), 4);
+        assert!(
+            per_answer.values().all(|&n| (150..=250).contains(&n)),
+            "{per_answer:?}"
+        );
     }
 
     #[test]

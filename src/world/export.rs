@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::corpus::{FamilyMix, Split};
+use super::corpus::Split;
 use super::error::WorldError;
 use super::facts::{Country, Creature, SceneEntry, World};
 use super::phrasing::{Ask, Family};
@@ -137,10 +137,12 @@ pub fn export_world(
     for (split, name) in [(Split::Train, "train"), (Split::HeldOut, "held_out")] {
         let mut gallery = Vec::new();
         for family in Family::ALL {
-            let examples = world
-                .sampler(split, options.sample_seed, FamilyMix::only(family))
-                .take(options.samples_per_family);
-            for e in examples {
+            for e in world.examples(
+                split,
+                family,
+                options.samples_per_family,
+                options.sample_seed,
+            ) {
                 let image = match e.image {
                     Some(visual) => {
                         let rel = format!("images/{name}/{:04}.png", gallery.len());
