@@ -1,6 +1,7 @@
 //! Errors reading and writing MMEdit-format datasets.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use miette::{NamedSource, SourceSpan};
 
@@ -29,7 +30,7 @@ pub enum DataError {
         path: PathBuf,
         message: String,
         #[source_code]
-        src: NamedSource<String>,
+        src: Arc<NamedSource<String>>,
         #[label("here")]
         span: SourceSpan,
     },

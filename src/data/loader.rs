@@ -8,6 +8,7 @@
 //! is an error naming the file and the record index, before any model work starts.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use miette::NamedSource;
 use serde::Serialize;
@@ -194,7 +195,10 @@ fn json_error(path: &Path, text: &str, error: &serde_json::Error) -> DataError {
     DataError::Json {
         path: path.to_path_buf(),
         message: error.to_string(),
-        src: NamedSource::new(path.display().to_string(), text.to_string()),
+        src: Arc::new(NamedSource::new(
+            path.display().to_string(),
+            text.to_string(),
+        )),
         span: (offset, 0).into(),
     }
 }

@@ -146,7 +146,7 @@ fn best_first(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
 }
 
 fn check_rows(logits: &[f32], vocab: usize) -> Result<usize, MetricError> {
-    if vocab == 0 || logits.len() % vocab != 0 {
+    if vocab == 0 || !logits.len().is_multiple_of(vocab) {
         return Err(MetricError::RaggedLogits {
             len: logits.len(),
             vocab,
