@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod world;
+
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
 #[derive(Debug, Parser)]
 #[command(name = "mkedsl", version, about)]
@@ -11,10 +13,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Write the embedded procedural world (facts, tokenizer, sample images) to a folder.
+    World(world::WorldArgs),
+}
 
 /// Parses the arguments and runs the chosen subcommand.
 pub fn main() -> miette::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::World(args) => world::run(args),
+    }
 }
