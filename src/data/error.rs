@@ -64,7 +64,7 @@ pub enum DataError {
     #[error("cannot decode image `{}`: {reason}", path.display())]
     #[diagnostic(
         code(mkedsl::data::image),
-        help("this build decodes PNG images; convert other formats to PNG")
+        help("mkedsl decodes PNG and JPEG images; check that the file is one of those and not truncated")
     )]
     Image { path: PathBuf, reason: String },
     #[error("cannot write `{}`: {reason}", path.display())]
