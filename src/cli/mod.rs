@@ -2,6 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod infer;
+
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
 #[derive(Debug, Parser)]
 #[command(name = "mkedsl", version, about)]
@@ -11,10 +13,15 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Run a model checkpoint on one prompt (and image) and print the greedy answer.
+    Infer(infer::InferArgs),
+}
 
 /// Parses the arguments and runs the chosen subcommand.
 pub fn main() -> miette::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Infer(args) => infer::run(args),
+    }
 }
