@@ -16,6 +16,7 @@
 //! without storing gradients for frozen weights.
 
 pub mod adapters;
+mod atomic;
 pub mod batch;
 pub mod checkpoint;
 pub mod clip;

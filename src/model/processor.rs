@@ -6,12 +6,13 @@
 //! because `<image>` is an added special token, and it does not depend on how a tokenizer would
 //! merge a run of repeated markers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Tensor;
 use image::DynamicImage;
 use tokenizers::Tokenizer;
 
+use crate::model::atomic::write_atomic;
 use crate::model::batch::Encoded;
 use crate::model::config::LlavaConfig;
 use crate::model::error::{ModelError, Result};
@@ -170,15 +171,4 @@ impl LlavaProcessor {
         let json = serde_json::to_string_pretty(&self.image.to_json()).unwrap_or_default();
         write_atomic(&dir.join(PREPROCESSOR_FILE), json.as_bytes())
     }
-}
-
-/// Writes `bytes` to a temp file in `path`'s folder, then renames it over `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let err = |reason: String| ModelError::Save { path: path.display().to_string(), reason };
-    let dir: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| err(e.to_string()))?;
-    tmp.write_all(bytes).map_err(|e| err(e.to_string()))?;
-    tmp.persist(path).map_err(|e| err(e.to_string()))?;
-    Ok(())
 }

@@ -13,7 +13,7 @@ use safetensors::tensor::{Dtype, View};
 use crate::model::checkpoint::SINGLE_FILE;
 use crate::model::error::{ModelError, Result};
 use crate::model::llava::LlavaModel;
-use crate::model::processor::write_atomic;
+use crate::model::atomic::{persist, temp_beside, write_atomic};
 
 /// One tensor's bytes, ready for the safetensors writer.
 struct Bytes {
@@ -79,10 +79,10 @@ impl LlavaModel {
             .map(|(name, t)| Ok((name, to_bytes(&t, dtype)?)))
             .collect::<candle_core::Result<Vec<(String, Bytes)>>>()?;
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| err(&weights, e.to_string()))?;
+        let tmp = temp_beside(&weights)?;
         safetensors::tensor::serialize_to_file(tensors.iter().map(|(n, b)| (n.as_str(), b)), Some(metadata), tmp.path())
             .map_err(|e| err(&weights, e.to_string()))?;
-        tmp.persist(&weights).map_err(|e| err(&weights, e.to_string()))?;
+        persist(tmp, &weights)?;
 
         let mut config = self.config().clone();
         config.text_config.torch_dtype = Some(torch_dtype(dtype).to_string());
