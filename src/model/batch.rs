@@ -128,7 +128,7 @@ impl TokenLayout {
 
     /// Whether `(row, column)` holds a real token.
     pub fn is_valid(&self, row: usize, col: usize) -> bool {
-        self.kinds.get(row * self.seq + col).is_some_and(|k| *k != TokenKind::Pad)
+        row < self.batch && col < self.seq && self.kinds[row * self.seq + col] != TokenKind::Pad
     }
 
     /// Number of real tokens in a row.
@@ -252,6 +252,7 @@ mod tests {
         assert_eq!(right.visual_index(), vec![1, 2]);
         assert_eq!(right.text_index(), vec![0, 3, 4, 5]);
         assert_eq!(right.last_index(), vec![Some(3), Some(5)]);
+        assert!(right.is_valid(1, 1) && !right.is_valid(1, 2) && !right.is_valid(0, 4) && !right.is_valid(2, 0));
 
         let left = TokenLayout::new(&rows, PadSide::Left);
         assert_eq!(left.kinds(), &[Text, Visual, Visual, Text, Pad, Pad, Text, Text]);
