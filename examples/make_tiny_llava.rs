@@ -31,11 +31,65 @@ const SEED: u64 = 20_240_603;
 
 /// Words of the tiny world; ids 3.. in this order. `<unk>`=0, `<s>`=1, `</s>`=2, `<pad>`=62, `<image>`=63.
 const WORDS: [&str; 59] = [
-    "user", "assistant", ":", "?", ".", ",", "what", "color", "is", "the", "shape", "how", "many", "are", "there",
-    "a", "an", "of", "in", "on", "left", "right", "top", "bottom", "red", "green", "blue", "yellow", "purple",
-    "orange", "white", "black", "circle", "square", "triangle", "star", "shapes", "one", "two", "three", "four",
-    "five", "big", "small", "describe", "picture", "image", "this", "it", "yes", "no", "and", "which", "side",
-    "capital", "france", "paris", "city", "answer",
+    "user",
+    "assistant",
+    ":",
+    "?",
+    ".",
+    ",",
+    "what",
+    "color",
+    "is",
+    "the",
+    "shape",
+    "how",
+    "many",
+    "are",
+    "there",
+    "a",
+    "an",
+    "of",
+    "in",
+    "on",
+    "left",
+    "right",
+    "top",
+    "bottom",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "purple",
+    "orange",
+    "white",
+    "black",
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "shapes",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "big",
+    "small",
+    "describe",
+    "picture",
+    "image",
+    "this",
+    "it",
+    "yes",
+    "no",
+    "and",
+    "which",
+    "side",
+    "capital",
+    "france",
+    "paris",
+    "city",
+    "answer",
 ];
 
 fn config() -> LlavaConfig {
@@ -82,9 +136,11 @@ fn tokenizer(scratch: &std::path::Path) -> Tokenizer {
     vocab.insert("<image>".into(), 63.into());
     let vocab_file = scratch.join("vocab.json");
     std::fs::write(&vocab_file, serde_json::Value::Object(vocab).to_string()).expect("write vocab");
-    let model = WordLevel::from_file(vocab_file.to_str().expect("utf-8 path"), "<unk>".into()).expect("word level");
+    let model = WordLevel::from_file(vocab_file.to_str().expect("utf-8 path"), "<unk>".into())
+        .expect("word level");
     let mut tok = Tokenizer::new(model);
-    tok.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase)).expect("normalizer");
+    tok.with_normalizer(Some(tokenizers::normalizers::utils::Lowercase))
+        .expect("normalizer");
     tok.with_pre_tokenizer(Some(Whitespace {}));
     let post = TemplateProcessing::builder()
         .try_single("<s> $A")
@@ -95,8 +151,10 @@ fn tokenizer(scratch: &std::path::Path) -> Tokenizer {
         .build()
         .expect("post-processor");
     tok.with_post_processor(Some(post));
-    let specials: Vec<AddedToken> =
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"].iter().map(|t| AddedToken::from(*t, true)).collect();
+    let specials: Vec<AddedToken> = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+        .iter()
+        .map(|t| AddedToken::from(*t, true))
+        .collect();
     tok.add_special_tokens(specials).expect("special tokens");
     tok
 }
@@ -108,17 +166,28 @@ fn weights(cfg: &LlavaConfig) -> HashMap<String, Tensor> {
         let n: usize = spec.shape.iter().product();
         let fan_in: usize = spec.shape.iter().skip(1).product::<usize>().max(1);
         let values: Vec<f32> = match spec.role {
-            Role::NormScale => normal_samples(&mut rng, n, 0.1).into_iter().map(|v| (1.0 + v) as f32).collect(),
-            Role::Bias => normal_samples(&mut rng, n, 0.1).into_iter().map(|v| v as f32).collect(),
+            Role::NormScale => normal_samples(&mut rng, n, 0.1)
+                .into_iter()
+                .map(|v| (1.0 + v) as f32)
+                .collect(),
+            Role::Bias => normal_samples(&mut rng, n, 0.1)
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
             Role::Weight => {
-                let std = if spec.name.ends_with("embed_tokens.weight") || spec.name.ends_with("class_embedding") {
+                let std = if spec.name.ends_with("embed_tokens.weight")
+                    || spec.name.ends_with("class_embedding")
+                {
                     1.0
                 } else if spec.name.ends_with("position_embedding.weight") {
                     0.5
                 } else {
                     1.0 / (fan_in as f64).sqrt()
                 };
-                normal_samples(&mut rng, n, std).into_iter().map(|v| v as f32).collect()
+                normal_samples(&mut rng, n, std)
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect()
             }
         };
         let t = Tensor::from_vec(values, spec.shape.as_slice(), &Device::Cpu).expect("tensor");
@@ -131,14 +200,24 @@ fn main() {
     let out = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-llava")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/tiny-llava"
+            ))
+        });
     std::fs::create_dir_all(&out).expect("create output folder");
     let scratch = tempfile::tempdir().expect("temp dir");
     let cfg = config();
     let vb = VarBuilder::from_tensors(weights(&cfg), DType::F32, &Device::Cpu);
     let model = LlavaModel::from_var_builder(cfg.clone(), vb).expect("model");
-    let processor =
-        LlavaProcessor::new(tokenizer(scratch.path()), "tokenizer.json", ImageProcessor::clip(28), &cfg).expect("processor");
+    let processor = LlavaProcessor::new(
+        tokenizer(scratch.path()),
+        "tokenizer.json",
+        ImageProcessor::clip(28),
+        &cfg,
+    )
+    .expect("processor");
     Llava { model, processor }.save(&out).expect("save");
     println!("wrote {}", out.display());
 }

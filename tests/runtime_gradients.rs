@@ -10,8 +10,8 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor, Var};
 use common::*;
 use mkedsl::model::{
-    Activation, Adapters, ExtraNeurons, FreshInit, Hooks, LayerPoint, Latents, LinearSite, Llava, LlavaModel, Lora,
-    PadSide, Proj, Readout, Shift, Site, VisionLanguageModel,
+    Activation, Adapters, ExtraNeurons, FreshInit, Hooks, Latents, LayerPoint, LinearSite, Llava,
+    LlavaModel, Lora, PadSide, Proj, Readout, Shift, Site, VisionLanguageModel,
 };
 use rand::SeedableRng;
 
@@ -40,12 +40,21 @@ fn setup() -> Setup {
     let targets = Tensor::new(&encoded.input_ids[1..], &Device::Cpu).unwrap();
     let batch = llava.batch(&[encoded], PadSide::Right).unwrap();
     let latents = llava.embed(&batch).unwrap();
-    Setup { llava, latents, targets }
+    Setup {
+        llava,
+        latents,
+        targets,
+    }
 }
 
 /// Mean next-token cross-entropy over the prompt.
 fn nll(s: &Setup, latents: &Latents, hooks: &mut Hooks, adapters: &Adapters) -> Tensor {
-    let logits = s.llava.forward(latents, hooks, adapters, &Readout::All).unwrap().squeeze(0).unwrap();
+    let logits = s
+        .llava
+        .forward(latents, hooks, adapters, &Readout::All)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
     let t = logits.dim(0).unwrap();
     candle_nn::loss::cross_entropy(&logits.narrow(0, 0, t - 1).unwrap(), &s.targets).unwrap()
 }
@@ -65,14 +74,19 @@ fn fd_check(name: &str, v: &Var, loss: &dyn Fn() -> Tensor, samples: usize) -> (
     let shape = base.dims().to_vec();
     let flat = base.flatten_all().unwrap().to_vec1::<f64>().unwrap();
     let n = flat.len();
-    let picks: Vec<usize> = if n <= samples { (0..n).collect() } else { (0..samples).map(|i| (i * 7919 + 13) % n).collect() };
+    let picks: Vec<usize> = if n <= samples {
+        (0..n).collect()
+    } else {
+        (0..samples).map(|i| (i * 7919 + 13) % n).collect()
+    };
     let mut max_err = 0f64;
     let mut max_grad = 0f64;
     for idx in picks {
         let eval = |delta: f64| {
             let mut moved = flat.clone();
             moved[idx] += delta;
-            v.set(&Tensor::from_vec(moved, shape.as_slice(), &Device::Cpu).unwrap()).unwrap();
+            v.set(&Tensor::from_vec(moved, shape.as_slice(), &Device::Cpu).unwrap())
+                .unwrap();
             loss().to_scalar::<f64>().unwrap()
         };
         let fd = (eval(STEP) - eval(-STEP)) / (2.0 * STEP);
@@ -81,8 +95,14 @@ fn fd_check(name: &str, v: &Var, loss: &dyn Fn() -> Tensor, samples: usize) -> (
     }
     v.set(&base).unwrap();
     eprintln!("{name:<40} max |fd − autograd| {max_err:.2e}   (max |grad| {max_grad:.2e})");
-    assert!(max_grad > 1e-6, "{name}: gradient is zero everywhere sampled — the check would be vacuous");
-    assert!(max_err < 1e-6 * max_grad.max(1.0), "{name}: finite differences disagree by {max_err}");
+    assert!(
+        max_grad > 1e-6,
+        "{name}: gradient is zero everywhere sampled — the check would be vacuous"
+    );
+    assert!(
+        max_err < 1e-6 * max_grad.max(1.0),
+        "{name}: finite differences disagree by {max_err}"
+    );
     (max_err, max_grad)
 }
 
@@ -94,7 +114,14 @@ fn lora_a_and_b() {
     let b = var(&[32, 2], 0.3, 2);
     let loss = || {
         let mut adapters = Adapters::new();
-        adapters.lora(site, Lora { a: a.as_tensor().clone(), b: b.as_tensor().clone(), scaling: 2.0 });
+        adapters.lora(
+            site,
+            Lora {
+                a: a.as_tensor().clone(),
+                b: b.as_tensor().clone(),
+                scaling: 2.0,
+            },
+        );
         nll(&s, &s.latents, &mut Hooks::new(), &adapters)
     };
     fd_check("LoRA A (layer(1).mlp.down_proj)", &a, &loss, 24);
@@ -106,14 +133,27 @@ fn lora_a_and_b() {
     let qsite = LinearSite::new(0, Proj::Q);
     let loss = || {
         let mut adapters = Adapters::new();
-        adapters.lora(qsite, Lora { a: frozen_a.clone(), b: q_b.as_tensor().clone(), scaling: 1.0 });
+        adapters.lora(
+            qsite,
+            Lora {
+                a: frozen_a.clone(),
+                b: q_b.as_tensor().clone(),
+                scaling: 1.0,
+            },
+        );
         nll(&s, &s.latents, &mut Hooks::new(), &adapters)
     };
     fd_check("LoRA B (layer(0).attn.q_proj, A frozen)", &q_b, &loss, 24);
     let grads = loss().backward().unwrap();
-    assert!(grads.get(&frozen_a).is_none(), "a frozen LoRA A must not get a gradient");
+    assert!(
+        grads.get(&frozen_a).is_none(),
+        "a frozen LoRA A must not get a gradient"
+    );
     for (name, t) in s.llava.model.named_tensors() {
-        assert!(grads.get(&t).is_none(), "frozen base weight {name} got a gradient");
+        assert!(
+            grads.get(&t).is_none(),
+            "frozen base weight {name} got a gradient"
+        );
     }
 }
 
@@ -147,7 +187,10 @@ fn shifts_tensor_and_closure_from_the_block_input() {
     let shift = var(&[32], 0.3, 8);
     let loss = || {
         let mut adapters = Adapters::new();
-        adapters.shift(Site::layer(0, LayerPoint::AttnOutput), Shift::Tensor(shift.as_tensor().clone()));
+        adapters.shift(
+            Site::layer(0, LayerPoint::AttnOutput),
+            Shift::Tensor(shift.as_tensor().clone()),
+        );
         nll(&s, &s.latents, &mut Hooks::new(), &adapters)
     };
     fd_check("shift tensor (layer(0).attn.output)", &shift, &loss, 32);
@@ -203,7 +246,8 @@ fn input_latents_visual_and_text_and_a_perturbation_hook() {
             let eval = |delta: f64| {
                 let mut moved = flat.clone();
                 moved[idx] += delta;
-                x.set(&Tensor::from_vec(moved, base.dims(), &Device::Cpu).unwrap()).unwrap();
+                x.set(&Tensor::from_vec(moved, base.dims(), &Device::Cpu).unwrap())
+                    .unwrap();
                 loss().to_scalar::<f64>().unwrap()
             };
             let fd = (eval(STEP) - eval(-STEP)) / (2.0 * STEP);
@@ -211,8 +255,14 @@ fn input_latents_visual_and_text_and_a_perturbation_hook() {
             max_grad = max_grad.max(flat_g[idx].abs());
         }
         x.set(&base).unwrap();
-        eprintln!("{:<40} max |fd − autograd| {max_err:.2e}   (max |grad| {max_grad:.2e})", format!("input latents ({kind} row)"));
-        assert!(max_grad > 1e-6 && max_err < 1e-6 * max_grad.max(1.0), "{kind}: {max_err}");
+        eprintln!(
+            "{:<40} max |fd − autograd| {max_err:.2e}   (max |grad| {max_grad:.2e})",
+            format!("input latents ({kind} row)")
+        );
+        assert!(
+            max_grad > 1e-6 && max_err < 1e-6 * max_grad.max(1.0),
+            "{kind}: {max_err}"
+        );
     }
 
     // ASAM's latent perturbation: δ added at embed.vision by a hook.
@@ -236,13 +286,25 @@ fn input_latents_visual_and_text_and_a_perturbation_hook() {
 #[test]
 fn model_built_from_a_varmap_trains_every_weight_the_output_depends_on() {
     let fixture = load(DType::F32);
-    let (model, varmap) =
-        LlavaModel::fresh(fixture.config().clone(), FreshInit { seed: 7, std: 0.2 }, DType::F64, &Device::Cpu).unwrap();
-    let llava = Llava { model, processor: fixture.processor };
+    let (model, varmap) = LlavaModel::fresh(
+        fixture.config().clone(),
+        FreshInit { seed: 7, std: 0.2 },
+        DType::F64,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let llava = Llava {
+        model,
+        processor: fixture.processor,
+    };
     let encoded = llava.encode(PROMPT, &[image()]).unwrap();
     let targets = Tensor::new(&encoded.input_ids[1..], &Device::Cpu).unwrap();
     let batch = llava.batch(&[encoded], PadSide::Right).unwrap();
-    let s = Setup { latents: llava.embed(&batch).unwrap(), targets, llava };
+    let s = Setup {
+        latents: llava.embed(&batch).unwrap(),
+        targets,
+        llava,
+    };
     // Re-embed on every call: the embedding table and the vision tower are trained too.
     let loss = || {
         let latents = s.llava.embed(&batch).unwrap();

@@ -21,7 +21,14 @@ const TOL: f64 = 1e-4;
 
 fn reference_vb(dir: &std::path::Path) -> VarBuilder<'static> {
     // SAFETY: read-only map of a test fixture nobody writes during the test.
-    unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu).unwrap() }
+    unsafe {
+        VarBuilder::from_mmaped_safetensors(
+            &[dir.join("model.safetensors")],
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
 }
 
 fn llama_config(cfg: &LlavaConfig) -> Config {
@@ -65,7 +72,9 @@ fn reference_all_logits(llama: &Llama, cfg: &Config, embeds: &Tensor) -> Tensor 
     let rows: Vec<Tensor> = (1..=t)
         .map(|len| {
             let mut cache = Cache::new(false, DType::F32, cfg, &Device::Cpu).unwrap();
-            llama.forward_input_embed(&embeds.narrow(1, 0, len).unwrap(), 0, &mut cache).unwrap()
+            llama
+                .forward_input_embed(&embeds.narrow(1, 0, len).unwrap(), 0, &mut cache)
+                .unwrap()
         })
         .collect();
     Tensor::cat(&rows, 0).unwrap()
@@ -78,7 +87,11 @@ fn vision_tower_matches_candle_transformers_clip() {
     let encoded = llava.encode(PROMPT, &[image()]).unwrap();
     let pixels = encoded.pixel_values.unwrap();
     let ours = llava.model.vision_hidden_states(&pixels).unwrap();
-    let reference = ClipVisionTransformer::new(reference_vb(&tiny()).pp("vision_tower.vision_model"), &clip_config(&cfg)).unwrap();
+    let reference = ClipVisionTransformer::new(
+        reference_vb(&tiny()).pp("vision_tower.vision_model"),
+        &clip_config(&cfg),
+    )
+    .unwrap();
     let theirs = reference.output_hidden_states(&pixels).unwrap();
     assert_eq!(ours.len(), cfg.vision_config.num_hidden_layers + 1);
     for k in 1..ours.len() {
@@ -99,22 +112,38 @@ fn logits_at_every_position_match_candle_transformers_llava_pieces() {
     // projected features of CLIP's hidden state at vision_feature_layer (-2 → HF index 2).
     let tokenizer = tokenizers::Tokenizer::from_file(tiny().join("tokenizer.json")).unwrap();
     let raw: Vec<u32> = tokenizer.encode(PROMPT, true).unwrap().get_ids().to_vec();
-    let at = raw.iter().position(|&i| i == cfg.image_token_index).unwrap();
+    let at = raw
+        .iter()
+        .position(|&i| i == cfg.image_token_index)
+        .unwrap();
     let tokens = cfg.image_tokens();
     let mut expanded = raw[..at].to_vec();
     expanded.extend(std::iter::repeat_n(cfg.image_token_index, tokens));
     expanded.extend(&raw[at + 1..]);
     assert_eq!(encoded.input_ids, expanded, "image-token expansion");
-    assert_eq!(encoded.image_positions, (at..at + tokens).collect::<Vec<_>>());
+    assert_eq!(
+        encoded.image_positions,
+        (at..at + tokens).collect::<Vec<_>>()
+    );
 
     let pixels = encoded.pixel_values.clone().unwrap();
-    let clip = ClipVisionTransformer::new(vb.pp("vision_tower.vision_model"), &clip_config(&cfg)).unwrap();
-    let hf_index = (cfg.vision_config.num_hidden_layers as i64 + 1 + cfg.vision_feature_layer) as usize;
-    let selected = clip.output_hidden_states(&pixels).unwrap()[hf_index - 1].narrow(1, 1, tokens).unwrap();
+    let clip =
+        ClipVisionTransformer::new(vb.pp("vision_tower.vision_model"), &clip_config(&cfg)).unwrap();
+    let hf_index =
+        (cfg.vision_config.num_hidden_layers as i64 + 1 + cfg.vision_feature_layer) as usize;
+    let selected = clip.output_hidden_states(&pixels).unwrap()[hf_index - 1]
+        .narrow(1, 1, tokens)
+        .unwrap();
     let (vd, d) = (cfg.vision_config.hidden_size, cfg.text_config.hidden_size);
     let l1 = candle_nn::linear(vd, d, vb.pp("multi_modal_projector.linear_1")).unwrap();
     let l2 = candle_nn::linear(d, d, vb.pp("multi_modal_projector.linear_2")).unwrap();
-    let features = l2.forward(&candle_nn::Activation::Gelu.forward(&l1.forward(&selected).unwrap()).unwrap()).unwrap();
+    let features = l2
+        .forward(
+            &candle_nn::Activation::Gelu
+                .forward(&l1.forward(&selected).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
 
     let llama_cfg = llama_config(&cfg);
     let llama = Llama::load(vb.pp("language_model"), &llama_cfg).unwrap();
@@ -129,12 +158,28 @@ fn logits_at_every_position_match_candle_transformers_llava_pieces() {
     eprintln!("input latents max abs diff {latent_diff:.3e}");
     assert!(latent_diff < TOL);
 
-    let ours = llava.forward(&latents, &mut Hooks::new(), &Adapters::new(), &Readout::All).unwrap().squeeze(0).unwrap();
+    let ours = llava
+        .forward(&latents, &mut Hooks::new(), &Adapters::new(), &Readout::All)
+        .unwrap()
+        .squeeze(0)
+        .unwrap();
     let theirs = reference_all_logits(&llama, &llama_cfg, &embeds);
     let diff = max_abs_diff(&ours, &theirs);
-    let scale = theirs.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-    eprintln!("logits (all {} positions, |logit| up to {scale:.2}) max abs diff {diff:.3e}", theirs.dim(0).unwrap());
-    assert!(scale > 1.0, "the fixture should give O(1) logits, got {scale}");
+    let scale = theirs
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    eprintln!(
+        "logits (all {} positions, |logit| up to {scale:.2}) max abs diff {diff:.3e}",
+        theirs.dim(0).unwrap()
+    );
+    assert!(
+        scale > 1.0,
+        "the fixture should give O(1) logits, got {scale}"
+    );
     assert!(diff < TOL, "logits differ by {diff}");
 }
 
@@ -143,25 +188,42 @@ fn tied_embeddings_match_the_reference_and_text_only_prompts_work() {
     let dir = tempfile::tempdir().unwrap();
     copy_tiny(dir.path());
     // Tie: drop lm_head from the weights and say so in config.json.
-    let mut tensors = candle_core::safetensors::load(tiny().join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut tensors =
+        candle_core::safetensors::load(tiny().join("model.safetensors"), &Device::Cpu).unwrap();
     tensors.remove("language_model.lm_head.weight").unwrap();
     candle_core::safetensors::save(&tensors, dir.path().join("model.safetensors")).unwrap();
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tiny().join("config.json")).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny().join("config.json")).unwrap())
+            .unwrap();
     config["text_config"]["tie_word_embeddings"] = true.into();
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
 
     let llava = mkedsl::model::Llava::load(dir.path(), &Default::default()).unwrap();
     let cfg = llava.config().clone();
     assert!(cfg.tied_embeddings());
-    let encoded = llava.encode("what is the capital of france ?", &[]).unwrap();
-    let batch = llava.batch(std::slice::from_ref(&encoded), PadSide::Right).unwrap();
+    let encoded = llava
+        .encode("what is the capital of france ?", &[])
+        .unwrap();
+    let batch = llava
+        .batch(std::slice::from_ref(&encoded), PadSide::Right)
+        .unwrap();
     let latents = llava.embed(&batch).unwrap();
-    let ours = llava.forward(&latents, &mut Hooks::new(), &Adapters::new(), &Readout::Last).unwrap();
+    let ours = llava
+        .forward(
+            &latents,
+            &mut Hooks::new(),
+            &Adapters::new(),
+            &Readout::Last,
+        )
+        .unwrap();
 
     let llama_cfg = llama_config(&cfg);
     let llama = Llama::load(reference_vb(dir.path()).pp("language_model"), &llama_cfg).unwrap();
     let mut cache = Cache::new(false, DType::F32, &llama_cfg, &Device::Cpu).unwrap();
-    let ids = Tensor::new(encoded.input_ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let ids = Tensor::new(encoded.input_ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let theirs = llama.forward(&ids, 0, &mut cache).unwrap();
     let diff = max_abs_diff(&ours, &theirs);
     eprintln!("tied-embedding text-only last logits max abs diff {diff:.3e}");

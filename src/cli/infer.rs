@@ -38,7 +38,8 @@ pub fn run(args: InferArgs) -> miette::Result<()> {
         device: args.device,
     })?;
     if args.json {
-        let text = serde_json::to_string(&output).map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
+        let text = serde_json::to_string(&output)
+            .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
         println!("{text}");
     } else {
         println!("{}", output.answer);

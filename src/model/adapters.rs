@@ -101,7 +101,10 @@ impl Adapters {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.loras.is_empty() && self.deltas.is_empty() && self.neurons.is_empty() && self.shifts.is_empty()
+        self.loras.is_empty()
+            && self.deltas.is_empty()
+            && self.neurons.is_empty()
+            && self.shifts.is_empty()
     }
 
     /// Checks every adapter's shapes against the model before a forward pass touches it.
@@ -109,7 +112,10 @@ impl Adapters {
         let bad = |site: String, reason: String| ModelError::Site { site, reason };
         let layer_ok = |layer: usize, site: String| {
             if layer >= dims.num_layers {
-                Err(bad(site, format!("the model has {} layers", dims.num_layers)))
+                Err(bad(
+                    site,
+                    format!("the model has {} layers", dims.num_layers),
+                ))
             } else {
                 Ok(())
             }
@@ -118,8 +124,12 @@ impl Adapters {
             layer_ok(site.layer, site.to_string())?;
             let (inp, out) = site.in_out(dims);
             for l in loras {
-                let (ra, ia) = l.a.dims2().map_err(|_| bad(site.to_string(), "LoRA A must be a matrix".into()))?;
-                let (ob, rb) = l.b.dims2().map_err(|_| bad(site.to_string(), "LoRA B must be a matrix".into()))?;
+                let (ra, ia) =
+                    l.a.dims2()
+                        .map_err(|_| bad(site.to_string(), "LoRA A must be a matrix".into()))?;
+                let (ob, rb) =
+                    l.b.dims2()
+                        .map_err(|_| bad(site.to_string(), "LoRA B must be a matrix".into()))?;
                 if ia != inp || ob != out || ra != rb {
                     return Err(bad(
                         site.to_string(),
@@ -139,7 +149,11 @@ impl Adapters {
                 if d.dims() != [out, inp] {
                     return Err(bad(
                         site.to_string(),
-                        format!("weight delta has shape {:?}, the weight is {:?}", d.dims(), [out, inp]),
+                        format!(
+                            "weight delta has shape {:?}, the weight is {:?}",
+                            d.dims(),
+                            [out, inp]
+                        ),
                     ));
                 }
             }
@@ -148,7 +162,10 @@ impl Adapters {
             let name = format!("layer({layer}).mlp");
             layer_ok(*layer, name.clone())?;
             for n in list {
-                let (ne, dk) = n.keys.dims2().map_err(|_| bad(name.clone(), "extra keys must be a matrix".into()))?;
+                let (ne, dk) = n
+                    .keys
+                    .dims2()
+                    .map_err(|_| bad(name.clone(), "extra keys must be a matrix".into()))?;
                 let ok_values = n.values.dims() == [ne, dims.hidden];
                 let ok_bias = n.bias.as_ref().is_none_or(|b| b.dims() == [ne]);
                 if dk != dims.hidden || !ok_values || !ok_bias {
@@ -166,7 +183,8 @@ impl Adapters {
             }
         }
         for (site, _) in &self.shifts {
-            site.check(dims).map_err(|reason| bad(site.to_string(), reason))?;
+            site.check(dims)
+                .map_err(|reason| bad(site.to_string(), reason))?;
         }
         Ok(())
     }
@@ -184,7 +202,10 @@ impl Adapters {
             }
             let delta = match shift {
                 Shift::Tensor(t) => t.clone(),
-                Shift::Fn(f) => f(&SiteView { value: &value, ..*view })?,
+                Shift::Fn(f) => f(&SiteView {
+                    value: &value,
+                    ..*view
+                })?,
             };
             value = add_broadcast(*site, &value, &delta)?;
         }

@@ -93,7 +93,12 @@ impl TokenLayout {
                 }
             }
         }
-        Self { batch, seq, kinds, positions }
+        Self {
+            batch,
+            seq,
+            kinds,
+            positions,
+        }
     }
 
     /// The layout of `new` further text tokens per row after this one (decoding steps).
@@ -102,10 +107,18 @@ impl TokenLayout {
             .map(|b| {
                 let row = b * self.seq..(b + 1) * self.seq;
                 let real = self.positions[row.clone()].iter().zip(&self.kinds[row]);
-                real.filter(|(_, k)| **k != TokenKind::Pad).map(|(p, _)| p + 1).max().unwrap_or(0)
+                real.filter(|(_, k)| **k != TokenKind::Pad)
+                    .map(|(p, _)| p + 1)
+                    .max()
+                    .unwrap_or(0)
             })
             .collect();
-        Self::from_kinds(self.batch, new, vec![TokenKind::Text; self.batch * new], &start)
+        Self::from_kinds(
+            self.batch,
+            new,
+            vec![TokenKind::Text; self.batch * new],
+            &start,
+        )
     }
 
     pub fn batch(&self) -> usize {
@@ -137,7 +150,10 @@ impl TokenLayout {
     }
 
     fn flat_where(&self, keep: impl Fn(TokenKind) -> bool) -> Vec<u32> {
-        (0..self.kinds.len()).filter(|&i| keep(self.kinds[i])).map(|i| i as u32).collect()
+        (0..self.kinds.len())
+            .filter(|&i| keep(self.kinds[i]))
+            .map(|i| i as u32)
+            .collect()
     }
 
     /// Flat indices `row * seq + col` of the real tokens.
@@ -158,7 +174,12 @@ impl TokenLayout {
     /// Flat index of each row's last real token (`None` for an all-padding row).
     pub fn last_index(&self) -> Vec<Option<u32>> {
         (0..self.batch)
-            .map(|b| (0..self.seq).rev().find(|&c| self.is_valid(b, c)).map(|c| (b * self.seq + c) as u32))
+            .map(|b| {
+                (0..self.seq)
+                    .rev()
+                    .find(|&c| self.is_valid(b, c))
+                    .map(|c| (b * self.seq + c) as u32)
+            })
             .collect()
     }
 
@@ -217,9 +238,20 @@ impl Batch {
             }
         }
         let input_ids = Tensor::from_vec(ids, (prompts.len(), seq), device)?;
-        let images: Vec<&Tensor> = prompts.iter().filter_map(|p| p.pixel_values.as_ref()).collect();
-        let pixel_values = if images.is_empty() { None } else { Some(Tensor::cat(&images, 0)?.to_device(device)?) };
-        Ok(Self { input_ids, layout, pixel_values })
+        let images: Vec<&Tensor> = prompts
+            .iter()
+            .filter_map(|p| p.pixel_values.as_ref())
+            .collect();
+        let pixel_values = if images.is_empty() {
+            None
+        } else {
+            Some(Tensor::cat(&images, 0)?.to_device(device)?)
+        };
+        Ok(Self {
+            input_ids,
+            layout,
+            pixel_values,
+        })
     }
 }
 
@@ -234,7 +266,10 @@ pub struct Latents {
 impl Latents {
     /// The same layout with other latents (e.g. a `Var` made from these, or perturbed ones).
     pub fn with_embeds(&self, embeds: Tensor) -> Self {
-        Self { embeds, layout: self.layout.clone() }
+        Self {
+            embeds,
+            layout: self.layout.clone(),
+        }
     }
 }
 
@@ -247,15 +282,26 @@ mod tests {
     fn right_and_left_padding_keep_positions_counting_real_tokens() {
         let rows = vec![vec![Text, Visual, Visual, Text], vec![Text, Text]];
         let right = TokenLayout::new(&rows, PadSide::Right);
-        assert_eq!(right.kinds(), &[Text, Visual, Visual, Text, Text, Text, Pad, Pad]);
+        assert_eq!(
+            right.kinds(),
+            &[Text, Visual, Visual, Text, Text, Text, Pad, Pad]
+        );
         assert_eq!(right.positions(), &[0, 1, 2, 3, 0, 1, 0, 0]);
         assert_eq!(right.visual_index(), vec![1, 2]);
         assert_eq!(right.text_index(), vec![0, 3, 4, 5]);
         assert_eq!(right.last_index(), vec![Some(3), Some(5)]);
-        assert!(right.is_valid(1, 1) && !right.is_valid(1, 2) && !right.is_valid(0, 4) && !right.is_valid(2, 0));
+        assert!(
+            right.is_valid(1, 1)
+                && !right.is_valid(1, 2)
+                && !right.is_valid(0, 4)
+                && !right.is_valid(2, 0)
+        );
 
         let left = TokenLayout::new(&rows, PadSide::Left);
-        assert_eq!(left.kinds(), &[Text, Visual, Visual, Text, Pad, Pad, Text, Text]);
+        assert_eq!(
+            left.kinds(),
+            &[Text, Visual, Visual, Text, Pad, Pad, Text, Text]
+        );
         assert_eq!(left.positions(), &[0, 1, 2, 3, 0, 0, 0, 1]);
         assert_eq!(left.last_index(), vec![Some(3), Some(7)]);
 
@@ -267,10 +313,21 @@ mod tests {
 
     #[test]
     fn batch_pads_ids_and_rejects_an_empty_batch() {
-        let a = Encoded { input_ids: vec![1, 5, 6], image_positions: vec![], pixel_values: None };
-        let b = Encoded { input_ids: vec![1, 7], image_positions: vec![], pixel_values: None };
+        let a = Encoded {
+            input_ids: vec![1, 5, 6],
+            image_positions: vec![],
+            pixel_values: None,
+        };
+        let b = Encoded {
+            input_ids: vec![1, 7],
+            image_positions: vec![],
+            pixel_values: None,
+        };
         let batch = Batch::new(&[a.clone(), b.clone()], PadSide::Left, 0, &Device::Cpu).unwrap();
-        assert_eq!(batch.input_ids.to_vec2::<u32>().unwrap(), vec![vec![1, 5, 6], vec![0, 1, 7]]);
+        assert_eq!(
+            batch.input_ids.to_vec2::<u32>().unwrap(),
+            vec![vec![1, 5, 6], vec![0, 1, 7]]
+        );
         assert!(batch.pixel_values.is_none());
         assert!(Batch::new(&[], PadSide::Right, 0, &Device::Cpu).is_err());
     }

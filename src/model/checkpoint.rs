@@ -51,12 +51,27 @@ fn dtype_size(dtype: &str) -> Option<usize> {
 /// Reads and validates a safetensors header: JSON well-formed, every tensor's data inside the
 /// file and of the size its dtype and shape imply.
 pub fn read_header(path: &Path) -> Result<Header> {
-    let bad = |reason: String| ModelError::Safetensors { path: show(path), reason };
-    let mut file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: show(path), source })?;
-    let file_len = file.metadata().map_err(|source| ModelError::Io { path: show(path), source })?.len();
+    let bad = |reason: String| ModelError::Safetensors {
+        path: show(path),
+        reason,
+    };
+    let mut file = std::fs::File::open(path).map_err(|cause| ModelError::Io {
+        path: show(path),
+        cause,
+    })?;
+    let file_len = file
+        .metadata()
+        .map_err(|cause| ModelError::Io {
+            path: show(path),
+            cause,
+        })?
+        .len();
     let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| bad(format!("the file is {file_len} bytes long, too short for a header")))?;
+    file.read_exact(&mut len_bytes).map_err(|_| {
+        bad(format!(
+            "the file is {file_len} bytes long, too short for a header"
+        ))
+    })?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > 100_000_000 || 8 + header_len > file_len {
         return Err(bad(format!(
@@ -64,28 +79,43 @@ pub fn read_header(path: &Path) -> Result<Header> {
         )));
     }
     let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(|e| bad(format!("cannot read the header: {e}")))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(&header).map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
-    let object = json.as_object().ok_or_else(|| bad("the header is not a JSON object".into()))?;
+    file.read_exact(&mut header)
+        .map_err(|e| bad(format!("cannot read the header: {e}")))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("the header is not valid JSON: {e}")))?;
+    let object = json
+        .as_object()
+        .ok_or_else(|| bad("the header is not a JSON object".into()))?;
     let data_len = file_len - 8 - header_len;
     let mut tensors = HashMap::new();
     for (name, entry) in object {
         if name == "__metadata__" {
             continue;
         }
-        let field = |key: &str| entry.get(key).ok_or_else(|| bad(format!("tensor `{name}` has no `{key}`")));
-        let dtype = field("dtype")?.as_str().ok_or_else(|| bad(format!("tensor `{name}`: dtype is not a string")))?;
+        let field = |key: &str| {
+            entry
+                .get(key)
+                .ok_or_else(|| bad(format!("tensor `{name}` has no `{key}`")))
+        };
+        let dtype = field("dtype")?
+            .as_str()
+            .ok_or_else(|| bad(format!("tensor `{name}`: dtype is not a string")))?;
         let as_usizes = |key: &str| -> Result<Vec<usize>> {
             field(key)?
                 .as_array()
-                .and_then(|a| a.iter().map(|v| v.as_u64().map(|n| n as usize)).collect::<Option<Vec<_>>>())
+                .and_then(|a| {
+                    a.iter()
+                        .map(|v| v.as_u64().map(|n| n as usize))
+                        .collect::<Option<Vec<_>>>()
+                })
                 .ok_or_else(|| bad(format!("tensor `{name}`: `{key}` is not a list of sizes")))
         };
         let shape = as_usizes("shape")?;
         let offsets = as_usizes("data_offsets")?;
         let [start, end] = offsets[..] else {
-            return Err(bad(format!("tensor `{name}`: data_offsets must hold two numbers")));
+            return Err(bad(format!(
+                "tensor `{name}`: data_offsets must hold two numbers"
+            )));
         };
         if end as u64 > data_len || start > end {
             return Err(bad(format!(
@@ -101,7 +131,13 @@ pub fn read_header(path: &Path) -> Result<Header> {
                 )));
             }
         }
-        tensors.insert(name.clone(), HeaderEntry { dtype: dtype.to_string(), shape });
+        tensors.insert(
+            name.clone(),
+            HeaderEntry {
+                dtype: dtype.to_string(),
+                shape,
+            },
+        );
     }
     Ok(Header { tensors })
 }
@@ -110,18 +146,29 @@ pub fn read_header(path: &Path) -> Result<Header> {
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join(INDEX_FILE);
     if index.is_file() {
-        let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io { path: show(&index), source })?;
-        let bad = |reason: String| ModelError::Index { path: show(&index), reason };
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let text = std::fs::read_to_string(&index).map_err(|cause| ModelError::Io {
+            path: show(&index),
+            cause,
+        })?;
+        let bad = |reason: String| ModelError::Index {
+            path: show(&index),
+            reason,
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let map = json
             .get("weight_map")
             .and_then(|m| m.as_object())
             .ok_or_else(|| bad("it has no `weight_map` object".into()))?;
         let mut files = BTreeSet::new();
         for (tensor, file) in map {
-            let file = file.as_str().ok_or_else(|| bad(format!("the shard of `{tensor}` is not a file name")))?;
+            let file = file
+                .as_str()
+                .ok_or_else(|| bad(format!("the shard of `{tensor}` is not a file name")))?;
             if file.contains('/') || file.contains('\\') || file == ".." {
-                return Err(bad(format!("shard `{file}` is not a plain file name in the checkpoint folder")));
+                return Err(bad(format!(
+                    "shard `{file}` is not a plain file name in the checkpoint folder"
+                )));
             }
             files.insert(file.to_string());
         }
@@ -133,7 +180,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             return Err(ModelError::MissingFile {
                 path: show(missing),
                 what: "weight shard",
-                help: format!("{} names this shard; copy every shard into the folder", show(&index)),
+                help: format!(
+                    "{} names this shard; copy every shard into the folder",
+                    show(&index)
+                ),
             });
         }
         return Ok(paths);
@@ -145,7 +195,9 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Err(ModelError::MissingFile {
         path: show(&single),
         what: "weight file",
-        help: format!("a checkpoint folder holds `{SINGLE_FILE}` or `{INDEX_FILE}` with its shards"),
+        help: format!(
+            "a checkpoint folder holds `{SINGLE_FILE}` or `{INDEX_FILE}` with its shards"
+        ),
     })
 }
 
@@ -160,11 +212,22 @@ pub fn check_tensors(cfg: &LlavaConfig, files: &[PathBuf]) -> Result<()> {
     }
     let searched = match files {
         [one] => format!("`{}`", show(one)),
-        _ => format!("the {} shards of `{}`", files.len(), files.first().and_then(|f| f.parent()).map(show).unwrap_or_default()),
+        _ => format!(
+            "the {} shards of `{}`",
+            files.len(),
+            files
+                .first()
+                .and_then(|f| f.parent())
+                .map(show)
+                .unwrap_or_default()
+        ),
     };
     for spec in expected_tensors(cfg) {
         let Some((file, entry)) = found.get(&spec.name) else {
-            return Err(ModelError::MissingTensor { path: searched, tensor: spec.name });
+            return Err(ModelError::MissingTensor {
+                path: searched,
+                tensor: spec.name,
+            });
         };
         if entry.shape != spec.shape {
             return Err(ModelError::ShapeMismatch {
@@ -175,14 +238,22 @@ pub fn check_tensors(cfg: &LlavaConfig, files: &[PathBuf]) -> Result<()> {
             });
         }
         if !matches!(entry.dtype.as_str(), "F32" | "F16" | "BF16" | "F64") {
-            return Err(ModelError::UnsupportedDType { path: show(file), tensor: spec.name, dtype: entry.dtype.clone() });
+            return Err(ModelError::UnsupportedDType {
+                path: show(file),
+                tensor: spec.name,
+                dtype: entry.dtype.clone(),
+            });
         }
     }
     Ok(())
 }
 
 /// A var builder over the (already checked) weight files, converting to `dtype` on `device`.
-pub fn var_builder(files: &[PathBuf], dtype: DType, device: &Device) -> Result<VarBuilder<'static>> {
+pub fn var_builder(
+    files: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
     // SAFETY: the files are memory-mapped read-only; `check_tensors` has verified that every
     // header fits the file. Mutating a checkpoint while a model is loaded from it is undefined
     // behaviour for every memory-mapping loader (Hugging Face's included).

@@ -40,7 +40,9 @@ impl ClipAttention {
         let (b, t, d) = x.dims3()?;
         let hd = d / self.heads;
         let split = |y: Tensor| -> candle_core::Result<Tensor> {
-            y.reshape((b, t, self.heads, hd))?.transpose(1, 2)?.contiguous()
+            y.reshape((b, t, self.heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = split((self.q_proj.forward(x)? * (hd as f64).powf(-0.5))?)?;
         let k = split(self.k_proj.forward(x)?)?;
@@ -77,7 +79,9 @@ impl ClipLayer {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
-        let h = self.act.forward(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?;
+        let h = self
+            .act
+            .forward(&self.fc1.forward(&self.layer_norm2.forward(&x)?)?)?;
         Ok((&x + self.fc2.forward(&h)?)?)
     }
 
@@ -118,18 +122,30 @@ pub struct ClipVision {
 impl ClipVision {
     /// Loads from `vb` positioned at `vision_tower.vision_model`.
     pub fn load(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
-        let act = Activation::from_name(&cfg.hidden_act).ok_or_else(|| unknown_act("vision_config.hidden_act", &cfg.hidden_act))?;
+        let act = Activation::from_name(&cfg.hidden_act)
+            .ok_or_else(|| unknown_act("vision_config.hidden_act", &cfg.hidden_act))?;
         let d = cfg.hidden_size;
         let p = cfg.patch_size;
         let emb = vb.pp("embeddings");
-        let normal = Init::Randn { mean: 0.0, stdev: 0.02 };
+        let normal = Init::Randn {
+            mean: 0.0,
+            stdev: 0.02,
+        };
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| ClipLayer::load(vb.pp(format!("encoder.layers.{i}")), cfg, act))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            patch_embedding: emb.get_with_hints((d, cfg.num_channels, p, p), "patch_embedding.weight", normal)?,
+            patch_embedding: emb.get_with_hints(
+                (d, cfg.num_channels, p, p),
+                "patch_embedding.weight",
+                normal,
+            )?,
             class_embedding: emb.get_with_hints(d, "class_embedding", normal)?,
-            position_embedding: emb.get_with_hints((cfg.num_patches() + 1, d), "position_embedding.weight", normal)?,
+            position_embedding: emb.get_with_hints(
+                (cfg.num_patches() + 1, d),
+                "position_embedding.weight",
+                normal,
+            )?,
             pre_layrnorm: LayerNorm::load(vb.pp("pre_layrnorm"), d, cfg.layer_norm_eps)?,
             layers,
             post_layernorm: LayerNorm::load(vb.pp("post_layernorm"), d, cfg.layer_norm_eps)?,
@@ -152,8 +168,12 @@ impl ClipVision {
             .reshape((n, gh * gw, c * p * p))?;
         let kernel = self.patch_embedding.reshape((d, c * p * p))?;
         let patch_embeds = matmul_t(&patches, &kernel)?;
-        let class = self.class_embedding.reshape((1, 1, d))?.broadcast_as((n, 1, d))?;
-        let x = Tensor::cat(&[&class, &patch_embeds], 1)?.broadcast_add(&self.position_embedding)?;
+        let class = self
+            .class_embedding
+            .reshape((1, 1, d))?
+            .broadcast_as((n, 1, d))?;
+        let x =
+            Tensor::cat(&[&class, &patch_embeds], 1)?.broadcast_add(&self.position_embedding)?;
         let mut x = self.pre_layrnorm.forward(&x)?;
         let mut states = vec![x.clone()];
         for layer in self.layers.iter().take(upto) {
@@ -170,16 +190,37 @@ impl ClipVision {
 
     /// Every tensor with its checkpoint name under `prefix`.
     pub fn tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((format!("{prefix}.embeddings.class_embedding"), self.class_embedding.clone()));
-        out.push((format!("{prefix}.embeddings.patch_embedding.weight"), self.patch_embedding.clone()));
-        out.push((format!("{prefix}.embeddings.position_embedding.weight"), self.position_embedding.clone()));
-        out.push((format!("{prefix}.pre_layrnorm.weight"), self.pre_layrnorm.weight().clone()));
-        out.push((format!("{prefix}.pre_layrnorm.bias"), self.pre_layrnorm.bias().clone()));
+        out.push((
+            format!("{prefix}.embeddings.class_embedding"),
+            self.class_embedding.clone(),
+        ));
+        out.push((
+            format!("{prefix}.embeddings.patch_embedding.weight"),
+            self.patch_embedding.clone(),
+        ));
+        out.push((
+            format!("{prefix}.embeddings.position_embedding.weight"),
+            self.position_embedding.clone(),
+        ));
+        out.push((
+            format!("{prefix}.pre_layrnorm.weight"),
+            self.pre_layrnorm.weight().clone(),
+        ));
+        out.push((
+            format!("{prefix}.pre_layrnorm.bias"),
+            self.pre_layrnorm.bias().clone(),
+        ));
         for (i, layer) in self.layers.iter().enumerate() {
             layer.tensors(&format!("{prefix}.encoder.layers.{i}"), out);
         }
-        out.push((format!("{prefix}.post_layernorm.weight"), self.post_layernorm.weight().clone()));
-        out.push((format!("{prefix}.post_layernorm.bias"), self.post_layernorm.bias().clone()));
+        out.push((
+            format!("{prefix}.post_layernorm.weight"),
+            self.post_layernorm.weight().clone(),
+        ));
+        out.push((
+            format!("{prefix}.post_layernorm.bias"),
+            self.post_layernorm.bias().clone(),
+        ));
     }
 }
 

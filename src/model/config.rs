@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum ConfigError {
     #[error("cannot read model config `{path}`: {source}")]
-    #[diagnostic(code(mkedsl::model::config_io), help("pass --model a folder holding config.json"))]
+    #[diagnostic(
+        code(mkedsl::model::config_io),
+        help("pass --model a folder holding config.json")
+    )]
     Io {
         path: String,
         #[source]
@@ -30,7 +33,10 @@ pub enum ConfigError {
         source: serde_json::Error,
     },
     #[error("model config `{path}` is inconsistent: {reason}")]
-    #[diagnostic(code(mkedsl::model::config_invalid), help("fix the named field in config.json"))]
+    #[diagnostic(
+        code(mkedsl::model::config_invalid),
+        help("fix the named field in config.json")
+    )]
     Invalid { path: String, reason: String },
 }
 
@@ -93,7 +99,8 @@ impl TextConfig {
         self.num_key_value_heads.unwrap_or(self.num_attention_heads)
     }
     pub fn head_dim(&self) -> usize {
-        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
     }
 }
 
@@ -190,24 +197,36 @@ impl Default for LlavaConfig {
 impl LlavaConfig {
     /// Reads and validates `config.json` (a file, or a checkpoint folder holding one).
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
-        let file = if path.is_dir() { path.join("config.json") } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join("config.json")
+        } else {
+            path.to_path_buf()
+        };
         let shown = file.display().to_string();
-        let text = std::fs::read_to_string(&file)
-            .map_err(|source| ConfigError::Io { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Io {
+            path: shown.clone(),
+            source,
+        })?;
         Self::from_json(&text, &shown)
     }
 
     /// Parses and validates the JSON text of a config; `path` is only used in messages.
     pub fn from_json(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = serde_json::from_str(text)
-            .map_err(|source| ConfigError::Json { path: path.to_string(), source })?;
-        cfg.validate().map_err(|reason| ConfigError::Invalid { path: path.to_string(), reason })?;
+        let cfg: Self = serde_json::from_str(text).map_err(|source| ConfigError::Json {
+            path: path.to_string(),
+            source,
+        })?;
+        cfg.validate().map_err(|reason| ConfigError::Invalid {
+            path: path.to_string(),
+            reason,
+        })?;
         Ok(cfg)
     }
 
     /// Whether the output head shares the token-embedding matrix.
     pub fn tied_embeddings(&self) -> bool {
-        self.tie_word_embeddings.unwrap_or(self.text_config.tie_word_embeddings)
+        self.tie_word_embeddings
+            .unwrap_or(self.text_config.tie_word_embeddings)
     }
 
     /// Image tokens one `<image>` expands to.
@@ -236,26 +255,26 @@ impl LlavaConfig {
         if let Some((name, _)) = positive.iter().find(|(_, n)| *n == 0) {
             return Err(format!("`{name}` must be positive"));
         }
-        if t.head_dim.is_none() && t.hidden_size % t.num_attention_heads != 0 {
+        if t.head_dim.is_none() && !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 t.hidden_size, t.num_attention_heads
             ));
         }
-        if t.num_attention_heads % t.kv_heads().max(1) != 0 || t.kv_heads() == 0 {
+        if !t.num_attention_heads.is_multiple_of(t.kv_heads().max(1)) || t.kv_heads() == 0 {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 t.num_attention_heads,
                 t.kv_heads()
             ));
         }
-        if v.hidden_size % v.num_attention_heads != 0 {
+        if !v.hidden_size.is_multiple_of(v.num_attention_heads) {
             return Err(format!(
                 "vision hidden_size {} is not divisible by its num_attention_heads {}",
                 v.hidden_size, v.num_attention_heads
             ));
         }
-        if v.image_size % v.patch_size != 0 {
+        if !v.image_size.is_multiple_of(v.patch_size) {
             return Err(format!(
                 "vision image_size {} is not a multiple of patch_size {}",
                 v.image_size, v.patch_size
@@ -273,8 +292,11 @@ impl LlavaConfig {
                 ));
             }
         }
-        if t.head_dim() % 2 != 0 {
-            return Err(format!("head_dim {} must be even for rotary embeddings", t.head_dim()));
+        if !t.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim {} must be even for rotary embeddings",
+                t.head_dim()
+            ));
         }
         if v.num_channels == 0 {
             return Err("`vision_config.num_channels` must be positive".into());

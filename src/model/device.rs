@@ -23,7 +23,9 @@ impl FromStr for DeviceKind {
         match s {
             "cpu" => Ok(Self::Cpu),
             "cuda" | "gpu" => Ok(Self::Cuda),
-            other => Err(format!("unknown device `{other}`: expected `cpu` or `cuda`")),
+            other => Err(format!(
+                "unknown device `{other}`: expected `cpu` or `cuda`"
+            )),
         }
     }
 }
@@ -64,7 +66,10 @@ mod tests {
     fn parses_names_and_opens_cpu() {
         assert_eq!("cpu".parse::<DeviceKind>(), Ok(DeviceKind::Cpu));
         assert_eq!("cuda".parse::<DeviceKind>(), Ok(DeviceKind::Cuda));
-        assert!("tpu".parse::<DeviceKind>().unwrap_err().contains("expected"));
+        assert!("tpu"
+            .parse::<DeviceKind>()
+            .unwrap_err()
+            .contains("expected"));
         assert!(DeviceKind::Cpu.open().unwrap().is_cpu());
     }
 

@@ -25,13 +25,12 @@ pub enum ModelError {
     },
 
     /// A file exists but cannot be read.
-    #[error("cannot read `{path}`: {source}")]
-    #[diagnostic(code(mkedsl::model::io), help("check that the file exists and is readable"))]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read `{path}`: {cause}")]
+    #[diagnostic(
+        code(mkedsl::model::io),
+        help("check that the file exists and is readable")
+    )]
+    Io { path: String, cause: std::io::Error },
 
     /// A weight file is not a well-formed safetensors file (bad header, truncated data).
     #[error("`{path}` is not a readable safetensors file: {reason}")]
@@ -58,20 +57,33 @@ pub enum ModelError {
     MissingTensor { path: String, tensor: String },
 
     /// A tensor's stored shape disagrees with `config.json`.
-    #[error("tensor `{tensor}` in `{path}` has shape {found:?}, but config.json implies {expected:?}")]
+    #[error(
+        "tensor `{tensor}` in `{path}` has shape {found:?}, but config.json implies {expected:?}"
+    )]
     #[diagnostic(
         code(mkedsl::model::tensor_shape),
         help("the weights do not match config.json: check the sizes in text_config and vision_config")
     )]
-    ShapeMismatch { path: String, tensor: String, expected: Vec<usize>, found: Vec<usize> },
+    ShapeMismatch {
+        path: String,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
 
     /// A tensor is stored in a dtype the runtime does not convert.
     #[error("tensor `{tensor}` in `{path}` is stored as {dtype}")]
     #[diagnostic(
         code(mkedsl::model::tensor_dtype),
-        help("the runtime loads F32, F16, BF16 and F64 weights; convert quantised checkpoints first")
+        help(
+            "the runtime loads F32, F16, BF16 and F64 weights; convert quantised checkpoints first"
+        )
     )]
-    UnsupportedDType { path: String, tensor: String, dtype: String },
+    UnsupportedDType {
+        path: String,
+        tensor: String,
+        dtype: String,
+    },
 
     /// `tokenizer.json` is unreadable or lacks a token the model needs.
     #[error("tokenizer `{path}`: {reason}")]
@@ -125,7 +137,10 @@ pub enum ModelError {
 
     /// Writing a checkpoint failed.
     #[error("cannot write `{path}`: {reason}")]
-    #[diagnostic(code(mkedsl::model::save), help("check that the folder exists and is writable"))]
+    #[diagnostic(
+        code(mkedsl::model::save),
+        help("check that the folder exists and is writable")
+    )]
     Save { path: String, reason: String },
 
     /// Tensor arithmetic failed after the inputs were checked: a bug or an exhausted device.

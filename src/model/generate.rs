@@ -55,12 +55,15 @@ impl LlavaModel {
         let batch = self.batch(prompts, PadSide::Left)?;
         let latents = self.embed(&batch)?;
         let mut cache = KvCache::new();
-        let prompt_logits = self.forward_cached(&latents, &mut cache, hooks, adapters, &Readout::Last)?;
+        let prompt_logits =
+            self.forward_cached(&latents, &mut cache, hooks, adapters, &Readout::Last)?;
         let rows = prompts.len();
         let mut tokens = vec![Vec::new(); rows];
         let mut stopped = vec![false; rows];
         let mut layout = latents.layout;
-        let mut logits = prompt_logits.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+        let mut logits = prompt_logits
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?;
         for step in 0..opts.max_new_tokens {
             let next: Vec<u32> = logits.iter().map(|row| argmax(row)).collect();
             for (row, &id) in next.iter().enumerate() {
@@ -79,10 +82,18 @@ impl LlavaModel {
             }
             layout = layout.continuation(1);
             let ids = Tensor::from_vec(next, (rows, 1), self.device())?;
-            let step_latents = Latents { embeds: self.embed_tokens(&ids)?, layout: layout.clone() };
-            let out = self.forward_cached(&step_latents, &mut cache, hooks, adapters, &Readout::Last)?;
+            let step_latents = Latents {
+                embeds: self.embed_tokens(&ids)?,
+                layout: layout.clone(),
+            };
+            let out =
+                self.forward_cached(&step_latents, &mut cache, hooks, adapters, &Readout::Last)?;
             logits = out.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
         }
-        Ok(Generated { tokens, stopped, prompt_logits })
+        Ok(Generated {
+            tokens,
+            stopped,
+            prompt_logits,
+        })
     }
 }

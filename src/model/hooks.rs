@@ -70,11 +70,19 @@ impl<'a> Hooks<'a> {
         self.push(site, Hook::Add(delta))
     }
 
-    pub fn map(&mut self, site: Site, f: impl FnMut(&SiteView) -> candle_core::Result<Tensor> + 'a) -> &mut Self {
+    pub fn map(
+        &mut self,
+        site: Site,
+        f: impl FnMut(&SiteView) -> candle_core::Result<Tensor> + 'a,
+    ) -> &mut Self {
         self.push(site, Hook::Map(Box::new(f)))
     }
 
-    pub fn add_fn(&mut self, site: Site, f: impl FnMut(&SiteView) -> candle_core::Result<Tensor> + 'a) -> &mut Self {
+    pub fn add_fn(
+        &mut self,
+        site: Site,
+        f: impl FnMut(&SiteView) -> candle_core::Result<Tensor> + 'a,
+    ) -> &mut Self {
         self.push(site, Hook::AddFn(Box::new(f)))
     }
 
@@ -85,7 +93,11 @@ impl<'a> Hooks<'a> {
 
     /// Values captured at `site`, one per call (per decoding step during generation).
     pub fn captured(&self, site: &Site) -> Vec<&Tensor> {
-        self.captured.iter().filter(|(s, _)| s == site).map(|(_, t)| t).collect()
+        self.captured
+            .iter()
+            .filter(|(s, _)| s == site)
+            .map(|(_, t)| t)
+            .collect()
     }
 
     /// Takes every capture out, in the order they happened.
@@ -99,7 +111,12 @@ impl<'a> Hooks<'a> {
 
     /// Runs every hook registered at `view.site` on the value, in order.
     pub(crate) fn apply(&mut self, view: SiteView) -> Result<Tensor> {
-        let SiteView { site, value, block_input, layout } = view;
+        let SiteView {
+            site,
+            value,
+            block_input,
+            layout,
+        } = view;
         let mut value = value.clone();
         for (s, hook) in self.entries.iter_mut() {
             if *s != site {
@@ -113,11 +130,21 @@ impl<'a> Hooks<'a> {
                 Hook::Replace(t) => same_shape(site, &value, t.clone(), "replacement")?,
                 Hook::Add(t) => add_broadcast(site, &value, t)?,
                 Hook::Map(f) => {
-                    let out = f(&SiteView { site, value: &value, block_input, layout })?;
+                    let out = f(&SiteView {
+                        site,
+                        value: &value,
+                        block_input,
+                        layout,
+                    })?;
                     same_shape(site, &value, out, "hook result")?
                 }
                 Hook::AddFn(f) => {
-                    let out = f(&SiteView { site, value: &value, block_input, layout })?;
+                    let out = f(&SiteView {
+                        site,
+                        value: &value,
+                        block_input,
+                        layout,
+                    })?;
                     add_broadcast(site, &value, &out)?
                 }
             };
@@ -130,16 +157,26 @@ pub(crate) fn same_shape(site: Site, value: &Tensor, new: Tensor, what: &str) ->
     if new.shape() != value.shape() {
         return Err(ModelError::Site {
             site: site.to_string(),
-            reason: format!("{what} has shape {:?}, the site holds {:?}", new.dims(), value.dims()),
+            reason: format!(
+                "{what} has shape {:?}, the site holds {:?}",
+                new.dims(),
+                value.dims()
+            ),
         });
     }
     Ok(new.to_dtype(value.dtype())?)
 }
 
 pub(crate) fn add_broadcast(site: Site, value: &Tensor, delta: &Tensor) -> Result<Tensor> {
-    let delta = delta.broadcast_as(value.shape()).map_err(|_| ModelError::Site {
-        site: site.to_string(),
-        reason: format!("cannot add a tensor of shape {:?} to the site's {:?}", delta.dims(), value.dims()),
-    })?;
+    let delta = delta
+        .broadcast_as(value.shape())
+        .map_err(|_| ModelError::Site {
+            site: site.to_string(),
+            reason: format!(
+                "cannot add a tensor of shape {:?} to the site's {:?}",
+                delta.dims(),
+                value.dims()
+            ),
+        })?;
     Ok((value + delta.to_dtype(value.dtype())?)?)
 }

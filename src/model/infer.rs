@@ -42,7 +42,13 @@ pub struct InferOutput {
 /// Loads the checkpoint and answers the prompt.
 pub fn infer(req: &InferRequest) -> Result<InferOutput> {
     let device = req.device.open()?;
-    let llava = Llava::load(&req.model, &LoadOptions { device, dtype: DType::F32 })?;
+    let llava = Llava::load(
+        &req.model,
+        &LoadOptions {
+            device,
+            dtype: DType::F32,
+        },
+    )?;
     let images = match &req.image {
         Some(path) => vec![load_image(path)?],
         None => vec![],
@@ -52,8 +58,17 @@ pub fn infer(req: &InferRequest) -> Result<InferOutput> {
         max_new_tokens: req.max_new_tokens,
         stop_tokens: llava.eos_token_id().into_iter().collect(),
     };
-    let generated = llava.generate(std::slice::from_ref(&encoded), &mut Hooks::new(), &Adapters::new(), &opts)?;
-    let next_token_logits = generated.prompt_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let generated = llava.generate(
+        std::slice::from_ref(&encoded),
+        &mut Hooks::new(),
+        &Adapters::new(),
+        &opts,
+    )?;
+    let next_token_logits = generated
+        .prompt_logits
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     let generated_ids = generated.tokens.into_iter().next().unwrap_or_default();
     let answer = llava.decode(&generated_ids)?;
     Ok(InferOutput {

@@ -46,14 +46,20 @@ pub fn normal_samples(rng: &mut impl Rng, n: usize, std: f64) -> Vec<f64> {
 impl LlavaModel {
     /// A model with fresh weights, all trainable, and the `VarMap` holding them (give its
     /// `all_vars()` to an optimiser).
-    pub fn fresh(config: LlavaConfig, init: FreshInit, dtype: DType, device: &Device) -> Result<(Self, VarMap)> {
+    pub fn fresh(
+        config: LlavaConfig,
+        init: FreshInit,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Self, VarMap)> {
         let varmap = VarMap::new();
         let mut rng = rand::rngs::StdRng::seed_from_u64(init.seed);
         {
-            let mut vars = varmap
-                .data()
-                .lock()
-                .map_err(|_| ModelError::Tensor(candle_core::Error::Msg("the VarMap lock is poisoned".into())))?;
+            let mut vars = varmap.data().lock().map_err(|_| {
+                ModelError::Tensor(candle_core::Error::Msg(
+                    "the VarMap lock is poisoned".into(),
+                ))
+            })?;
             for spec in expected_tensors(&config) {
                 let n: usize = spec.shape.iter().product();
                 let values = match spec.role {

@@ -103,7 +103,11 @@ impl DecoderLayer {
                 v_proj: Linear::load(a.pp("v_proj"), d, kv, ab)?,
                 o_proj: Linear::load(a.pp("o_proj"), q, d, ab)?,
             },
-            post_attention_layernorm: RmsNorm::load(vb.pp("post_attention_layernorm"), d, cfg.rms_norm_eps)?,
+            post_attention_layernorm: RmsNorm::load(
+                vb.pp("post_attention_layernorm"),
+                d,
+                cfg.rms_norm_eps,
+            )?,
             mlp: Mlp {
                 gate_proj: Linear::load(m.pp("gate_proj"), d, cfg.intermediate_size, mb)?,
                 up_proj: Linear::load(m.pp("up_proj"), d, cfg.intermediate_size, mb)?,
@@ -153,15 +157,27 @@ impl DecoderLayer {
         pass.block_input = Some(x.clone());
 
         // Attention.
-        let h = pass.at(site(LayerPoint::AttnInput), self.input_layernorm.forward(&x)?)?;
+        let h = pass.at(
+            site(LayerPoint::AttnInput),
+            self.input_layernorm.forward(&x)?,
+        )?;
         let (b, t, _) = h.dims3()?;
         let hd = shape.head_dim;
         let split = |y: Tensor, heads: usize| -> candle_core::Result<Tensor> {
             y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
         };
-        let q = split(pass.linear(lin(Proj::Q), &self.self_attn.q_proj, h.clone())?, shape.heads)?;
-        let k = split(pass.linear(lin(Proj::K), &self.self_attn.k_proj, h.clone())?, shape.kv_heads)?;
-        let v = split(pass.linear(lin(Proj::V), &self.self_attn.v_proj, h)?, shape.kv_heads)?;
+        let q = split(
+            pass.linear(lin(Proj::Q), &self.self_attn.q_proj, h.clone())?,
+            shape.heads,
+        )?;
+        let k = split(
+            pass.linear(lin(Proj::K), &self.self_attn.k_proj, h.clone())?,
+            shape.kv_heads,
+        )?;
+        let v = split(
+            pass.linear(lin(Proj::V), &self.self_attn.v_proj, h)?,
+            shape.kv_heads,
+        )?;
         let q = rotary.apply(&q)?;
         let mut k = rotary.apply(&k)?;
         let mut v = v;
@@ -174,15 +190,22 @@ impl DecoderLayer {
         }
         let k = repeat_kv(&k, shape.heads / shape.kv_heads)?;
         let v = repeat_kv(&v, shape.heads / shape.kv_heads)?;
-        let scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
+        let scores =
+            (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, shape.heads * hd))?;
+        let y = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, shape.heads * hd))?;
         let y = pass.linear(lin(Proj::O), &self.self_attn.o_proj, y)?;
         let y = pass.at(site(LayerPoint::AttnOutput), y)?;
         let x = (x + y)?;
 
         // Feed-forward.
-        let h = pass.at(site(LayerPoint::MlpInput), self.post_attention_layernorm.forward(&x)?)?;
+        let h = pass.at(
+            site(LayerPoint::MlpInput),
+            self.post_attention_layernorm.forward(&x)?,
+        )?;
         let gate = pass.linear(lin(Proj::Gate), &self.mlp.gate_proj, h.clone())?;
         let up = pass.linear(lin(Proj::Up), &self.mlp.up_proj, h.clone())?;
         let act = pass.at(site(LayerPoint::MlpAct), (shape.act.forward(&gate)? * up)?)?;
@@ -204,7 +227,9 @@ fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
         return Ok(x.clone());
     }
     let (b, kv, t, hd) = x.dims4()?;
-    x.unsqueeze(2)?.broadcast_as((b, kv, n, t, hd))?.reshape((b, kv * n, t, hd))
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, n, t, hd))?
+        .reshape((b, kv * n, t, hd))
 }
 
 /// Additive attention bias `(B, 1, T, past + T)`: 0 where a query may look, a large negative
@@ -223,7 +248,11 @@ fn attention_bias(
     for row in 0..b {
         for i in 0..t {
             for j in 0..total {
-                let valid = if j < past { past_valid[row * past + j] } else { layout.is_valid(row, j - past) };
+                let valid = if j < past {
+                    past_valid[row * past + j]
+                } else {
+                    layout.is_valid(row, j - past)
+                };
                 if !valid || j > past + i {
                     bias[(row * t + i) * total + j] = -1e9;
                 }
@@ -236,10 +265,18 @@ fn attention_bias(
 impl LlamaDecoder {
     /// Loads from `vb` positioned at `language_model`.
     pub fn load(vb: VarBuilder, cfg: &TextConfig, tied: bool) -> Result<Self> {
-        let act = Activation::from_name(&cfg.hidden_act).ok_or_else(|| unknown_act("text_config.hidden_act", &cfg.hidden_act))?;
+        let act = Activation::from_name(&cfg.hidden_act)
+            .ok_or_else(|| unknown_act("text_config.hidden_act", &cfg.hidden_act))?;
         let d = cfg.hidden_size;
         let model = vb.pp("model");
-        let embed_tokens = model.get_with_hints((cfg.vocab_size, d), "embed_tokens.weight", Init::Randn { mean: 0.0, stdev: 0.02 })?;
+        let embed_tokens = model.get_with_hints(
+            (cfg.vocab_size, d),
+            "embed_tokens.weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| DecoderLayer::load(model.pp(format!("layers.{i}")), cfg))
             .collect::<Result<Vec<_>>>()?;
@@ -256,7 +293,14 @@ impl LlamaDecoder {
             rope_theta: cfg.rope_theta,
             act,
         };
-        Ok(Self { embed_tokens, layers, norm, lm_head, tied, shape })
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            tied,
+            shape,
+        })
     }
 
     pub fn embed_tokens(&self) -> &Tensor {
@@ -267,15 +311,30 @@ impl LlamaDecoder {
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         let d = self.embed_tokens.dim(1)?;
-        Ok(self.embed_tokens.index_select(&ids.flatten_all()?, 0)?.reshape((b, t, d))?)
+        Ok(self
+            .embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, d))?)
     }
 
     /// Runs every layer on latents `x` `(B, T, hidden)` and returns the final-norm hidden states.
-    pub(crate) fn forward(&self, x: Tensor, pass: &mut Pass, cache: Option<&mut KvCache>) -> Result<Tensor> {
+    pub(crate) fn forward(
+        &self,
+        x: Tensor,
+        pass: &mut Pass,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let layout = pass.layout;
         let (b, t) = (layout.batch(), layout.seq());
         let (dtype, device) = (x.dtype(), x.device().clone());
-        let rotary = Rotary::new(layout.positions(), b, self.shape.head_dim, self.shape.rope_theta, dtype, &device)?;
+        let rotary = Rotary::new(
+            layout.positions(),
+            b,
+            self.shape.head_dim,
+            self.shape.rope_theta,
+            dtype,
+            &device,
+        )?;
         let mut x = x;
         match cache {
             None => {
@@ -291,11 +350,21 @@ impl LlamaDecoder {
                 }
                 let bias = attention_bias(layout, &cache.key_valid, cache.len, dtype, &device)?;
                 for (l, layer) in self.layers.iter().enumerate() {
-                    x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, cache.layers.get_mut(l))?;
+                    x = layer.forward(
+                        l,
+                        x,
+                        &self.shape,
+                        &rotary,
+                        &bias,
+                        pass,
+                        cache.layers.get_mut(l),
+                    )?;
                 }
                 let mut key_valid = Vec::with_capacity(b * (cache.len + t));
                 for row in 0..b {
-                    key_valid.extend_from_slice(&cache.key_valid[row * cache.len..(row + 1) * cache.len]);
+                    key_valid.extend_from_slice(
+                        &cache.key_valid[row * cache.len..(row + 1) * cache.len],
+                    );
                     key_valid.extend((0..t).map(|c| layout.is_valid(row, c)));
                 }
                 cache.key_valid = key_valid;
@@ -319,28 +388,52 @@ impl LlamaDecoder {
     }
 
     pub(crate) fn linear_mut(&mut self, site: LinearSite) -> Option<&mut Linear> {
-        self.layers.get_mut(site.layer).map(|l| l.linear_mut(site.proj))
+        self.layers
+            .get_mut(site.layer)
+            .map(|l| l.linear_mut(site.proj))
     }
 
     /// Every tensor with its checkpoint name under `prefix` (`language_model`).
     pub fn tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
-        out.push((format!("{prefix}.model.embed_tokens.weight"), self.embed_tokens.clone()));
+        out.push((
+            format!("{prefix}.model.embed_tokens.weight"),
+            self.embed_tokens.clone(),
+        ));
         for (i, layer) in self.layers.iter().enumerate() {
             let p = format!("{prefix}.model.layers.{i}");
-            out.push((format!("{p}.input_layernorm.weight"), layer.input_layernorm.weight().clone()));
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                layer.input_layernorm.weight().clone(),
+            ));
             for proj in Proj::ALL {
-                let block = if proj.block() == "attn" { "self_attn" } else { "mlp" };
+                let block = if proj.block() == "attn" {
+                    "self_attn"
+                } else {
+                    "mlp"
+                };
                 let lin = layer.linear(proj);
-                out.push((format!("{p}.{block}.{}.weight", proj.name()), lin.weight().clone()));
+                out.push((
+                    format!("{p}.{block}.{}.weight", proj.name()),
+                    lin.weight().clone(),
+                ));
                 if let Some(bias) = lin.bias() {
                     out.push((format!("{p}.{block}.{}.bias", proj.name()), bias.clone()));
                 }
             }
-            out.push((format!("{p}.post_attention_layernorm.weight"), layer.post_attention_layernorm.weight().clone()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.weight().clone(),
+            ));
         }
-        out.push((format!("{prefix}.model.norm.weight"), self.norm.weight().clone()));
+        out.push((
+            format!("{prefix}.model.norm.weight"),
+            self.norm.weight().clone(),
+        ));
         if !self.tied {
-            out.push((format!("{prefix}.lm_head.weight"), self.lm_head.weight().clone()));
+            out.push((
+                format!("{prefix}.lm_head.weight"),
+                self.lm_head.weight().clone(),
+            ));
         }
     }
 }

@@ -27,7 +27,10 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: Device::Cpu, dtype: DType::F32 }
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
     }
 }
 
@@ -59,6 +62,13 @@ pub struct LlavaModel {
 impl LlavaModel {
     /// Loads `config.json` and the weights of a checkpoint folder, after checking every tensor.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ModelError::MissingFile {
+                path: dir.display().to_string(),
+                what: "checkpoint folder",
+                help: "pass a folder holding config.json, model.safetensors (or shards), tokenizer.json and preprocessor_config.json".into(),
+            });
+        }
         let config = LlavaConfig::from_path(dir)?;
         let files = checkpoint::weight_files(dir)?;
         checkpoint::check_tensors(&config, &files)?;
@@ -72,8 +82,19 @@ impl LlavaModel {
         let (device, dtype) = (vb.device().clone(), vb.dtype());
         let vision = ClipVision::load(vb.pp("vision_tower.vision_model"), &config.vision_config)?;
         let projector = Projector::load(vb.pp("multi_modal_projector"), &config)?;
-        let decoder = LlamaDecoder::load(vb.pp("language_model"), &config.text_config, config.tied_embeddings())?;
-        Ok(Self { config, vision, projector, decoder, device, dtype })
+        let decoder = LlamaDecoder::load(
+            vb.pp("language_model"),
+            &config.text_config,
+            config.tied_embeddings(),
+        )?;
+        Ok(Self {
+            config,
+            vision,
+            projector,
+            decoder,
+            device,
+            dtype,
+        })
     }
 
     pub fn config(&self) -> &LlavaConfig {
@@ -94,13 +115,19 @@ impl LlavaModel {
 
     /// The id padding positions hold (masked, so only its being in the vocabulary matters).
     pub fn pad_id(&self) -> u32 {
-        self.config.pad_token_id.filter(|&p| (p as usize) < self.config.text_config.vocab_size).unwrap_or(0)
+        self.config
+            .pad_token_id
+            .filter(|&p| (p as usize) < self.config.text_config.vocab_size)
+            .unwrap_or(0)
     }
 
     /// Pads encoded prompts into a batch on this model's device.
     pub fn batch(&self, prompts: &[Encoded], side: PadSide) -> Result<Batch> {
         let mut batch = Batch::new(prompts, side, self.pad_id(), &self.device)?;
-        batch.pixel_values = batch.pixel_values.map(|p| p.to_dtype(self.dtype)).transpose()?;
+        batch.pixel_values = batch
+            .pixel_values
+            .map(|p| p.to_dtype(self.dtype))
+            .transpose()?;
         Ok(batch)
     }
 
@@ -119,7 +146,9 @@ impl LlavaModel {
         };
         let index = usize::try_from(index).unwrap_or(0);
         let states = self.vision.hidden_states(pixels, index)?;
-        let selected = states.last().ok_or_else(|| internal("the vision tower returned no hidden state"))?;
+        let selected = states
+            .last()
+            .ok_or_else(|| internal("the vision tower returned no hidden state"))?;
         let selected = match self.config.vision_feature_select_strategy {
             FeatureSelect::Default => {
                 let tokens = selected.dim(1)?;
@@ -170,7 +199,13 @@ impl LlavaModel {
     }
 
     /// Runs the decoder on latents with hooks and adapters.
-    pub fn forward(&self, latents: &Latents, hooks: &mut Hooks, adapters: &Adapters, readout: &Readout) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        readout: &Readout,
+    ) -> Result<Tensor> {
         self.run(latents, hooks, adapters, readout, None)
     }
 
@@ -198,23 +233,38 @@ impl LlavaModel {
         let dims = self.dims();
         adapters.check(&dims)?;
         for site in hooks.sites() {
-            site.check(&dims).map_err(|reason| ModelError::Site { site: site.to_string(), reason })?;
+            site.check(&dims).map_err(|reason| ModelError::Site {
+                site: site.to_string(),
+                reason,
+            })?;
         }
         let layout = &latents.layout;
         let expected = [layout.batch(), layout.seq(), dims.hidden];
         if latents.embeds.dims() != expected {
             return Err(ModelError::Site {
                 site: "input latents".into(),
-                reason: format!("latents have shape {:?}, their layout implies {expected:?}", latents.embeds.dims()),
+                reason: format!(
+                    "latents have shape {:?}, their layout implies {expected:?}",
+                    latents.embeds.dims()
+                ),
             });
         }
-        let mut pass = Pass { hooks, adapters, layout, block_input: None };
+        let mut pass = Pass {
+            hooks,
+            adapters,
+            layout,
+            block_input: None,
+        };
         let mut x = latents.embeds.to_dtype(self.dtype)?;
         for site in [Site::EmbedVision, Site::EmbedText] {
             if !pass.touches(&site) {
                 continue;
             }
-            let index = if site == Site::EmbedVision { layout.visual_index() } else { layout.text_index() };
+            let index = if site == Site::EmbedVision {
+                layout.visual_index()
+            } else {
+                layout.text_index()
+            };
             if index.is_empty() {
                 continue;
             }
@@ -244,7 +294,9 @@ impl LlavaModel {
                 for &(row, col) in positions {
                     if !layout.is_valid(row, col) {
                         return Err(ModelError::Prompt {
-                            reason: format!("position ({row}, {col}) is padding or outside the batch"),
+                            reason: format!(
+                                "position ({row}, {col}) is padding or outside the batch"
+                            ),
                             help: format!("the batch is {} × {}", layout.batch(), layout.seq()),
                         });
                     }
@@ -262,7 +314,10 @@ impl LlavaModel {
 
     /// The current weight of a decoder linear.
     pub fn linear_weight(&self, site: LinearSite) -> Result<Tensor> {
-        let lin = self.decoder.linear(site).ok_or_else(|| no_layer(site, self.decoder.num_layers()))?;
+        let lin = self
+            .decoder
+            .linear(site)
+            .ok_or_else(|| no_layer(site, self.decoder.num_layers()))?;
         Ok(lin.weight().clone())
     }
 
@@ -271,11 +326,18 @@ impl LlavaModel {
     pub fn replace_linear_weight(&mut self, site: LinearSite, weight: Tensor) -> Result<Tensor> {
         let layers = self.decoder.num_layers();
         let dtype = self.dtype;
-        let lin = self.decoder.linear_mut(site).ok_or_else(|| no_layer(site, layers))?;
+        let lin = self
+            .decoder
+            .linear_mut(site)
+            .ok_or_else(|| no_layer(site, layers))?;
         if weight.shape() != lin.weight().shape() {
             return Err(ModelError::Site {
                 site: site.to_string(),
-                reason: format!("new weight has shape {:?}, the weight is {:?}", weight.dims(), lin.weight().dims()),
+                reason: format!(
+                    "new weight has shape {:?}, the weight is {:?}",
+                    weight.dims(),
+                    lin.weight().dims()
+                ),
             });
         }
         Ok(lin.replace_weight(weight.to_dtype(dtype)?))
@@ -292,7 +354,10 @@ impl LlavaModel {
 }
 
 fn no_layer(site: LinearSite, layers: usize) -> ModelError {
-    ModelError::Site { site: site.to_string(), reason: format!("the model has {layers} layers") }
+    ModelError::Site {
+        site: site.to_string(),
+        reason: format!("the model has {layers} layers"),
+    }
 }
 
 fn internal(what: &str) -> ModelError {
@@ -305,7 +370,9 @@ fn scatter_rows(x: &Tensor, index: &[u32], rows: &Tensor) -> Result<Tensor> {
     let (b, t, d) = x.dims3()?;
     let flat = x.reshape((b * t, d))?;
     let idx = Tensor::from_slice(index, index.len(), x.device())?;
-    let placed = flat.zeros_like()?.index_add(&idx, &rows.to_dtype(x.dtype())?, 0)?;
+    let placed = flat
+        .zeros_like()?
+        .index_add(&idx, &rows.to_dtype(x.dtype())?, 0)?;
     let mut mask = vec![0u8; b * t];
     for &i in index {
         mask[i as usize] = 1;

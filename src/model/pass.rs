@@ -31,9 +31,19 @@ impl Pass<'_, '_> {
             return Ok(value);
         }
         let block_input = self.block_input.as_ref();
-        let view = SiteView { site, value: &value, block_input, layout: self.layout };
+        let view = SiteView {
+            site,
+            value: &value,
+            block_input,
+            layout: self.layout,
+        };
         let shifted = self.adapters.apply_shifts(&view)?;
-        self.hooks.apply(SiteView { site, value: &shifted, block_input, layout: self.layout })
+        self.hooks.apply(SiteView {
+            site,
+            value: &shifted,
+            block_input,
+            layout: self.layout,
+        })
     }
 
     /// A decoder linear with its sites and adapters: input hooks, `x (W + ΔW)ᵀ + b`, LoRA,

@@ -62,7 +62,13 @@ impl Filter {
 
     fn weight(self, x: f64) -> f64 {
         use std::f64::consts::PI;
-        let sinc = |x: f64| if x == 0.0 { 1.0 } else { (x * PI).sin() / (x * PI) };
+        let sinc = |x: f64| {
+            if x == 0.0 {
+                1.0
+            } else {
+                (x * PI).sin() / (x * PI)
+            }
+        };
         match self {
             Self::Box => {
                 if x > -0.5 && x <= 0.5 {
@@ -187,32 +193,51 @@ impl ImageProcessor {
 
     /// Reads `preprocessor_config.json` from a checkpoint folder (or the file itself).
     pub fn from_path(path: &Path) -> Result<Self> {
-        let file = if path.is_dir() { path.join(PREPROCESSOR_FILE) } else { path.to_path_buf() };
+        let file = if path.is_dir() {
+            path.join(PREPROCESSOR_FILE)
+        } else {
+            path.to_path_buf()
+        };
         let shown = file.display().to_string();
         if !file.is_file() {
             return Err(ModelError::MissingFile {
                 path: shown,
                 what: "image processor config",
-                help: "a LLaVA checkpoint folder holds preprocessor_config.json next to config.json".into(),
+                help:
+                    "a LLaVA checkpoint folder holds preprocessor_config.json next to config.json"
+                        .into(),
             });
         }
-        let text = std::fs::read_to_string(&file).map_err(|source| ModelError::Io { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(&file).map_err(|cause| ModelError::Io {
+            path: shown.clone(),
+            cause,
+        })?;
         Self::from_json(&text, &shown)
     }
 
     /// Parses the JSON text; `path` is only used in messages.
     pub fn from_json(text: &str, path: &str) -> Result<Self> {
-        let bad = |reason: String| ModelError::Preprocessor { path: path.to_string(), reason };
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let bad = |reason: String| ModelError::Preprocessor {
+            path: path.to_string(),
+            reason,
+        };
+        let raw: RawConfig =
+            serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         let resize = if raw.do_resize {
             Some(match raw.size {
                 None => Resize::ShortestEdge(224),
                 Some(SizeField::Int(n)) => Resize::ShortestEdge(n),
-                Some(SizeField::Map(m)) => match (m.get("shortest_edge"), m.get("height"), m.get("width")) {
-                    (Some(&s), _, _) => Resize::ShortestEdge(s),
-                    (None, Some(&height), Some(&width)) => Resize::Exact { height, width },
-                    _ => return Err(bad("`size` needs `shortest_edge`, or `height` and `width`".into())),
-                },
+                Some(SizeField::Map(m)) => {
+                    match (m.get("shortest_edge"), m.get("height"), m.get("width")) {
+                        (Some(&s), _, _) => Resize::ShortestEdge(s),
+                        (None, Some(&height), Some(&width)) => Resize::Exact { height, width },
+                        _ => {
+                            return Err(bad(
+                                "`size` needs `shortest_edge`, or `height` and `width`".into(),
+                            ))
+                        }
+                    }
+                }
             })
         } else {
             None
@@ -237,10 +262,15 @@ impl ImageProcessor {
         if !sizes_positive {
             return Err(bad("`size` and `crop_size` must be positive".into()));
         }
-        let filter = Filter::from_pil(raw.resample)
-            .ok_or_else(|| bad(format!("`resample` {} is not a supported PIL filter (1-5)", raw.resample)))?;
+        let filter = Filter::from_pil(raw.resample).ok_or_else(|| {
+            bad(format!(
+                "`resample` {} is not a supported PIL filter (1-5)",
+                raw.resample
+            ))
+        })?;
         let three = |v: &[f64], name: &str| -> Result<[f64; 3]> {
-            <[f64; 3]>::try_from(v).map_err(|_| bad(format!("`{name}` must hold 3 numbers, one per channel")))
+            <[f64; 3]>::try_from(v)
+                .map_err(|_| bad(format!("`{name}` must hold 3 numbers, one per channel")))
         };
         let normalize = if raw.do_normalize {
             let std = three(&raw.image_std, "image_std")?;
@@ -263,9 +293,13 @@ impl ImageProcessor {
 
     /// The config in Hugging Face's format, for saving next to a model.
     pub fn to_json(&self) -> serde_json::Value {
-        let (mean, std) = self.normalize.unwrap_or((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD));
+        let (mean, std) = self
+            .normalize
+            .unwrap_or((OPENAI_CLIP_MEAN, OPENAI_CLIP_STD));
         let size = match self.resize {
-            Some(Resize::Exact { height, width }) => serde_json::json!({"height": height, "width": width}),
+            Some(Resize::Exact { height, width }) => {
+                serde_json::json!({"height": height, "width": width})
+            }
             Some(Resize::ShortestEdge(s)) => serde_json::json!({"shortest_edge": s}),
             None => serde_json::json!({"shortest_edge": 224}),
         };
@@ -295,7 +329,10 @@ impl ImageProcessor {
             _ => {
                 return Err(ModelError::Image {
                     path: "<input>".into(),
-                    reason: format!("the image is {:?}, not 8-bit RGB, and do_convert_rgb is false", image.color()),
+                    reason: format!(
+                        "the image is {:?}, not 8-bit RGB, and do_convert_rgb is false",
+                        image.color()
+                    ),
                 })
             }
         };
@@ -327,7 +364,10 @@ impl ImageProcessor {
 
 /// Loads an image file.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
-    image::open(path).map_err(|e| ModelError::Image { path: path.display().to_string(), reason: e.to_string() })
+    image::open(path).map_err(|e| ModelError::Image {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// `(height, width)` after resizing, as transformers' `get_resize_output_image_size`.
@@ -335,7 +375,11 @@ fn output_size(resize: Resize, height: usize, width: usize) -> (usize, usize) {
     match resize {
         Resize::Exact { height, width } => (height, width),
         Resize::ShortestEdge(size) => {
-            let (short, long) = if width <= height { (width, height) } else { (height, width) };
+            let (short, long) = if width <= height {
+                (width, height)
+            } else {
+                (height, width)
+            };
             let new_long = ((size * long) as f64 / short.max(1) as f64) as usize;
             if width <= height {
                 (new_long, size)
@@ -350,7 +394,11 @@ const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`: for each output pixel, the first
 /// input pixel and fixed-point weights.
-fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> (Vec<(usize, usize)>, Vec<Vec<i32>>) {
+fn coefficients(
+    in_size: usize,
+    out_size: usize,
+    filter: Filter,
+) -> (Vec<(usize, usize)>, Vec<Vec<i32>>) {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
@@ -362,7 +410,9 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> (Vec<(usize,
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64).max(0) as usize;
         let count = xmax.saturating_sub(xmin);
-        let raw: Vec<f64> = (0..count).map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss)).collect();
+        let raw: Vec<f64> = (0..count)
+            .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss))
+            .collect();
         let total: f64 = raw.iter().sum();
         let fixed = raw
             .iter()
@@ -396,13 +446,17 @@ fn pil_resize(src: &RgbImage, out_w: usize, out_h: usize, filter: Filter) -> Rgb
         for y in 0..in_h {
             for (xx, ((xmin, count), k)) in bounds.iter().zip(&weights).enumerate() {
                 let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-                for x in 0..*count {
+                for (x, w) in k.iter().enumerate().take(*count) {
                     let px = img.get_pixel((xmin + x) as u32, y as u32).0;
-                    for c in 0..3 {
-                        acc[c] += i32::from(px[c]) * k[x];
+                    for (a, p) in acc.iter_mut().zip(px) {
+                        *a += i32::from(p) * w;
                     }
                 }
-                out.put_pixel(xx as u32, y as u32, image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));
+                out.put_pixel(
+                    xx as u32,
+                    y as u32,
+                    image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]),
+                );
             }
         }
         img = out;
@@ -414,13 +468,17 @@ fn pil_resize(src: &RgbImage, out_w: usize, out_h: usize, filter: Filter) -> Rgb
         for (yy, ((ymin, count), k)) in bounds.iter().zip(&weights).enumerate() {
             for x in 0..w {
                 let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-                for y in 0..*count {
+                for (y, w) in k.iter().enumerate().take(*count) {
                     let px = img.get_pixel(x, (ymin + y) as u32).0;
-                    for c in 0..3 {
-                        acc[c] += i32::from(px[c]) * k[y];
+                    for (a, p) in acc.iter_mut().zip(px) {
+                        *a += i32::from(p) * w;
                     }
                 }
-                out.put_pixel(x, yy as u32, image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]));
+                out.put_pixel(
+                    x,
+                    yy as u32,
+                    image::Rgb([clip8(acc[0]), clip8(acc[1]), clip8(acc[2])]),
+                );
             }
         }
         img = out;
@@ -433,8 +491,16 @@ fn center_crop(src: &RgbImage, ch: usize, cw: usize) -> RgbImage {
     let (h, w) = (src.height() as i64, src.width() as i64);
     let (ch_i, cw_i) = (ch as i64, cw as i64);
     // Offset of the crop's top-left corner in source coordinates (negative: padding).
-    let top = if h >= ch_i { (h - ch_i).div_euclid(2) } else { -((ch_i - h + 1) / 2) };
-    let left = if w >= cw_i { (w - cw_i).div_euclid(2) } else { -((cw_i - w + 1) / 2) };
+    let top = if h >= ch_i {
+        (h - ch_i).div_euclid(2)
+    } else {
+        -((ch_i - h + 1) / 2)
+    };
+    let left = if w >= cw_i {
+        (w - cw_i).div_euclid(2)
+    } else {
+        -((cw_i - w + 1) / 2)
+    };
     let mut out = RgbImage::new(cw as u32, ch as u32);
     for y in 0..ch_i {
         for x in 0..cw_i {
@@ -455,7 +521,17 @@ mod tests {
     fn output_size_truncates_the_long_edge() {
         assert_eq!(output_size(Resize::ShortestEdge(28), 23, 37), (28, 45));
         assert_eq!(output_size(Resize::ShortestEdge(28), 90, 60), (42, 28));
-        assert_eq!(output_size(Resize::Exact { height: 5, width: 7 }, 90, 60), (5, 7));
+        assert_eq!(
+            output_size(
+                Resize::Exact {
+                    height: 5,
+                    width: 7
+                },
+                90,
+                60
+            ),
+            (5, 7)
+        );
     }
 
     #[test]
@@ -472,7 +548,10 @@ mod tests {
         ];
         for c in 0..3 {
             for &x in &v[c * 784..(c + 1) * 784] {
-                assert!((f64::from(x) - expected[c]).abs() < 1e-5, "channel {c}: {x}");
+                assert!(
+                    (f64::from(x) - expected[c]).abs() < 1e-5,
+                    "channel {c}: {x}"
+                );
             }
         }
     }
@@ -494,7 +573,9 @@ mod tests {
         assert!(err.to_string().contains("image_mean"), "{err}");
         let err = ImageProcessor::from_json(r#"{"resample": 0}"#, "p.json").unwrap_err();
         assert!(err.to_string().contains("resample"), "{err}");
-        let parsed = ImageProcessor::from_json(&ImageProcessor::clip(28).to_json().to_string(), "p.json").unwrap();
+        let parsed =
+            ImageProcessor::from_json(&ImageProcessor::clip(28).to_json().to_string(), "p.json")
+                .unwrap();
         assert_eq!(parsed, ImageProcessor::clip(28));
     }
 }

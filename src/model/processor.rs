@@ -67,20 +67,36 @@ impl LlavaProcessor {
 
     /// Assembles a processor from parts (the trainer builds its own tokenizer); `tokenizer_path`
     /// is only used in messages.
-    pub fn new(tokenizer: Tokenizer, tokenizer_path: &str, image: ImageProcessor, cfg: &LlavaConfig) -> Result<Self> {
+    pub fn new(
+        tokenizer: Tokenizer,
+        tokenizer_path: &str,
+        image: ImageProcessor,
+        cfg: &LlavaConfig,
+    ) -> Result<Self> {
         let image_token_id = cfg.image_token_index;
-        let image_token = tokenizer.id_to_token(image_token_id).ok_or_else(|| ModelError::Tokenizer {
-            path: tokenizer_path.to_string(),
-            reason: format!("it has no token with id {image_token_id} (config.json's image_token_index)"),
-            help: "add `<image>` as a special token with that id, or fix image_token_index".into(),
-        })?;
-        let eos_token_id = cfg.text_config.eos_token_id.or_else(|| tokenizer.token_to_id("</s>"));
+        let image_token =
+            tokenizer
+                .id_to_token(image_token_id)
+                .ok_or_else(|| ModelError::Tokenizer {
+                    path: tokenizer_path.to_string(),
+                    reason: format!(
+                    "it has no token with id {image_token_id} (config.json's image_token_index)"
+                ),
+                    help: "add `<image>` as a special token with that id, or fix image_token_index"
+                        .into(),
+                })?;
+        let eos_token_id = cfg
+            .text_config
+            .eos_token_id
+            .or_else(|| tokenizer.token_to_id("</s>"));
         let expected = cfg.vision_config.image_size;
         if let Some((h, w)) = image.crop {
             if (h, w) != (expected, expected) {
                 return Err(ModelError::Preprocessor {
                     path: PREPROCESSOR_FILE.into(),
-                    reason: format!("crop_size {h}×{w} does not match the vision tower's image_size {expected}"),
+                    reason: format!(
+                        "crop_size {h}×{w} does not match the vision tower's image_size {expected}"
+                    ),
                 });
             }
         }
@@ -118,13 +134,18 @@ impl LlavaProcessor {
 
     /// Token ids of `text`; `special` adds what the post-processor adds (BOS).
     pub fn tokenize(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(text, special).map_err(|e| self.tokenizer_error(e))?;
+        let enc = self
+            .tokenizer
+            .encode(text, special)
+            .map_err(|e| self.tokenizer_error(e))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of token ids, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer.decode(ids, true).map_err(|e| self.tokenizer_error(e))
+        self.tokenizer
+            .decode(ids, true)
+            .map_err(|e| self.tokenizer_error(e))
     }
 
     /// Tokenises a prompt, expands its `<image>` markers and preprocesses the images (one per
@@ -139,7 +160,10 @@ impl LlavaProcessor {
                     self.image_token,
                     images.len()
                 ),
-                help: format!("write `{}` in the prompt once per image, where the image belongs", self.image_token),
+                help: format!(
+                    "write `{}` in the prompt once per image, where the image belongs",
+                    self.image_token
+                ),
             });
         }
         let mut input_ids = Vec::with_capacity(ids.len() + markers * self.tokens_per_image);
@@ -155,18 +179,28 @@ impl LlavaProcessor {
         let pixel_values = if images.is_empty() {
             None
         } else {
-            let pixels = images.iter().map(|img| self.image.preprocess(img)).collect::<Result<Vec<_>>>()?;
+            let pixels = images
+                .iter()
+                .map(|img| self.image.preprocess(img))
+                .collect::<Result<Vec<_>>>()?;
             Some(Tensor::stack(&pixels, 0)?)
         };
-        Ok(Encoded { input_ids, image_positions, pixel_values })
+        Ok(Encoded {
+            input_ids,
+            image_positions,
+            pixel_values,
+        })
     }
 
     /// Writes `tokenizer.json` and `preprocessor_config.json` into `dir` (temp file + rename).
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let tokenizer = self.tokenizer.to_string(true).map_err(|e| ModelError::Save {
-            path: dir.join(TOKENIZER_FILE).display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let tokenizer = self
+            .tokenizer
+            .to_string(true)
+            .map_err(|e| ModelError::Save {
+                path: dir.join(TOKENIZER_FILE).display().to_string(),
+                reason: e.to_string(),
+            })?;
         write_atomic(&dir.join(TOKENIZER_FILE), tokenizer.as_bytes())?;
         let json = serde_json::to_string_pretty(&self.image.to_json()).unwrap_or_default();
         write_atomic(&dir.join(PREPROCESSOR_FILE), json.as_bytes())

@@ -10,10 +10,10 @@ use std::path::Path;
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use safetensors::tensor::{Dtype, View};
 
+use crate::model::atomic::{persist, temp_beside, write_atomic};
 use crate::model::checkpoint::SINGLE_FILE;
 use crate::model::error::{ModelError, Result};
 use crate::model::llava::LlavaModel;
-use crate::model::atomic::{persist, temp_beside, write_atomic};
 
 /// One tensor's bytes, ready for the safetensors writer.
 struct Bytes {
@@ -39,18 +39,44 @@ impl View for &Bytes {
 
 /// Little-endian bytes of a tensor converted to `dtype` (F32, F16, BF16 or F64).
 fn to_bytes(t: &Tensor, dtype: DType) -> candle_core::Result<Bytes> {
-    let t = t.detach().to_device(&Device::Cpu)?.to_dtype(dtype)?.contiguous()?;
+    let t = t
+        .detach()
+        .to_device(&Device::Cpu)?
+        .to_dtype(dtype)?
+        .contiguous()?;
     let shape = t.dims().to_vec();
     let (storage, layout) = t.storage_and_layout();
     let range = layout.start_offset()..layout.start_offset() + t.elem_count();
     let (st_dtype, data): (Dtype, Vec<u8>) = match &*storage {
-        Storage::Cpu(CpuStorage::F32(v)) => (Dtype::F32, v[range].iter().flat_map(|x| x.to_le_bytes()).collect()),
-        Storage::Cpu(CpuStorage::F64(v)) => (Dtype::F64, v[range].iter().flat_map(|x| x.to_le_bytes()).collect()),
-        Storage::Cpu(CpuStorage::F16(v)) => (Dtype::F16, v[range].iter().flat_map(|x| x.to_bits().to_le_bytes()).collect()),
-        Storage::Cpu(CpuStorage::BF16(v)) => (Dtype::BF16, v[range].iter().flat_map(|x| x.to_bits().to_le_bytes()).collect()),
+        Storage::Cpu(CpuStorage::F32(v)) => (
+            Dtype::F32,
+            v[range].iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+        Storage::Cpu(CpuStorage::F64(v)) => (
+            Dtype::F64,
+            v[range].iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+        Storage::Cpu(CpuStorage::F16(v)) => (
+            Dtype::F16,
+            v[range]
+                .iter()
+                .flat_map(|x| x.to_bits().to_le_bytes())
+                .collect(),
+        ),
+        Storage::Cpu(CpuStorage::BF16(v)) => (
+            Dtype::BF16,
+            v[range]
+                .iter()
+                .flat_map(|x| x.to_bits().to_le_bytes())
+                .collect(),
+        ),
         _ => candle_core::bail!("cannot save tensors as {dtype:?}"),
     };
-    Ok(Bytes { dtype: st_dtype, shape, data })
+    Ok(Bytes {
+        dtype: st_dtype,
+        shape,
+        data,
+    })
 }
 
 fn torch_dtype(dtype: DType) -> &'static str {
@@ -70,7 +96,10 @@ impl LlavaModel {
 
     /// Saves with the weights stored as `dtype` (F32, F16, BF16 or F64).
     pub fn save_as(&self, dir: &Path, dtype: DType) -> Result<()> {
-        let err = |path: &Path, reason: String| ModelError::Save { path: path.display().to_string(), reason };
+        let err = |path: &Path, reason: String| ModelError::Save {
+            path: path.display().to_string(),
+            reason,
+        };
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
         let weights = dir.join(SINGLE_FILE);
         let tensors = self
@@ -80,8 +109,12 @@ impl LlavaModel {
             .collect::<candle_core::Result<Vec<(String, Bytes)>>>()?;
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
         let tmp = temp_beside(&weights)?;
-        safetensors::tensor::serialize_to_file(tensors.iter().map(|(n, b)| (n.as_str(), b)), Some(metadata), tmp.path())
-            .map_err(|e| err(&weights, e.to_string()))?;
+        safetensors::tensor::serialize_to_file(
+            tensors.iter().map(|(n, b)| (n.as_str(), b)),
+            Some(metadata),
+            tmp.path(),
+        )
+        .map_err(|e| err(&weights, e.to_string()))?;
         persist(tmp, &weights)?;
 
         let mut config = self.config().clone();

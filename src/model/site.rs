@@ -25,7 +25,15 @@ pub enum Proj {
 }
 
 impl Proj {
-    pub const ALL: [Proj; 7] = [Proj::Q, Proj::K, Proj::V, Proj::O, Proj::Gate, Proj::Up, Proj::Down];
+    pub const ALL: [Proj; 7] = [
+        Proj::Q,
+        Proj::K,
+        Proj::V,
+        Proj::O,
+        Proj::Gate,
+        Proj::Up,
+        Proj::Down,
+    ];
 
     /// The block the projection belongs to in site names: `attn` or `mlp`.
     pub fn block(self) -> &'static str {
@@ -85,14 +93,29 @@ impl LinearSite {
 
     /// The Hugging Face tensor name of the weight in a LLaVA checkpoint.
     pub fn hf_weight_name(&self) -> String {
-        let block = if self.proj.block() == "attn" { "self_attn" } else { "mlp" };
-        format!("language_model.model.layers.{}.{}.{}.weight", self.layer, block, self.proj.name())
+        let block = if self.proj.block() == "attn" {
+            "self_attn"
+        } else {
+            "mlp"
+        };
+        format!(
+            "language_model.model.layers.{}.{}.{}.weight",
+            self.layer,
+            block,
+            self.proj.name()
+        )
     }
 }
 
 impl fmt::Display for LinearSite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "layer({}).{}.{}", self.layer, self.proj.block(), self.proj.name())
+        write!(
+            f,
+            "layer({}).{}.{}",
+            self.layer,
+            self.proj.block(),
+            self.proj.name()
+        )
     }
 }
 
@@ -159,9 +182,10 @@ impl Site {
     /// Fails when the site names a layer the model does not have.
     pub fn check(&self, dims: &ModelDims) -> Result<(), String> {
         match self {
-            Site::Layer(l, _) if *l >= dims.num_layers => {
-                Err(format!("layer {l} does not exist: the model has {} layers", dims.num_layers))
-            }
+            Site::Layer(l, _) if *l >= dims.num_layers => Err(format!(
+                "layer {l} does not exist: the model has {} layers",
+                dims.num_layers
+            )),
             _ => Ok(()),
         }
     }
@@ -179,7 +203,10 @@ impl Site {
                 points.extend([LayerPoint::ProjInput(p), LayerPoint::ProjOutput(p)]);
             }
             points.push(LayerPoint::MlpAct);
-            points.extend([LayerPoint::ProjInput(Proj::Down), LayerPoint::ProjOutput(Proj::Down)]);
+            points.extend([
+                LayerPoint::ProjInput(Proj::Down),
+                LayerPoint::ProjOutput(Proj::Down),
+            ]);
             points.extend([LayerPoint::MlpOutput, LayerPoint::Output]);
             sites.extend(points.into_iter().map(|p| Site::Layer(l, p)));
         }
@@ -214,7 +241,8 @@ impl FromStr for Site {
 
     /// Parses the `Display` spelling back; the recipe checker gives the friendlier messages.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("`{s}` is not a site (e.g. `embed.vision`, `layer(3).mlp.down_proj.input`)");
+        let bad =
+            || format!("`{s}` is not a site (e.g. `embed.vision`, `layer(3).mlp.down_proj.input`)");
         match s {
             "embed.vision" => return Ok(Site::EmbedVision),
             "embed.text" => return Ok(Site::EmbedText),
@@ -234,7 +262,9 @@ impl FromStr for Site {
             _ => {
                 let (block_proj, end) = rest.rsplit_once('.').ok_or_else(bad)?;
                 let (block, proj) = block_proj.split_once('.').ok_or_else(bad)?;
-                let proj = Proj::from_name(proj).filter(|p| p.block() == block).ok_or_else(bad)?;
+                let proj = Proj::from_name(proj)
+                    .filter(|p| p.block() == block)
+                    .ok_or_else(bad)?;
                 match end {
                     "input" => LayerPoint::ProjInput(proj),
                     "output" => LayerPoint::ProjOutput(proj),
@@ -274,9 +304,18 @@ mod tests {
             let text = site.to_string();
             assert_eq!(text.parse::<Site>(), Ok(site), "{text}");
         }
-        assert_eq!(Site::layer(3, LayerPoint::ProjInput(Proj::Down)).to_string(), "layer(3).mlp.down_proj.input");
-        assert_eq!(Site::layer(3, LayerPoint::ProjOutput(Proj::Q)).to_string(), "layer(3).attn.q_proj.output");
-        assert_eq!(LinearSite::new(1, Proj::O).to_string(), "layer(1).attn.o_proj");
+        assert_eq!(
+            Site::layer(3, LayerPoint::ProjInput(Proj::Down)).to_string(),
+            "layer(3).mlp.down_proj.input"
+        );
+        assert_eq!(
+            Site::layer(3, LayerPoint::ProjOutput(Proj::Q)).to_string(),
+            "layer(3).attn.q_proj.output"
+        );
+        assert_eq!(
+            LinearSite::new(1, Proj::O).to_string(),
+            "layer(1).attn.o_proj"
+        );
         assert!("layer(3).attn.down_proj.input".parse::<Site>().is_err());
         assert!("layer(x).input".parse::<Site>().is_err());
     }
@@ -286,9 +325,18 @@ mod tests {
         let d = dims();
         assert_eq!(Site::EmbedVision.width(&d), 32);
         assert_eq!(Site::layer(0, LayerPoint::MlpAct).width(&d), 88);
-        assert_eq!(Site::layer(0, LayerPoint::ProjInput(Proj::Down)).width(&d), 88);
-        assert_eq!(Site::layer(0, LayerPoint::ProjOutput(Proj::K)).width(&d), 16);
-        assert_eq!(Site::layer(0, LayerPoint::ProjOutput(Proj::Q)).width(&d), 32);
+        assert_eq!(
+            Site::layer(0, LayerPoint::ProjInput(Proj::Down)).width(&d),
+            88
+        );
+        assert_eq!(
+            Site::layer(0, LayerPoint::ProjOutput(Proj::K)).width(&d),
+            16
+        );
+        assert_eq!(
+            Site::layer(0, LayerPoint::ProjOutput(Proj::Q)).width(&d),
+            32
+        );
         assert!(Site::layer(4, LayerPoint::Input).check(&d).is_err());
         assert_eq!(
             LinearSite::new(2, Proj::Gate).hf_weight_name(),

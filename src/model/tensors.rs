@@ -25,7 +25,11 @@ pub enum Role {
 }
 
 fn push(out: &mut Vec<TensorSpec>, name: String, shape: &[usize], role: Role) {
-    out.push(TensorSpec { name, shape: shape.to_vec(), role });
+    out.push(TensorSpec {
+        name,
+        shape: shape.to_vec(),
+        role,
+    });
 }
 
 fn linear(out: &mut Vec<TensorSpec>, prefix: &str, inp: usize, outp: usize, bias: bool) {
@@ -49,22 +53,78 @@ pub fn expected_tensors(cfg: &LlavaConfig) -> Vec<TensorSpec> {
     let kv = t.kv_heads() * t.head_dim();
 
     let lm = "language_model.model";
-    push(&mut out, format!("{lm}.embed_tokens.weight"), &[t.vocab_size, d], Role::Weight);
+    push(
+        &mut out,
+        format!("{lm}.embed_tokens.weight"),
+        &[t.vocab_size, d],
+        Role::Weight,
+    );
     for i in 0..t.num_hidden_layers {
         let p = format!("{lm}.layers.{i}");
-        push(&mut out, format!("{p}.input_layernorm.weight"), &[d], Role::NormScale);
-        linear(&mut out, &format!("{p}.self_attn.q_proj"), d, q, t.attention_bias);
-        linear(&mut out, &format!("{p}.self_attn.k_proj"), d, kv, t.attention_bias);
-        linear(&mut out, &format!("{p}.self_attn.v_proj"), d, kv, t.attention_bias);
-        linear(&mut out, &format!("{p}.self_attn.o_proj"), q, d, t.attention_bias);
-        push(&mut out, format!("{p}.post_attention_layernorm.weight"), &[d], Role::NormScale);
-        linear(&mut out, &format!("{p}.mlp.gate_proj"), d, inter, t.mlp_bias);
+        push(
+            &mut out,
+            format!("{p}.input_layernorm.weight"),
+            &[d],
+            Role::NormScale,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.q_proj"),
+            d,
+            q,
+            t.attention_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.k_proj"),
+            d,
+            kv,
+            t.attention_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.v_proj"),
+            d,
+            kv,
+            t.attention_bias,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.self_attn.o_proj"),
+            q,
+            d,
+            t.attention_bias,
+        );
+        push(
+            &mut out,
+            format!("{p}.post_attention_layernorm.weight"),
+            &[d],
+            Role::NormScale,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.mlp.gate_proj"),
+            d,
+            inter,
+            t.mlp_bias,
+        );
         linear(&mut out, &format!("{p}.mlp.up_proj"), d, inter, t.mlp_bias);
-        linear(&mut out, &format!("{p}.mlp.down_proj"), inter, d, t.mlp_bias);
+        linear(
+            &mut out,
+            &format!("{p}.mlp.down_proj"),
+            inter,
+            d,
+            t.mlp_bias,
+        );
     }
     push(&mut out, format!("{lm}.norm.weight"), &[d], Role::NormScale);
     if !cfg.tied_embeddings() {
-        push(&mut out, "language_model.lm_head.weight".into(), &[t.vocab_size, d], Role::Weight);
+        push(
+            &mut out,
+            "language_model.lm_head.weight".into(),
+            &[t.vocab_size, d],
+            Role::Weight,
+        );
     }
 
     let v = &cfg.vision_config;
@@ -74,14 +134,24 @@ pub fn expected_tensors(cfg: &LlavaConfig) -> Vec<TensorSpec> {
     linear(&mut out, "multi_modal_projector.linear_2", d, d, bias);
 
     let vm = "vision_tower.vision_model";
-    push(&mut out, format!("{vm}.embeddings.class_embedding"), &[vd], Role::Weight);
+    push(
+        &mut out,
+        format!("{vm}.embeddings.class_embedding"),
+        &[vd],
+        Role::Weight,
+    );
     push(
         &mut out,
         format!("{vm}.embeddings.patch_embedding.weight"),
         &[vd, v.num_channels, v.patch_size, v.patch_size],
         Role::Weight,
     );
-    push(&mut out, format!("{vm}.embeddings.position_embedding.weight"), &[v.num_patches() + 1, vd], Role::Weight);
+    push(
+        &mut out,
+        format!("{vm}.embeddings.position_embedding.weight"),
+        &[v.num_patches() + 1, vd],
+        Role::Weight,
+    );
     layer_norm(&mut out, &format!("{vm}.pre_layrnorm"), vd);
     for i in 0..v.num_hidden_layers {
         let p = format!("{vm}.encoder.layers.{i}");
@@ -89,8 +159,20 @@ pub fn expected_tensors(cfg: &LlavaConfig) -> Vec<TensorSpec> {
             linear(&mut out, &format!("{p}.self_attn.{proj}"), vd, vd, true);
         }
         layer_norm(&mut out, &format!("{p}.layer_norm1"), vd);
-        linear(&mut out, &format!("{p}.mlp.fc1"), vd, v.intermediate_size, true);
-        linear(&mut out, &format!("{p}.mlp.fc2"), v.intermediate_size, vd, true);
+        linear(
+            &mut out,
+            &format!("{p}.mlp.fc1"),
+            vd,
+            v.intermediate_size,
+            true,
+        );
+        linear(
+            &mut out,
+            &format!("{p}.mlp.fc2"),
+            v.intermediate_size,
+            vd,
+            true,
+        );
         layer_norm(&mut out, &format!("{p}.layer_norm2"), vd);
     }
     layer_norm(&mut out, &format!("{vm}.post_layernorm"), vd);
@@ -119,8 +201,17 @@ mod tests {
         // 32 decoder layers × 9 + embed + norm + lm_head; projector 4; vision 3 + 2 + 24 × 16 + 2.
         assert_eq!(specs.len(), 32 * 9 + 3 + 4 + 5 + 24 * 16 + 2);
         let find = |n: &str| specs.iter().find(|s| s.name == n).map(|s| s.shape.clone());
-        assert_eq!(find("multi_modal_projector.linear_1.weight"), Some(vec![4096, 1024]));
-        assert_eq!(find("vision_tower.vision_model.embeddings.position_embedding.weight"), Some(vec![577, 1024]));
-        assert_eq!(find("language_model.model.layers.31.mlp.down_proj.weight"), Some(vec![4096, 11008]));
+        assert_eq!(
+            find("multi_modal_projector.linear_1.weight"),
+            Some(vec![4096, 1024])
+        );
+        assert_eq!(
+            find("vision_tower.vision_model.embeddings.position_embedding.weight"),
+            Some(vec![577, 1024])
+        );
+        assert_eq!(
+            find("language_model.model.layers.31.mlp.down_proj.weight"),
+            Some(vec![4096, 11008])
+        );
     }
 }

@@ -39,9 +39,21 @@ pub trait VisionLanguageModel {
     /// Input latents `(B, T, hidden)`: text embeddings and projected image features.
     fn embed(&self, batch: &Batch) -> Result<Latents>;
     /// Logits (or hidden states) of latents, with hooks and adapters.
-    fn forward(&self, latents: &Latents, hooks: &mut Hooks, adapters: &Adapters, readout: &Readout) -> Result<Tensor>;
+    fn forward(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        readout: &Readout,
+    ) -> Result<Tensor>;
     /// Greedy generation with a KV cache.
-    fn generate(&self, prompts: &[Encoded], hooks: &mut Hooks, adapters: &Adapters, opts: &GenerateOptions) -> Result<Generated>;
+    fn generate(
+        &self,
+        prompts: &[Encoded],
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        opts: &GenerateOptions,
+    ) -> Result<Generated>;
     /// The current weight of a decoder linear.
     fn linear_weight(&self, site: LinearSite) -> Result<Tensor>;
     /// Replaces a decoder linear's weight, returning the previous one (to restore later).
@@ -111,11 +123,23 @@ impl VisionLanguageModel for Llava {
         self.model.embed(batch)
     }
 
-    fn forward(&self, latents: &Latents, hooks: &mut Hooks, adapters: &Adapters, readout: &Readout) -> Result<Tensor> {
+    fn forward(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        readout: &Readout,
+    ) -> Result<Tensor> {
         self.model.forward(latents, hooks, adapters, readout)
     }
 
-    fn generate(&self, prompts: &[Encoded], hooks: &mut Hooks, adapters: &Adapters, opts: &GenerateOptions) -> Result<Generated> {
+    fn generate(
+        &self,
+        prompts: &[Encoded],
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        opts: &GenerateOptions,
+    ) -> Result<Generated> {
         self.model.generate(prompts, hooks, adapters, opts)
     }
 

@@ -9,12 +9,18 @@ use mkedsl::model::{Llava, LoadOptions};
 
 /// The committed tiny checkpoint (regenerate with `cargo run --example make_tiny_llava`).
 pub fn tiny() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-llava"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tiny-llava"
+    ))
 }
 
 /// A committed test image (37 × 23 RGB).
 pub fn image_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/preprocess/wide.png"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/preprocess/wide.png"
+    ))
 }
 
 pub fn image() -> image::DynamicImage {
@@ -23,13 +29,24 @@ pub fn image() -> image::DynamicImage {
 
 /// A second, different image (60 × 90 RGB).
 pub fn other_image() -> image::DynamicImage {
-    load_image(&PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/preprocess/tall.png"))).expect("test image")
+    load_image(&PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/preprocess/tall.png"
+    )))
+    .expect("test image")
 }
 
 pub const PROMPT: &str = "USER: <image>\nWhat color is the circle? ASSISTANT:";
 
 pub fn load(dtype: DType) -> Llava {
-    Llava::load(&tiny(), &LoadOptions { dtype, ..LoadOptions::default() }).expect("tiny checkpoint loads")
+    Llava::load(
+        &tiny(),
+        &LoadOptions {
+            dtype,
+            ..LoadOptions::default()
+        },
+    )
+    .expect("tiny checkpoint loads")
 }
 
 /// Copies the tiny checkpoint into `dir` so a test can damage it.

@@ -19,7 +19,8 @@ pub enum Activation {
 
 impl Activation {
     /// Every name the runtime accepts, for error messages.
-    pub const NAMES: &'static str = "silu, swish, gelu, gelu_pytorch_tanh, gelu_new, gelu_fast, quick_gelu, relu";
+    pub const NAMES: &'static str =
+        "silu, swish, gelu, gelu_pytorch_tanh, gelu_new, gelu_fast, quick_gelu, relu";
 
     /// Parses a Hugging Face activation name.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -55,11 +56,14 @@ mod tests {
         let xs = [-2.0f64, -0.5, 0.0, 0.7, 3.0];
         let x = Tensor::new(&xs[..], &Device::Cpu).unwrap();
         let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
-        let cases: [(Activation, fn(f64) -> f64); 3] = [
+        type Formula = fn(f64) -> f64;
+        let cases: [(Activation, Formula); 3] = [
             (Activation::Silu, |v| v / (1.0 + (-v).exp())),
             (Activation::Relu, |v| v.max(0.0)),
             (Activation::GeluTanh, |v| {
-                0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
+                0.5 * v
+                    * (1.0
+                        + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
             }),
         ];
         for (act, f) in cases {
@@ -68,16 +72,25 @@ mod tests {
                 assert!((g - f(v)).abs() < 1e-12, "{act:?}({v}) = {g}");
             }
         }
-        let got = Activation::QuickGelu.forward(&x).unwrap().to_vec1::<f64>().unwrap();
+        let got = Activation::QuickGelu
+            .forward(&x)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         for (g, v) in got.iter().zip(xs) {
             assert!((g - v * sigmoid(1.702 * v)).abs() < 1e-12);
         }
         // erf GELU at hand-checked points: gelu(1) = 0.8413447460685429, gelu(-0.5) = -0.15426876936299347.
-        let got = Activation::Gelu.forward(&Tensor::new(&[1.0f64, -0.5], &Device::Cpu).unwrap()).unwrap();
+        let got = Activation::Gelu
+            .forward(&Tensor::new(&[1.0f64, -0.5], &Device::Cpu).unwrap())
+            .unwrap();
         let got = got.to_vec1::<f64>().unwrap();
         assert!((got[0] - 0.841_344_746_068_542_9).abs() < 1e-9);
         assert!((got[1] + 0.154_268_769_362_993_47).abs() < 1e-9);
-        assert_eq!(Activation::from_name("gelu_new"), Some(Activation::GeluTanh));
+        assert_eq!(
+            Activation::from_name("gelu_new"),
+            Some(Activation::GeluTanh)
+        );
         assert_eq!(Activation::from_name("mish"), None);
     }
 }

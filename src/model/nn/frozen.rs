@@ -47,7 +47,11 @@ impl FrozenMatmul {
             candle_core::bail!("frozen matmul: weight must be contiguous");
         }
         let lhs = Layout::contiguous_with_offset((rows, inp), x_layout.start_offset());
-        let rhs = Layout::new(Shape::from((inp, out)), vec![1, inp], w_layout.start_offset());
+        let rhs = Layout::new(
+            Shape::from((inp, out)),
+            vec![1, inp],
+            w_layout.start_offset(),
+        );
         let y = x.matmul(w, (1, rows, out, inp), &lhs, &rhs)?;
         Ok((y, shape))
     }
@@ -66,7 +70,11 @@ impl CustomOp1 for FrozenMatmul {
         }
     }
 
-    fn cuda_fwd(&self, x: &CudaStorage, layout: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
+    fn cuda_fwd(
+        &self,
+        x: &CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
         let (storage, w_layout) = self.weight.storage_and_layout();
         match &*storage {
             Storage::Cuda(w) => self.run(x, layout, w, w_layout),
@@ -74,7 +82,12 @@ impl CustomOp1 for FrozenMatmul {
         }
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let (out, _) = self.weight.dims2()?;
         let rows = grad.elem_count() / out.max(1);
         let dx = grad.reshape((rows, out))?.matmul(&self.weight)?;
@@ -111,7 +124,9 @@ mod tests {
         let mut s = seed;
         let data: Vec<f64> = (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
             })
             .collect();
@@ -124,7 +139,12 @@ mod tests {
         let x = Var::from_tensor(&random(&[2, 3, 4], 2)).unwrap();
         let y = matmul_t(x.as_tensor(), &w).unwrap();
         let expected = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
-        let diff = (y.clone() - &expected).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (y.clone() - &expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
         assert_eq!(y.dims(), &[2, 3, 5]);
 
@@ -133,9 +153,17 @@ mod tests {
         let grads = loss.backward().unwrap();
         let dx = grads.get(x.as_tensor()).unwrap();
         let expected_dx = g.broadcast_matmul(&w).unwrap();
-        let diff = (dx - expected_dx).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = (dx - expected_dx)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
         assert!(diff.to_scalar::<f64>().unwrap() < 1e-12);
-        assert!(grads.get(&w).is_none(), "a frozen weight must not receive a gradient");
+        assert!(
+            grads.get(&w).is_none(),
+            "a frozen weight must not receive a gradient"
+        );
     }
 
     #[test]
@@ -157,7 +185,11 @@ mod tests {
     #[test]
     fn works_on_strided_inputs_and_f32() {
         let w = random(&[3, 4], 6).to_dtype(DType::F32).unwrap();
-        let x = random(&[4, 2], 7).to_dtype(DType::F32).unwrap().t().unwrap();
+        let x = random(&[4, 2], 7)
+            .to_dtype(DType::F32)
+            .unwrap()
+            .t()
+            .unwrap();
         let y = matmul_t(&x, &w).unwrap();
         let expected = x.contiguous().unwrap().matmul(&w.t().unwrap()).unwrap();
         let diff = (y - expected).unwrap().abs().unwrap().max_all().unwrap();

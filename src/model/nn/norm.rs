@@ -55,7 +55,10 @@ impl LayerNorm {
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let inv = (var + self.eps)?.sqrt()?.recip()?;
-        centred.broadcast_mul(&inv)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        centred
+            .broadcast_mul(&inv)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
     }
 }
 
@@ -67,9 +70,14 @@ mod tests {
     #[test]
     fn rms_norm_by_hand() {
         let dev = Device::Cpu;
-        let norm = RmsNorm { weight: Tensor::new(&[1.0f64, 2.0], &dev).unwrap(), eps: 0.0 };
+        let norm = RmsNorm {
+            weight: Tensor::new(&[1.0f64, 2.0], &dev).unwrap(),
+            eps: 0.0,
+        };
         // x = (3, 4): mean(x²) = 12.5, 1/sqrt = 0.28284271247…
-        let y = norm.forward(&Tensor::new(&[[3.0f64, 4.0]], &dev).unwrap()).unwrap();
+        let y = norm
+            .forward(&Tensor::new(&[[3.0f64, 4.0]], &dev).unwrap())
+            .unwrap();
         let y = y.to_vec2::<f64>().unwrap();
         assert!((y[0][0] - 3.0 / 12.5f64.sqrt()).abs() < 1e-12);
         assert!((y[0][1] - 8.0 / 12.5f64.sqrt()).abs() < 1e-12);
@@ -80,7 +88,11 @@ mod tests {
         let dev = Device::Cpu;
         let w = Var::from_tensor(&Tensor::new(&[1.0f64, 1.0, 2.0], &dev).unwrap()).unwrap();
         let b = Var::zeros(3, DType::F64, &dev).unwrap();
-        let norm = LayerNorm { weight: w.as_tensor().clone(), bias: b.as_tensor().clone(), eps: 0.0 };
+        let norm = LayerNorm {
+            weight: w.as_tensor().clone(),
+            bias: b.as_tensor().clone(),
+            eps: 0.0,
+        };
         let x = Var::from_tensor(&Tensor::new(&[[1.0f64, 2.0, 6.0]], &dev).unwrap()).unwrap();
         let y = norm.forward(x.as_tensor()).unwrap();
         // mean 3, var (4 + 1 + 9) / 3 = 14/3.

@@ -34,7 +34,10 @@ impl Rotary {
             angles.extend_from_slice(&row);
         }
         let angles = Tensor::from_vec(angles, (batch, 1, seq, head_dim), device)?;
-        Ok(Self { cos: angles.cos()?.to_dtype(dtype)?, sin: angles.sin()?.to_dtype(dtype)? })
+        Ok(Self {
+            cos: angles.cos()?.to_dtype(dtype)?,
+            sin: angles.sin()?.to_dtype(dtype)?,
+        })
     }
 
     /// Rotates `x` of shape `(B, heads, T, head_dim)`.
@@ -56,9 +59,18 @@ mod tests {
         let dev = Device::Cpu;
         // head_dim 4: frequencies 1 and 1/θ^(1/2) = 0.01 for θ = 10⁴.
         let rot = Rotary::new(&[0, 2], 1, 4, 10_000.0, DType::F64, &dev).unwrap();
-        let x = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0], &dev).unwrap().reshape((1, 1, 1, 4)).unwrap();
+        let x = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0], &dev)
+            .unwrap()
+            .reshape((1, 1, 1, 4))
+            .unwrap();
         let x = Tensor::cat(&[&x, &x], 2).unwrap();
-        let y = rot.apply(&x).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let y = rot
+            .apply(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         assert_eq!(&y[..4], &[1.0, 2.0, 3.0, 4.0]); // position 0: identity
         let (a, b) = (2.0f64, 0.02f64); // angles at position 2
         let expected = [
