@@ -573,3 +573,41 @@ fn prompts_and_images_must_agree() {
     let latents = latents_of(&llava, &[two], PadSide::Right);
     assert_eq!(latents.layout.visual_index().len(), 32);
 }
+
+#[test]
+fn observing_accumulates_a_covariance_over_real_tokens_only() {
+    let llava = load(DType::F32);
+    let ps = prompts(&llava);
+    let latents = latents_of(&llava, &ps, PadSide::Right);
+    let site = Site::layer(1, LayerPoint::ProjInput(Proj::Down));
+    let mut cov: Option<Tensor> = None;
+    let mut rows = 0;
+    let mut hooks = Hooks::new();
+    hooks.observe(site, |view| {
+        let x = view.layout.valid_rows(view.value).map_err(|e| candle_core::Error::Msg(e.to_string()))?.detach();
+        rows += x.dim(0)?;
+        let xtx = x.t()?.matmul(&x)?;
+        cov = Some(match cov.take() {
+            Some(c) => (c + xtx)?,
+            None => xtx,
+        });
+        Ok(())
+    });
+    hooks.capture(site);
+    run(&llava, &latents, &mut hooks, &Adapters::new(), &Readout::Last);
+    let captured = hooks.captured(&site)[0].clone();
+    drop(hooks);
+    let real: usize = ps.iter().map(Encoded::len).sum();
+    assert_eq!(rows, real);
+    let x = latents.layout.valid_rows(&captured).unwrap();
+    let expected = x.t().unwrap().matmul(&x).unwrap();
+    let cov = cov.unwrap();
+    assert_eq!(cov.dims(), &[64, 64]);
+    assert_eq!(max_abs_diff(&cov, &expected), 0.0);
+
+    // Adapter tensors in another dtype than the model are a diagnostic, not a candle error.
+    let mut adapters = Adapters::new();
+    adapters.delta(LinearSite::new(0, Proj::Up), Tensor::zeros((64, 32), DType::F64, &Device::Cpu).unwrap());
+    let err = llava.forward(&latents, &mut Hooks::new(), &adapters, &Readout::Last).unwrap_err();
+    assert!(err.to_string().contains("F64") && err.to_string().contains("layer(0).mlp.up_proj"), "{err}");
+}

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::model::config::ModelDims;
 use crate::model::error::{ModelError, Result};
@@ -107,9 +107,44 @@ impl Adapters {
             && self.shifts.is_empty()
     }
 
-    /// Checks every adapter's shapes against the model before a forward pass touches it.
-    pub fn check(&self, dims: &ModelDims) -> Result<()> {
+    /// Checks every adapter's shapes and dtypes against the model before a forward pass.
+    pub fn check(&self, dims: &ModelDims, dtype: DType) -> Result<()> {
         let bad = |site: String, reason: String| ModelError::Site { site, reason };
+        let tensors = self
+            .loras
+            .iter()
+            .flat_map(|(s, ls)| {
+                ls.iter()
+                    .flat_map(move |l| [(s.to_string(), &l.a), (s.to_string(), &l.b)])
+            })
+            .chain(
+                self.deltas
+                    .iter()
+                    .flat_map(|(s, ds)| ds.iter().map(move |d| (s.to_string(), d))),
+            )
+            .chain(self.neurons.iter().flat_map(|(l, ns)| {
+                ns.iter().flat_map(move |n| {
+                    let name = format!("layer({l}).mlp");
+                    [
+                        Some((name.clone(), &n.keys)),
+                        Some((name.clone(), &n.values)),
+                        n.bias.as_ref().map(|b| (name, b)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                })
+            }));
+        for (site, t) in tensors {
+            if t.dtype() != dtype {
+                return Err(bad(
+                    site,
+                    format!(
+                        "adapter tensor is {:?} but the model computes in {dtype:?}",
+                        t.dtype()
+                    ),
+                ));
+            }
+        }
         let layer_ok = |layer: usize, site: String| {
             if layer >= dims.num_layers {
                 Err(bad(

@@ -35,7 +35,8 @@ pub enum Hook<'a> {
     Replace(Tensor),
     /// Add this tensor (broadcast to the value's shape).
     Add(Tensor),
-    /// Replace the value by what the closure returns (same shape).
+    /// Replace the value by what the closure returns (same shape). Prefer closures over fixed
+    /// tensors during generation: each decoding step sees only the new tokens.
     Map(HookFn<'a>),
     /// Add what the closure returns (broadcast to the value's shape).
     AddFn(HookFn<'a>),
@@ -84,6 +85,19 @@ impl<'a> Hooks<'a> {
         f: impl FnMut(&SiteView) -> candle_core::Result<Tensor> + 'a,
     ) -> &mut Self {
         self.push(site, Hook::AddFn(Box::new(f)))
+    }
+
+    /// Calls `f` on every value at `site` without changing it: the way to accumulate statistics
+    /// (a covariance over thousands of tokens) without keeping every tensor alive.
+    pub fn observe(
+        &mut self,
+        site: Site,
+        mut f: impl FnMut(&SiteView) -> candle_core::Result<()> + 'a,
+    ) -> &mut Self {
+        self.map(site, move |view| {
+            f(view)?;
+            Ok(view.value.clone())
+        })
     }
 
     /// Sites with at least one hook.

@@ -231,7 +231,7 @@ impl LlavaModel {
         cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let dims = self.dims();
-        adapters.check(&dims)?;
+        adapters.check(&dims, self.dtype)?;
         for site in hooks.sites() {
             site.check(&dims).map_err(|reason| ModelError::Site {
                 site: site.to_string(),

@@ -119,6 +119,23 @@ impl fmt::Display for LinearSite {
     }
 }
 
+impl FromStr for LinearSite {
+    type Err = String;
+
+    /// Parses `layer(3).mlp.down_proj`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("`{s}` is not a linear layer (e.g. `layer(3).mlp.down_proj`)");
+        let rest = s.strip_prefix("layer(").ok_or_else(bad)?;
+        let (num, rest) = rest.split_once(").").ok_or_else(bad)?;
+        let layer: usize = num.parse().map_err(|_| bad())?;
+        let (block, name) = rest.split_once('.').ok_or_else(bad)?;
+        let proj = Proj::from_name(name)
+            .filter(|p| p.block() == block)
+            .ok_or_else(bad)?;
+        Ok(LinearSite { layer, proj })
+    }
+}
+
 /// A tensor inside one decoder layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum LayerPoint {
