@@ -584,7 +584,11 @@ fn observing_accumulates_a_covariance_over_real_tokens_only() {
     let mut rows = 0;
     let mut hooks = Hooks::new();
     hooks.observe(site, |view| {
-        let x = view.layout.valid_rows(view.value).map_err(|e| candle_core::Error::Msg(e.to_string()))?.detach();
+        let x = view
+            .layout
+            .valid_rows(view.value)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+            .detach();
         rows += x.dim(0)?;
         let xtx = x.t()?.matmul(&x)?;
         cov = Some(match cov.take() {
@@ -594,7 +598,13 @@ fn observing_accumulates_a_covariance_over_real_tokens_only() {
         Ok(())
     });
     hooks.capture(site);
-    run(&llava, &latents, &mut hooks, &Adapters::new(), &Readout::Last);
+    run(
+        &llava,
+        &latents,
+        &mut hooks,
+        &Adapters::new(),
+        &Readout::Last,
+    );
     let captured = hooks.captured(&site)[0].clone();
     drop(hooks);
     let real: usize = ps.iter().map(Encoded::len).sum();
@@ -607,7 +617,15 @@ fn observing_accumulates_a_covariance_over_real_tokens_only() {
 
     // Adapter tensors in another dtype than the model are a diagnostic, not a candle error.
     let mut adapters = Adapters::new();
-    adapters.delta(LinearSite::new(0, Proj::Up), Tensor::zeros((64, 32), DType::F64, &Device::Cpu).unwrap());
-    let err = llava.forward(&latents, &mut Hooks::new(), &adapters, &Readout::Last).unwrap_err();
-    assert!(err.to_string().contains("F64") && err.to_string().contains("layer(0).mlp.up_proj"), "{err}");
+    adapters.delta(
+        LinearSite::new(0, Proj::Up),
+        Tensor::zeros((64, 32), DType::F64, &Device::Cpu).unwrap(),
+    );
+    let err = llava
+        .forward(&latents, &mut Hooks::new(), &adapters, &Readout::Last)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("F64") && err.to_string().contains("layer(0).mlp.up_proj"),
+        "{err}"
+    );
 }

@@ -10,7 +10,7 @@ use candle_nn::{Init, VarBuilder};
 use crate::model::batch::TokenLayout;
 use crate::model::clip::unknown_act;
 use crate::model::config::TextConfig;
-use crate::model::error::Result;
+use crate::model::error::{ModelError, Result};
 use crate::model::nn::activation::Activation;
 use crate::model::nn::linear::Linear;
 use crate::model::nn::norm::RmsNorm;
@@ -347,6 +347,11 @@ impl LlamaDecoder {
                 if cache.layers.is_empty() {
                     cache.layers = vec![None; self.layers.len()];
                     cache.batch = b;
+                } else if cache.batch != b {
+                    return Err(ModelError::Prompt {
+                        reason: format!("a KV cache of {} rows was continued with {b} rows", cache.batch),
+                        help: "continue a cache only with the rows that filled it (TokenLayout::continuation)".into(),
+                    });
                 }
                 let bias = attention_bias(layout, &cache.key_valid, cache.len, dtype, &device)?;
                 for (l, layer) in self.layers.iter().enumerate() {

@@ -139,6 +139,20 @@ impl LlavaModel {
     /// Projected image features `(N, image_tokens, hidden)`: the vision tower's
     /// `vision_feature_layer` hidden state, CLS dropped under the `default` strategy, projected.
     pub fn image_features(&self, pixels: &Tensor) -> Result<Tensor> {
+        let v = &self.config.vision_config;
+        let want = [v.num_channels, v.image_size, v.image_size];
+        if pixels.rank() != 4 || pixels.dims()[1..] != want {
+            return Err(ModelError::Preprocessor {
+                path: crate::model::preprocess::PREPROCESSOR_FILE.into(),
+                reason: format!(
+                    "images are {:?} but the vision tower takes (N, {}, {}, {})",
+                    pixels.dims(),
+                    want[0],
+                    want[1],
+                    want[2]
+                ),
+            });
+        }
         let layers = self.vision.num_layers() as i64;
         let index = match self.config.vision_feature_layer {
             k if k < 0 => layers + 1 + k,
