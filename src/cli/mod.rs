@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod world;
+pub mod infer;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
 #[derive(Debug, Parser)]
@@ -16,6 +17,8 @@ pub struct Cli {
 pub enum Command {
     /// Write the embedded procedural world (facts, tokenizer, sample images) to a folder.
     World(world::WorldArgs),
+    /// Run a model checkpoint on one prompt (and image) and print the greedy answer.
+    Infer(infer::InferArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -23,5 +26,6 @@ pub fn main() -> miette::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::World(args) => world::run(args),
+        Command::Infer(args) => infer::run(args),
     }
 }

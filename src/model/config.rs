@@ -50,7 +50,9 @@ pub struct TextConfig {
     pub intermediate_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
     pub hidden_act: String,
     pub max_position_embeddings: usize,
@@ -59,8 +61,11 @@ pub struct TextConfig {
     pub tie_word_embeddings: bool,
     pub attention_bias: bool,
     pub mlp_bias: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub torch_dtype: Option<String>,
 }
 
@@ -161,11 +166,13 @@ pub struct LlavaConfig {
     pub text_config: TextConfig,
     pub vision_config: VisionConfig,
     pub image_token_index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pad_token_id: Option<u32>,
     pub projector_hidden_act: String,
     pub vision_feature_layer: i64,
     pub vision_feature_select_strategy: FeatureSelect,
     pub multimodal_projector_bias: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tie_word_embeddings: Option<bool>,
 }
 
@@ -273,9 +280,30 @@ impl LlavaConfig {
                 v.image_size, v.patch_size
             ));
         }
+        for (field, name) in [
+            ("text_config.hidden_act", &t.hidden_act),
+            ("vision_config.hidden_act", &v.hidden_act),
+            ("projector_hidden_act", &self.projector_hidden_act),
+        ] {
+            if crate::model::nn::activation::Activation::from_name(name).is_none() {
+                return Err(format!(
+                    "`{field}` is `{name}`; supported: {}",
+                    crate::model::nn::activation::Activation::NAMES
+                ));
+            }
+        }
+        if !t.head_dim().is_multiple_of(2) {
+            return Err(format!(
+                "head_dim {} must be even for rotary embeddings",
+                t.head_dim()
+            ));
+        }
+        if v.num_channels == 0 {
+            return Err("`vision_config.num_channels` must be positive".into());
+        }
         let layers = v.num_hidden_layers as i64;
         let feature = self.vision_feature_layer;
-        if feature >= layers || feature < -layers - 1 {
+        if feature > layers || feature < -layers - 1 {
             return Err(format!(
                 "vision_feature_layer {feature} is outside the vision tower's {layers} layers"
             ));

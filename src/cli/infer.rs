@@ -1,0 +1,48 @@
+//! `mkedsl infer`: run a checkpoint on one prompt (and image) and print the greedy answer.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::model::device::DeviceKind;
+use crate::model::infer::{infer, InferRequest};
+
+#[derive(Debug, Args)]
+pub struct InferArgs {
+    /// Checkpoint folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Image file for the prompt's `<image>`.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// The prompt, used verbatim (write `<image>` where the image goes).
+    #[arg(long)]
+    pub prompt: String,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    /// Print a JSON object (input_ids, next_token_logits, generated_ids, answer) instead of the answer.
+    #[arg(long)]
+    pub json: bool,
+    /// Device to run on: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceKind,
+}
+
+pub fn run(args: InferArgs) -> miette::Result<()> {
+    let output = infer(&InferRequest {
+        model: args.model,
+        image: args.image,
+        prompt: args.prompt,
+        max_new_tokens: args.max_new_tokens,
+        device: args.device,
+    })?;
+    if args.json {
+        let text = serde_json::to_string(&output)
+            .map_err(|e| miette::miette!("cannot print JSON: {e}"))?;
+        println!("{text}");
+    } else {
+        println!("{}", output.answer);
+    }
+    Ok(())
+}

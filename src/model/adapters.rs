@@ -1,0 +1,290 @@
+//! Persistent, explicit modifications of a frozen model: LoRA, weight deltas, extra FFN
+//! key-value neurons and additive shifts at sites.
+//!
+//! Adapters hold plain tensors. A tensor that is a `candle_core::Var` (or computed from one, like
+//! UniKE's `W_V^extra + β ζ'`) is trainable and receives gradients; any other tensor is frozen
+//! and goes through the gradient-free matmul. Build a fresh `Adapters` from the current tensors
+//! whenever they change; cloning is cheap (tensors are reference-counted).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Tensor};
+
+use crate::model::config::ModelDims;
+use crate::model::error::{ModelError, Result};
+use crate::model::hooks::{add_broadcast, SiteView};
+use crate::model::nn::activation::Activation;
+use crate::model::nn::frozen::matmul_t;
+use crate::model::site::{LinearSite, Site};
+
+/// Low-rank update of a linear: `y += scaling · (x Aᵀ) Bᵀ`.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    /// `(rank, in)`.
+    pub a: Tensor,
+    /// `(out, rank)`.
+    pub b: Tensor,
+    pub scaling: f64,
+}
+
+/// Extra FFN key-value neurons (UniKE Eq. 3, T-Patcher):
+/// `FFN(q) + act(q K_extraᵀ + b_extra) V_extra`, with `q` the MLP input.
+#[derive(Debug, Clone)]
+pub struct ExtraNeurons {
+    /// Keys, `(n_extra, hidden)` (one row per neuron, like a linear weight).
+    pub keys: Tensor,
+    /// Optional key bias, `(n_extra,)`.
+    pub bias: Option<Tensor>,
+    /// Values, `(n_extra, hidden)`.
+    pub values: Tensor,
+    pub act: Activation,
+}
+
+/// A closure computing an additive shift from a site view (e.g. UniKE's latent in-context shift).
+pub type ShiftFn = Arc<dyn Fn(&SiteView) -> candle_core::Result<Tensor> + Send + Sync>;
+
+/// An additive change of a site's value.
+#[derive(Clone)]
+pub enum Shift {
+    /// Broadcast-added to the value.
+    Tensor(Tensor),
+    /// Computed on every call and broadcast-added.
+    Fn(ShiftFn),
+}
+
+impl std::fmt::Debug for Shift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shift::Tensor(t) => write!(f, "Shift::Tensor({:?})", t.dims()),
+            Shift::Fn(_) => f.write_str("Shift::Fn"),
+        }
+    }
+}
+
+/// Adapters attached to one model.
+#[derive(Debug, Clone, Default)]
+pub struct Adapters {
+    loras: BTreeMap<LinearSite, Vec<Lora>>,
+    deltas: BTreeMap<LinearSite, Vec<Tensor>>,
+    neurons: BTreeMap<usize, Vec<ExtraNeurons>>,
+    shifts: Vec<(Site, Shift)>,
+}
+
+impl Adapters {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a LoRA on a linear (several may stack).
+    pub fn lora(&mut self, site: LinearSite, lora: Lora) -> &mut Self {
+        self.loras.entry(site).or_default().push(lora);
+        self
+    }
+
+    /// Adds a weight delta: the linear runs with `W + ΔW` (FT-L, LPEdit). `ΔW` is `(out, in)`.
+    pub fn delta(&mut self, site: LinearSite, delta: Tensor) -> &mut Self {
+        self.deltas.entry(site).or_default().push(delta);
+        self
+    }
+
+    /// Adds extra key-value neurons to layer `layer`'s FFN.
+    pub fn neurons(&mut self, layer: usize, neurons: ExtraNeurons) -> &mut Self {
+        self.neurons.entry(layer).or_default().push(neurons);
+        self
+    }
+
+    /// Adds a shift at a site.
+    pub fn shift(&mut self, site: Site, shift: Shift) -> &mut Self {
+        self.shifts.push((site, shift));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.loras.is_empty()
+            && self.deltas.is_empty()
+            && self.neurons.is_empty()
+            && self.shifts.is_empty()
+    }
+
+    /// Checks every adapter's shapes and dtypes against the model before a forward pass.
+    pub fn check(&self, dims: &ModelDims, dtype: DType) -> Result<()> {
+        let bad = |site: String, reason: String| ModelError::Site { site, reason };
+        let tensors = self
+            .loras
+            .iter()
+            .flat_map(|(s, ls)| {
+                ls.iter()
+                    .flat_map(move |l| [(s.to_string(), &l.a), (s.to_string(), &l.b)])
+            })
+            .chain(
+                self.deltas
+                    .iter()
+                    .flat_map(|(s, ds)| ds.iter().map(move |d| (s.to_string(), d))),
+            )
+            .chain(self.neurons.iter().flat_map(|(l, ns)| {
+                ns.iter().flat_map(move |n| {
+                    let name = format!("layer({l}).mlp");
+                    [
+                        Some((name.clone(), &n.keys)),
+                        Some((name.clone(), &n.values)),
+                        n.bias.as_ref().map(|b| (name, b)),
+                    ]
+                    .into_iter()
+                    .flatten()
+                })
+            }));
+        for (site, t) in tensors {
+            if t.dtype() != dtype {
+                return Err(bad(
+                    site,
+                    format!(
+                        "adapter tensor is {:?} but the model computes in {dtype:?}",
+                        t.dtype()
+                    ),
+                ));
+            }
+        }
+        let layer_ok = |layer: usize, site: String| {
+            if layer >= dims.num_layers {
+                Err(bad(
+                    site,
+                    format!("the model has {} layers", dims.num_layers),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        for (site, loras) in &self.loras {
+            layer_ok(site.layer, site.to_string())?;
+            let (inp, out) = site.in_out(dims);
+            for l in loras {
+                let (ra, ia) =
+                    l.a.dims2()
+                        .map_err(|_| bad(site.to_string(), "LoRA A must be a matrix".into()))?;
+                let (ob, rb) =
+                    l.b.dims2()
+                        .map_err(|_| bad(site.to_string(), "LoRA B must be a matrix".into()))?;
+                if ia != inp || ob != out || ra != rb {
+                    return Err(bad(
+                        site.to_string(),
+                        format!(
+                            "LoRA A {:?} and B {:?} do not fit: expected A (r, {inp}) and B ({out}, r)",
+                            l.a.dims(),
+                            l.b.dims()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (site, deltas) in &self.deltas {
+            layer_ok(site.layer, site.to_string())?;
+            let (inp, out) = site.in_out(dims);
+            for d in deltas {
+                if d.dims() != [out, inp] {
+                    return Err(bad(
+                        site.to_string(),
+                        format!(
+                            "weight delta has shape {:?}, the weight is {:?}",
+                            d.dims(),
+                            [out, inp]
+                        ),
+                    ));
+                }
+            }
+        }
+        for (layer, list) in &self.neurons {
+            let name = format!("layer({layer}).mlp");
+            layer_ok(*layer, name.clone())?;
+            for n in list {
+                let (ne, dk) = n
+                    .keys
+                    .dims2()
+                    .map_err(|_| bad(name.clone(), "extra keys must be a matrix".into()))?;
+                let ok_values = n.values.dims() == [ne, dims.hidden];
+                let ok_bias = n.bias.as_ref().is_none_or(|b| b.dims() == [ne]);
+                if dk != dims.hidden || !ok_values || !ok_bias {
+                    return Err(bad(
+                        name,
+                        format!(
+                            "extra neurons keys {:?}, values {:?}, bias {:?} do not fit: expected ({ne}, {h}), ({ne}, {h}), ({ne})",
+                            n.keys.dims(),
+                            n.values.dims(),
+                            n.bias.as_ref().map(|b| b.dims().to_vec()),
+                            h = dims.hidden
+                        ),
+                    ));
+                }
+            }
+        }
+        for (site, _) in &self.shifts {
+            site.check(dims)
+                .map_err(|reason| bad(site.to_string(), reason))?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn touches(&self, site: &Site) -> bool {
+        self.shifts.iter().any(|(s, _)| s == site)
+    }
+
+    /// Adds the shifts registered at `view.site`.
+    pub(crate) fn apply_shifts(&self, view: &SiteView) -> Result<Tensor> {
+        let mut value = view.value.clone();
+        for (site, shift) in &self.shifts {
+            if *site != view.site {
+                continue;
+            }
+            let delta = match shift {
+                Shift::Tensor(t) => t.clone(),
+                Shift::Fn(f) => f(&SiteView {
+                    value: &value,
+                    ..*view
+                })?,
+            };
+            value = add_broadcast(*site, &value, &delta)?;
+        }
+        Ok(value)
+    }
+
+    /// The weight a linear runs with: the base weight plus any deltas.
+    pub(crate) fn effective_weight(&self, site: LinearSite, base: &Tensor) -> Result<Tensor> {
+        let mut w = base.clone();
+        for d in self.deltas.get(&site).into_iter().flatten() {
+            w = (w + d.to_dtype(base.dtype())?)?;
+        }
+        Ok(w)
+    }
+
+    /// The LoRA contributions to a linear's output for input `x`, if any.
+    pub(crate) fn lora_output(&self, site: LinearSite, x: &Tensor) -> Result<Option<Tensor>> {
+        let mut total: Option<Tensor> = None;
+        for l in self.loras.get(&site).into_iter().flatten() {
+            let h = matmul_t(&matmul_t(x, &l.a)?, &l.b)?;
+            let h = (h * l.scaling)?;
+            total = Some(match total {
+                Some(t) => (t + h)?,
+                None => h,
+            });
+        }
+        Ok(total)
+    }
+
+    /// The extra neurons' contribution to layer `layer`'s FFN output for MLP input `q`, if any.
+    pub(crate) fn neuron_output(&self, layer: usize, q: &Tensor) -> Result<Option<Tensor>> {
+        let mut total: Option<Tensor> = None;
+        for n in self.neurons.get(&layer).into_iter().flatten() {
+            let mut pre = matmul_t(q, &n.keys)?;
+            if let Some(b) = &n.bias {
+                pre = pre.broadcast_add(b)?;
+            }
+            let o = n.act.forward(&pre)?;
+            let out = matmul_t(&o, &n.values.t()?)?;
+            total = Some(match total {
+                Some(t) => (t + out)?,
+                None => out,
+            });
+        }
+        Ok(total)
+    }
+}

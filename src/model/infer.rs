@@ -1,0 +1,81 @@
+//! `mkedsl infer`: one prompt (and image) through a checkpoint, greedy answer.
+
+use std::path::PathBuf;
+
+use candle_core::DType;
+use serde::Serialize;
+
+use crate::model::adapters::Adapters;
+use crate::model::device::DeviceKind;
+use crate::model::error::Result;
+use crate::model::generate::GenerateOptions;
+use crate::model::hooks::Hooks;
+use crate::model::llava::LoadOptions;
+use crate::model::preprocess::load_image;
+use crate::model::vlm::{Llava, VisionLanguageModel};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct InferRequest {
+    pub model: PathBuf,
+    pub image: Option<PathBuf>,
+    pub prompt: String,
+    pub max_new_tokens: usize,
+    pub device: DeviceKind,
+}
+
+/// What came out (the `--json` output).
+#[derive(Debug, Clone, Serialize)]
+pub struct InferOutput {
+    /// Prompt token ids after `<image>` expansion.
+    pub input_ids: Vec<u32>,
+    /// Every vocabulary logit at the final prompt position, before decoding.
+    pub next_token_logits: Vec<f32>,
+    /// Greedy continuation ids (stop token excluded).
+    pub generated_ids: Vec<u32>,
+    /// Whether generation ended on the end-of-sequence token.
+    pub stopped_at_eos: bool,
+    /// The decoded continuation.
+    pub answer: String,
+}
+
+/// Loads the checkpoint and answers the prompt.
+pub fn infer(req: &InferRequest) -> Result<InferOutput> {
+    let device = req.device.open()?;
+    let llava = Llava::load(
+        &req.model,
+        &LoadOptions {
+            device,
+            dtype: DType::F32,
+        },
+    )?;
+    let images = match &req.image {
+        Some(path) => vec![load_image(path)?],
+        None => vec![],
+    };
+    let encoded = llava.encode(&req.prompt, &images)?;
+    let opts = GenerateOptions {
+        max_new_tokens: req.max_new_tokens,
+        stop_tokens: llava.eos_token_id().into_iter().collect(),
+    };
+    let generated = llava.generate(
+        std::slice::from_ref(&encoded),
+        &mut Hooks::new(),
+        &Adapters::new(),
+        &opts,
+    )?;
+    let next_token_logits = generated
+        .prompt_logits
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let generated_ids = generated.tokens.into_iter().next().unwrap_or_default();
+    let answer = llava.decode(&generated_ids)?;
+    Ok(InferOutput {
+        input_ids: encoded.input_ids,
+        next_token_logits,
+        generated_ids,
+        stopped_at_eos: generated.stopped.first().copied().unwrap_or(false),
+        answer,
+    })
+}

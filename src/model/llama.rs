@@ -1,0 +1,444 @@
+//! The Llama decoder of a LLaVA model, with a site at every tensor a recipe can name.
+//!
+//! Written in candle's style (`load(vb, cfg)` walking the Hugging Face names) but from
+//! differentiable ops only: generic softmax, RMSNorm and rotary embeddings from primitives, and
+//! the frozen-weight matmul for every base weight that is not being trained.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Init, VarBuilder};
+
+use crate::model::batch::TokenLayout;
+use crate::model::clip::unknown_act;
+use crate::model::config::TextConfig;
+use crate::model::error::{ModelError, Result};
+use crate::model::nn::activation::Activation;
+use crate::model::nn::linear::Linear;
+use crate::model::nn::norm::RmsNorm;
+use crate::model::nn::rotary::Rotary;
+use crate::model::pass::Pass;
+use crate::model::site::{LayerPoint, LinearSite, Proj, Site};
+
+/// Keys and values of earlier tokens, per layer, for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// Which cached key columns are real tokens, row-major `(B, len)`.
+    key_valid: Vec<bool>,
+    batch: usize,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of cached positions per row.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// Shapes and constants the forward pass needs.
+#[derive(Debug, Clone)]
+struct Shape {
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    rope_theta: f64,
+    act: Activation,
+}
+
+/// The decoder (`language_model.*`).
+#[derive(Debug, Clone)]
+pub struct LlamaDecoder {
+    embed_tokens: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    tied: bool,
+    shape: Shape,
+}
+
+impl DecoderLayer {
+    fn load(vb: VarBuilder, cfg: &TextConfig) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let q = cfg.num_attention_heads * cfg.head_dim();
+        let kv = cfg.kv_heads() * cfg.head_dim();
+        let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
+        let a = vb.pp("self_attn");
+        let m = vb.pp("mlp");
+        Ok(Self {
+            input_layernorm: RmsNorm::load(vb.pp("input_layernorm"), d, cfg.rms_norm_eps)?,
+            self_attn: Attention {
+                q_proj: Linear::load(a.pp("q_proj"), d, q, ab)?,
+                k_proj: Linear::load(a.pp("k_proj"), d, kv, ab)?,
+                v_proj: Linear::load(a.pp("v_proj"), d, kv, ab)?,
+                o_proj: Linear::load(a.pp("o_proj"), q, d, ab)?,
+            },
+            post_attention_layernorm: RmsNorm::load(
+                vb.pp("post_attention_layernorm"),
+                d,
+                cfg.rms_norm_eps,
+            )?,
+            mlp: Mlp {
+                gate_proj: Linear::load(m.pp("gate_proj"), d, cfg.intermediate_size, mb)?,
+                up_proj: Linear::load(m.pp("up_proj"), d, cfg.intermediate_size, mb)?,
+                down_proj: Linear::load(m.pp("down_proj"), cfg.intermediate_size, d, mb)?,
+            },
+        })
+    }
+
+    fn linear(&self, proj: Proj) -> &Linear {
+        match proj {
+            Proj::Q => &self.self_attn.q_proj,
+            Proj::K => &self.self_attn.k_proj,
+            Proj::V => &self.self_attn.v_proj,
+            Proj::O => &self.self_attn.o_proj,
+            Proj::Gate => &self.mlp.gate_proj,
+            Proj::Up => &self.mlp.up_proj,
+            Proj::Down => &self.mlp.down_proj,
+        }
+    }
+
+    fn linear_mut(&mut self, proj: Proj) -> &mut Linear {
+        match proj {
+            Proj::Q => &mut self.self_attn.q_proj,
+            Proj::K => &mut self.self_attn.k_proj,
+            Proj::V => &mut self.self_attn.v_proj,
+            Proj::O => &mut self.self_attn.o_proj,
+            Proj::Gate => &mut self.mlp.gate_proj,
+            Proj::Up => &mut self.mlp.up_proj,
+            Proj::Down => &mut self.mlp.down_proj,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        l: usize,
+        x: Tensor,
+        shape: &Shape,
+        rotary: &Rotary,
+        bias: &Tensor,
+        pass: &mut Pass,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let site = |p: LayerPoint| Site::Layer(l, p);
+        let lin = |p: Proj| LinearSite::new(l, p);
+        let x = pass.at(site(LayerPoint::Input), x)?;
+        pass.block_input = Some(x.clone());
+
+        // Attention.
+        let h = pass.at(
+            site(LayerPoint::AttnInput),
+            self.input_layernorm.forward(&x)?,
+        )?;
+        let (b, t, _) = h.dims3()?;
+        let hd = shape.head_dim;
+        let split = |y: Tensor, heads: usize| -> candle_core::Result<Tensor> {
+            y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(
+            pass.linear(lin(Proj::Q), &self.self_attn.q_proj, h.clone())?,
+            shape.heads,
+        )?;
+        let k = split(
+            pass.linear(lin(Proj::K), &self.self_attn.k_proj, h.clone())?,
+            shape.kv_heads,
+        )?;
+        let v = split(
+            pass.linear(lin(Proj::V), &self.self_attn.v_proj, h)?,
+            shape.kv_heads,
+        )?;
+        let q = rotary.apply(&q)?;
+        let mut k = rotary.apply(&k)?;
+        let mut v = v;
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let k = repeat_kv(&k, shape.heads / shape.kv_heads)?;
+        let v = repeat_kv(&v, shape.heads / shape.kv_heads)?;
+        let scores =
+            (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let y = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, shape.heads * hd))?;
+        let y = pass.linear(lin(Proj::O), &self.self_attn.o_proj, y)?;
+        let y = pass.at(site(LayerPoint::AttnOutput), y)?;
+        let x = (x + y)?;
+
+        // Feed-forward.
+        let h = pass.at(
+            site(LayerPoint::MlpInput),
+            self.post_attention_layernorm.forward(&x)?,
+        )?;
+        let gate = pass.linear(lin(Proj::Gate), &self.mlp.gate_proj, h.clone())?;
+        let up = pass.linear(lin(Proj::Up), &self.mlp.up_proj, h.clone())?;
+        let act = pass.at(site(LayerPoint::MlpAct), (shape.act.forward(&gate)? * up)?)?;
+        let mut out = pass.linear(lin(Proj::Down), &self.mlp.down_proj, act)?;
+        if let Some(extra) = pass.adapters.neuron_output(l, &h)? {
+            out = (out + extra)?;
+        }
+        let out = pass.at(site(LayerPoint::MlpOutput), out)?;
+        let x = (x + out)?;
+        let x = pass.at(site(LayerPoint::Output), x)?;
+        pass.block_input = None;
+        Ok(x)
+    }
+}
+
+/// `(B, kv, T, hd)` → `(B, kv·n, T, hd)`, each key/value head serving `n` query heads.
+fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    if n == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, t, hd) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, n, t, hd))?
+        .reshape((b, kv * n, t, hd))
+}
+
+/// Additive attention bias `(B, 1, T, past + T)`: 0 where a query may look, a large negative
+/// number elsewhere (causal order and padding). Finite, so a query with no visible key (left
+/// padding) gets a uniform distribution instead of NaN.
+fn attention_bias(
+    layout: &TokenLayout,
+    past_valid: &[bool],
+    past: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let (b, t) = (layout.batch(), layout.seq());
+    let total = past + t;
+    let mut bias = vec![0f32; b * t * total];
+    for row in 0..b {
+        for i in 0..t {
+            for j in 0..total {
+                let valid = if j < past {
+                    past_valid[row * past + j]
+                } else {
+                    layout.is_valid(row, j - past)
+                };
+                if !valid || j > past + i {
+                    bias[(row * t + i) * total + j] = -1e9;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(bias, (b, 1, t, total), device)?.to_dtype(dtype)?)
+}
+
+impl LlamaDecoder {
+    /// Loads from `vb` positioned at `language_model`.
+    pub fn load(vb: VarBuilder, cfg: &TextConfig, tied: bool) -> Result<Self> {
+        let act = Activation::from_name(&cfg.hidden_act)
+            .ok_or_else(|| unknown_act("text_config.hidden_act", &cfg.hidden_act))?;
+        let d = cfg.hidden_size;
+        let model = vb.pp("model");
+        let embed_tokens = model.get_with_hints(
+            (cfg.vocab_size, d),
+            "embed_tokens.weight",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| DecoderLayer::load(model.pp(format!("layers.{i}")), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let norm = RmsNorm::load(model.pp("norm"), d, cfg.rms_norm_eps)?;
+        let lm_head = if tied {
+            Linear::from_weights(embed_tokens.clone(), None)
+        } else {
+            Linear::load(vb.pp("lm_head"), d, cfg.vocab_size, false)?
+        };
+        let shape = Shape {
+            heads: cfg.num_attention_heads,
+            kv_heads: cfg.kv_heads(),
+            head_dim: cfg.head_dim(),
+            rope_theta: cfg.rope_theta,
+            act,
+        };
+        Ok(Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head,
+            tied,
+            shape,
+        })
+    }
+
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed_tokens
+    }
+
+    /// Token embeddings of `ids` `(B, T)` → `(B, T, hidden)`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let d = self.embed_tokens.dim(1)?;
+        Ok(self
+            .embed_tokens
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, t, d))?)
+    }
+
+    /// Runs every layer on latents `x` `(B, T, hidden)` and returns the final-norm hidden states.
+    pub(crate) fn forward(
+        &self,
+        x: Tensor,
+        pass: &mut Pass,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let layout = pass.layout;
+        let (b, t) = (layout.batch(), layout.seq());
+        let (dtype, device) = (x.dtype(), x.device().clone());
+        let rotary = Rotary::new(
+            layout.positions(),
+            b,
+            self.shape.head_dim,
+            self.shape.rope_theta,
+            dtype,
+            &device,
+        )?;
+        let mut x = x;
+        match cache {
+            None => {
+                let bias = attention_bias(layout, &[], 0, dtype, &device)?;
+                for (l, layer) in self.layers.iter().enumerate() {
+                    x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, None)?;
+                }
+            }
+            Some(cache) => {
+                if cache.layers.is_empty() {
+                    cache.layers = vec![None; self.layers.len()];
+                    cache.batch = b;
+                } else if cache.batch != b {
+                    return Err(ModelError::Prompt {
+                        reason: format!("a KV cache of {} rows was continued with {b} rows", cache.batch),
+                        help: "continue a cache only with the rows that filled it (TokenLayout::continuation)".into(),
+                    });
+                }
+                let bias = attention_bias(layout, &cache.key_valid, cache.len, dtype, &device)?;
+                for (l, layer) in self.layers.iter().enumerate() {
+                    x = layer.forward(
+                        l,
+                        x,
+                        &self.shape,
+                        &rotary,
+                        &bias,
+                        pass,
+                        cache.layers.get_mut(l),
+                    )?;
+                }
+                let mut key_valid = Vec::with_capacity(b * (cache.len + t));
+                for row in 0..b {
+                    key_valid.extend_from_slice(
+                        &cache.key_valid[row * cache.len..(row + 1) * cache.len],
+                    );
+                    key_valid.extend((0..t).map(|c| layout.is_valid(row, c)));
+                }
+                cache.key_valid = key_valid;
+                cache.len += t;
+            }
+        }
+        Ok(self.norm.forward(&x)?)
+    }
+
+    /// Vocabulary logits of hidden states `(…, hidden)`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(hidden)?)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub(crate) fn linear(&self, site: LinearSite) -> Option<&Linear> {
+        self.layers.get(site.layer).map(|l| l.linear(site.proj))
+    }
+
+    pub(crate) fn linear_mut(&mut self, site: LinearSite) -> Option<&mut Linear> {
+        self.layers
+            .get_mut(site.layer)
+            .map(|l| l.linear_mut(site.proj))
+    }
+
+    /// Every tensor with its checkpoint name under `prefix` (`language_model`).
+    pub fn tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) {
+        out.push((
+            format!("{prefix}.model.embed_tokens.weight"),
+            self.embed_tokens.clone(),
+        ));
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("{prefix}.model.layers.{i}");
+            out.push((
+                format!("{p}.input_layernorm.weight"),
+                layer.input_layernorm.weight().clone(),
+            ));
+            for proj in Proj::ALL {
+                let block = if proj.block() == "attn" {
+                    "self_attn"
+                } else {
+                    "mlp"
+                };
+                let lin = layer.linear(proj);
+                out.push((
+                    format!("{p}.{block}.{}.weight", proj.name()),
+                    lin.weight().clone(),
+                ));
+                if let Some(bias) = lin.bias() {
+                    out.push((format!("{p}.{block}.{}.bias", proj.name()), bias.clone()));
+                }
+            }
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                layer.post_attention_layernorm.weight().clone(),
+            ));
+        }
+        out.push((
+            format!("{prefix}.model.norm.weight"),
+            self.norm.weight().clone(),
+        ));
+        if !self.tied {
+            out.push((
+                format!("{prefix}.lm_head.weight"),
+                self.lm_head.weight().clone(),
+            ));
+        }
+    }
+}

@@ -1,0 +1,396 @@
+//! A LLaVA-1.5-architecture model: CLIP vision tower → projector → Llama decoder.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::model::adapters::Adapters;
+use crate::model::batch::{gather_rows, Batch, Encoded, Latents, PadSide};
+use crate::model::checkpoint;
+use crate::model::clip::ClipVision;
+use crate::model::config::{FeatureSelect, LlavaConfig, ModelDims};
+use crate::model::error::{ModelError, Result};
+use crate::model::hooks::Hooks;
+use crate::model::llama::{KvCache, LlamaDecoder};
+use crate::model::pass::Pass;
+use crate::model::projector::Projector;
+use crate::model::site::{LinearSite, Site};
+
+/// Where a checkpoint's tensors go and in which precision.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// Every weight is converted to this dtype; F32 on CPU by default, F64 for gradient checks.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            device: Device::Cpu,
+            dtype: DType::F32,
+        }
+    }
+}
+
+/// Which outputs a forward pass returns (skipping the vocabulary matmul where it is not needed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readout {
+    /// Logits at every position, `(B, T, vocab)`.
+    All,
+    /// Logits at each row's last real token, `(B, vocab)`.
+    Last,
+    /// Logits at the given `(row, column)` positions, `(N, vocab)`.
+    Positions(Vec<(usize, usize)>),
+    /// The final-norm hidden states, `(B, T, hidden)`, and no logits.
+    Hidden,
+}
+
+/// The weights of a LLaVA model. Tokenisation and image preprocessing live in
+/// [`crate::model::processor::LlavaProcessor`]; [`crate::model::Llava`] bundles both.
+#[derive(Debug, Clone)]
+pub struct LlavaModel {
+    config: LlavaConfig,
+    vision: ClipVision,
+    projector: Projector,
+    decoder: LlamaDecoder,
+    device: Device,
+    dtype: DType,
+}
+
+impl LlavaModel {
+    /// Loads `config.json` and the weights of a checkpoint folder, after checking every tensor.
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ModelError::MissingFile {
+                path: dir.display().to_string(),
+                what: "checkpoint folder",
+                help: "pass a folder holding config.json, model.safetensors (or shards), tokenizer.json and preprocessor_config.json".into(),
+            });
+        }
+        let config = LlavaConfig::from_path(dir)?;
+        let files = checkpoint::weight_files(dir)?;
+        checkpoint::check_tensors(&config, &files)?;
+        let vb = checkpoint::var_builder(&files, opts.dtype, &opts.device)?;
+        Self::from_var_builder(config, vb)
+    }
+
+    /// Builds the model from any var builder: checkpoint files, or a `VarMap` for training (every
+    /// tensor then is a `Var` and takes part in autograd).
+    pub fn from_var_builder(config: LlavaConfig, vb: VarBuilder) -> Result<Self> {
+        let (device, dtype) = (vb.device().clone(), vb.dtype());
+        let vision = ClipVision::load(vb.pp("vision_tower.vision_model"), &config.vision_config)?;
+        let projector = Projector::load(vb.pp("multi_modal_projector"), &config)?;
+        let decoder = LlamaDecoder::load(
+            vb.pp("language_model"),
+            &config.text_config,
+            config.tied_embeddings(),
+        )?;
+        Ok(Self {
+            config,
+            vision,
+            projector,
+            decoder,
+            device,
+            dtype,
+        })
+    }
+
+    pub fn config(&self) -> &LlavaConfig {
+        &self.config
+    }
+
+    pub fn dims(&self) -> ModelDims {
+        self.config.dims()
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The id padding positions hold (masked, so only its being in the vocabulary matters).
+    pub fn pad_id(&self) -> u32 {
+        self.config
+            .pad_token_id
+            .filter(|&p| (p as usize) < self.config.text_config.vocab_size)
+            .unwrap_or(0)
+    }
+
+    /// Pads encoded prompts into a batch on this model's device.
+    pub fn batch(&self, prompts: &[Encoded], side: PadSide) -> Result<Batch> {
+        let mut batch = Batch::new(prompts, side, self.pad_id(), &self.device)?;
+        batch.pixel_values = batch
+            .pixel_values
+            .map(|p| p.to_dtype(self.dtype))
+            .transpose()?;
+        Ok(batch)
+    }
+
+    /// Every Hugging Face hidden state of the vision tower (`[0]` = embeddings, `[i]` = layer i).
+    pub fn vision_hidden_states(&self, pixels: &Tensor) -> Result<Vec<Tensor>> {
+        self.vision.hidden_states(pixels, self.vision.num_layers())
+    }
+
+    /// Projected image features `(N, image_tokens, hidden)`: the vision tower's
+    /// `vision_feature_layer` hidden state, CLS dropped under the `default` strategy, projected.
+    pub fn image_features(&self, pixels: &Tensor) -> Result<Tensor> {
+        let v = &self.config.vision_config;
+        let want = [v.num_channels, v.image_size, v.image_size];
+        if pixels.rank() != 4 || pixels.dims()[1..] != want {
+            return Err(ModelError::Preprocessor {
+                path: crate::model::preprocess::PREPROCESSOR_FILE.into(),
+                reason: format!(
+                    "images are {:?} but the vision tower takes (N, {}, {}, {})",
+                    pixels.dims(),
+                    want[0],
+                    want[1],
+                    want[2]
+                ),
+            });
+        }
+        let layers = self.vision.num_layers() as i64;
+        let index = match self.config.vision_feature_layer {
+            k if k < 0 => layers + 1 + k,
+            k => k,
+        };
+        let index = usize::try_from(index).unwrap_or(0);
+        let states = self.vision.hidden_states(pixels, index)?;
+        let selected = states
+            .last()
+            .ok_or_else(|| internal("the vision tower returned no hidden state"))?;
+        let selected = match self.config.vision_feature_select_strategy {
+            FeatureSelect::Default => {
+                let tokens = selected.dim(1)?;
+                selected.narrow(1, 1, tokens - 1)?
+            }
+            FeatureSelect::Full => selected.clone(),
+        };
+        self.projector.forward(&selected)
+    }
+
+    /// Input latents of a batch: token embeddings at text positions, projected image features at
+    /// image-token positions (in order, like Hugging Face's `masked_scatter`).
+    pub fn embed(&self, batch: &Batch) -> Result<Latents> {
+        let text = self.decoder.embed(&batch.input_ids)?;
+        let layout = batch.layout.clone();
+        let visual = layout.visual_index();
+        let embeds = match (&batch.pixel_values, visual.is_empty()) {
+            (None, true) => text,
+            (Some(pixels), false) => {
+                let feats = self.image_features(pixels)?;
+                let (n, tokens, d) = feats.dims3()?;
+                if n * tokens != visual.len() {
+                    return Err(ModelError::Prompt {
+                        reason: format!(
+                            "the batch has {} image-token positions but its {n} image(s) yield {} features",
+                            visual.len(),
+                            n * tokens
+                        ),
+                        help: format!("each `<image>` must expand to exactly {tokens} image tokens"),
+                    });
+                }
+                scatter_rows(&text, &visual, &feats.reshape((n * tokens, d))?)?
+            }
+            (Some(_), true) => {
+                return Err(ModelError::Prompt {
+                    reason: "images were given but no prompt holds an image token".into(),
+                    help: "put `<image>` in the prompt where the image belongs".into(),
+                })
+            }
+            (None, false) => {
+                return Err(ModelError::Prompt {
+                    reason: "the prompt holds image tokens but no image was given".into(),
+                    help: "pass an image for every `<image>` in the prompt".into(),
+                })
+            }
+        };
+        Ok(Latents { embeds, layout })
+    }
+
+    /// Runs the decoder on latents with hooks and adapters.
+    pub fn forward(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        readout: &Readout,
+    ) -> Result<Tensor> {
+        self.run(latents, hooks, adapters, readout, None)
+    }
+
+    /// Like [`Self::forward`], continuing from (and extending) a KV cache: the latents are the
+    /// new tokens only, laid out as `TokenLayout::continuation` of the previous call.
+    pub fn forward_cached(
+        &self,
+        latents: &Latents,
+        cache: &mut KvCache,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        readout: &Readout,
+    ) -> Result<Tensor> {
+        self.run(latents, hooks, adapters, readout, Some(cache))
+    }
+
+    fn run(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        readout: &Readout,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let dims = self.dims();
+        adapters.check(&dims, self.dtype)?;
+        for site in hooks.sites() {
+            site.check(&dims).map_err(|reason| ModelError::Site {
+                site: site.to_string(),
+                reason,
+            })?;
+        }
+        let layout = &latents.layout;
+        let expected = [layout.batch(), layout.seq(), dims.hidden];
+        if latents.embeds.dims() != expected {
+            return Err(ModelError::Site {
+                site: "input latents".into(),
+                reason: format!(
+                    "latents have shape {:?}, their layout implies {expected:?}",
+                    latents.embeds.dims()
+                ),
+            });
+        }
+        let mut pass = Pass {
+            hooks,
+            adapters,
+            layout,
+            block_input: None,
+        };
+        let mut x = latents.embeds.to_dtype(self.dtype)?;
+        for site in [Site::EmbedVision, Site::EmbedText] {
+            if !pass.touches(&site) {
+                continue;
+            }
+            let index = if site == Site::EmbedVision {
+                layout.visual_index()
+            } else {
+                layout.text_index()
+            };
+            if index.is_empty() {
+                continue;
+            }
+            let rows = pass.at(site, gather_rows(&x, &index)?)?;
+            x = scatter_rows(&x, &index, &rows)?;
+        }
+        let hidden = self.decoder.forward(x, &mut pass, cache)?;
+        match readout {
+            Readout::Hidden => Ok(hidden),
+            Readout::All => self.decoder.logits(&hidden),
+            Readout::Last => {
+                let index = layout
+                    .last_index()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(row, i)| {
+                        i.ok_or_else(|| ModelError::Prompt {
+                            reason: format!("row {row} of the batch holds only padding"),
+                            help: "every prompt needs at least one token".into(),
+                        })
+                    })
+                    .collect::<Result<Vec<u32>>>()?;
+                self.decoder.logits(&gather_rows(&hidden, &index)?)
+            }
+            Readout::Positions(positions) => {
+                let mut index = Vec::with_capacity(positions.len());
+                for &(row, col) in positions {
+                    if !layout.is_valid(row, col) {
+                        return Err(ModelError::Prompt {
+                            reason: format!(
+                                "position ({row}, {col}) is padding or outside the batch"
+                            ),
+                            help: format!("the batch is {} × {}", layout.batch(), layout.seq()),
+                        });
+                    }
+                    index.push((row * layout.seq() + col) as u32);
+                }
+                self.decoder.logits(&gather_rows(&hidden, &index)?)
+            }
+        }
+    }
+
+    /// Token embeddings of ids `(B, T)` (no image features).
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        self.decoder.embed(ids)
+    }
+
+    /// The current weight of a decoder linear.
+    pub fn linear_weight(&self, site: LinearSite) -> Result<Tensor> {
+        let lin = self
+            .decoder
+            .linear(site)
+            .ok_or_else(|| no_layer(site, self.decoder.num_layers()))?;
+        Ok(lin.weight().clone())
+    }
+
+    /// Replaces a decoder linear's weight (ELoRA's `W ← W − BA`) and returns the previous one;
+    /// pass that back to restore. The shape must not change.
+    pub fn replace_linear_weight(&mut self, site: LinearSite, weight: Tensor) -> Result<Tensor> {
+        let layers = self.decoder.num_layers();
+        let dtype = self.dtype;
+        let lin = self
+            .decoder
+            .linear_mut(site)
+            .ok_or_else(|| no_layer(site, layers))?;
+        if weight.shape() != lin.weight().shape() {
+            return Err(ModelError::Site {
+                site: site.to_string(),
+                reason: format!(
+                    "new weight has shape {:?}, the weight is {:?}",
+                    weight.dims(),
+                    lin.weight().dims()
+                ),
+            });
+        }
+        Ok(lin.replace_weight(weight.to_dtype(dtype)?))
+    }
+
+    /// Every tensor under its Hugging Face name (what `save` writes).
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        self.decoder.tensors("language_model", &mut out);
+        self.projector.tensors("multi_modal_projector", &mut out);
+        self.vision.tensors("vision_tower.vision_model", &mut out);
+        out
+    }
+}
+
+fn no_layer(site: LinearSite, layers: usize) -> ModelError {
+    ModelError::Site {
+        site: site.to_string(),
+        reason: format!("the model has {layers} layers"),
+    }
+}
+
+fn internal(what: &str) -> ModelError {
+    ModelError::Tensor(candle_core::Error::Msg(what.to_string()))
+}
+
+/// `x` `(B, T, D)` with the rows at flat indices `index` replaced by `rows` `(N, D)`;
+/// differentiable with respect to both.
+fn scatter_rows(x: &Tensor, index: &[u32], rows: &Tensor) -> Result<Tensor> {
+    let (b, t, d) = x.dims3()?;
+    let flat = x.reshape((b * t, d))?;
+    let idx = Tensor::from_slice(index, index.len(), x.device())?;
+    let placed = flat
+        .zeros_like()?
+        .index_add(&idx, &rows.to_dtype(x.dtype())?, 0)?;
+    let mut mask = vec![0u8; b * t];
+    for &i in index {
+        mask[i as usize] = 1;
+    }
+    let mask = Tensor::from_vec(mask, (b * t, 1), x.device())?.broadcast_as((b * t, d))?;
+    Ok(mask.where_cond(&placed, &flat)?.reshape((b, t, d))?)
+}

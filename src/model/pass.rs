@@ -1,0 +1,60 @@
+//! One forward pass's interventions: the adapters and hooks, applied site by site.
+
+use candle_core::Tensor;
+
+use crate::model::adapters::Adapters;
+use crate::model::batch::TokenLayout;
+use crate::model::error::Result;
+use crate::model::hooks::{Hooks, SiteView};
+use crate::model::nn::linear::Linear;
+use crate::model::site::{LinearSite, Site};
+
+/// What the decoder consults at each site during one call.
+pub(crate) struct Pass<'p, 'h> {
+    pub hooks: &'p mut Hooks<'h>,
+    pub adapters: &'p Adapters,
+    /// Layout of the tokens this call processes.
+    pub layout: &'p TokenLayout,
+    /// The current layer's block input, once known.
+    pub block_input: Option<Tensor>,
+}
+
+impl Pass<'_, '_> {
+    /// Whether anything acts at `site` (lets callers skip gathering rows for `embed.*`).
+    pub fn touches(&self, site: &Site) -> bool {
+        self.adapters.touches(site) || self.hooks.touches(site)
+    }
+
+    /// The value of `site` after the adapters' shifts and the hooks.
+    pub fn at(&mut self, site: Site, value: Tensor) -> Result<Tensor> {
+        if !self.touches(&site) {
+            return Ok(value);
+        }
+        let block_input = self.block_input.as_ref();
+        let view = SiteView {
+            site,
+            value: &value,
+            block_input,
+            layout: self.layout,
+        };
+        let shifted = self.adapters.apply_shifts(&view)?;
+        self.hooks.apply(SiteView {
+            site,
+            value: &shifted,
+            block_input,
+            layout: self.layout,
+        })
+    }
+
+    /// A decoder linear with its sites and adapters: input hooks, `x (W + ΔW)ᵀ + b`, LoRA,
+    /// output hooks.
+    pub fn linear(&mut self, site: LinearSite, layer: &Linear, x: Tensor) -> Result<Tensor> {
+        let x = self.at(Site::proj_input(site), x)?;
+        let weight = self.adapters.effective_weight(site, layer.weight())?;
+        let mut y = layer.forward_with(&x, &weight)?;
+        if let Some(extra) = self.adapters.lora_output(site, &x)? {
+            y = (y + extra)?;
+        }
+        self.at(Site::proj_output(site), y)
+    }
+}
