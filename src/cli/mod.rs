@@ -1,5 +1,8 @@
 //! The `mkedsl` command line: one file per subcommand, each a thin shell over a library entry point.
 
+pub mod check;
+pub mod plan;
+
 use clap::{Parser, Subcommand};
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
@@ -11,10 +14,18 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Parse and check a recipe (no tensors); print a one-line summary or diagnostics.
+    Check(check::CheckArgs),
+    /// Print a recipe's execution plan (numbered lines, or JSON with --json).
+    Plan(plan::PlanArgs),
+}
 
 /// Parses the arguments and runs the chosen subcommand.
 pub fn main() -> miette::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Plan(args) => plan::run(args),
+    }
 }
