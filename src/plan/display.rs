@@ -195,7 +195,9 @@ pub(super) fn describe(op: &Op) -> String {
         } => {
             let init = match init {
                 LoraInit::Kaiming => "kaiming".to_string(),
-                LoraInit::NullSpaceSvd { space } => format!("null_space_svd({space}), W ← W − BA"),
+                LoraInit::NullSpaceSvd { space } => {
+                    format!("null_space_svd({space}), W ← W − (alpha/rank)·BA")
+                }
             };
             let shapes = shapes_text(params);
             let shapes = if shapes.is_empty() {

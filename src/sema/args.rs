@@ -266,6 +266,8 @@ impl Checker<'_> {
                 continue;
             }
             let value = match formal.default {
+                // After a misplaced or misspelt argument, a "missing" one is usually that one.
+                Dflt::Required if !ok => continue,
                 Dflt::Required => {
                     self.diags.push(
                         Diag::error(

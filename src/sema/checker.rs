@@ -93,6 +93,9 @@ pub(super) struct Checker<'a> {
     /// The inlining stack: function names and their call spans, outermost first.
     pub calls: Vec<(String, Span)>,
     pub metrics: Option<(Vec<Metric>, Span)>,
+    /// Current depth of nested expression evaluation (bounded, so no input exhausts the stack).
+    pub depth: usize,
+    pub too_deep_reported: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -114,6 +117,8 @@ impl<'a> Checker<'a> {
             frozen: Vec::new(),
             calls: Vec::new(),
             metrics: None,
+            depth: 0,
+            too_deep_reported: false,
         }
     }
 

@@ -55,7 +55,11 @@ pub(super) fn check_definitions(
                     .help("choose another name"),
                 );
             }
-            if scope[0].contains(&p.name.name) {
+            if scope
+                .first()
+                .map(|f| f.contains(&p.name.name))
+                .unwrap_or(false)
+            {
                 diags.push(
                     Diag::error(
                         "mkedsl::fn::duplicate_param",
@@ -70,7 +74,9 @@ pub(super) fn check_definitions(
                 // Defaults see no parameters.
                 check_expr(default, &[Vec::new()], fns, diags);
             }
-            scope[0].push(p.name.name.clone());
+            if let Some(frame) = scope.first_mut() {
+                frame.push(p.name.name.clone());
+            }
         }
         if let Some(ret) = &def.ret {
             if let Err(bad) = Ty::from_expr(ret) {

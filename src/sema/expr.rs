@@ -31,6 +31,9 @@ pub(super) fn widen(value: Value, expected: &Ty) -> Value {
     }
 }
 
+/// Deepest nesting of expression evaluation, counting through inlined functions.
+const MAX_EVAL_DEPTH: usize = 96;
+
 impl Checker<'_> {
     pub fn eval(&mut self, expr: &Expr) -> Value {
         self.eval_with(expr, None)
@@ -39,6 +42,28 @@ impl Checker<'_> {
     /// Evaluates `expr`; a bare unknown identifier becomes a symbol when `symbols` is given (the
     /// receiving parameter checks that it is one of its own).
     pub fn eval_with(&mut self, expr: &Expr, symbols: Option<&[&str]>) -> Value {
+        if self.depth >= MAX_EVAL_DEPTH {
+            if self.too_deep_reported {
+                return Value::Poison;
+            }
+            self.too_deep_reported = true;
+            return self.error(
+                Diag::error(
+                    "mkedsl::fn::too_deep",
+                    "expressions and function calls nest too deeply",
+                    expr.span,
+                )
+                .label(format!("more than {MAX_EVAL_DEPTH} levels deep here"))
+                .help("name intermediate values with `let` and flatten chains of helper functions"),
+            );
+        }
+        self.depth += 1;
+        let value = self.eval_inner(expr, symbols);
+        self.depth -= 1;
+        value
+    }
+
+    fn eval_inner(&mut self, expr: &Expr, symbols: Option<&[&str]>) -> Value {
         match &expr.kind {
             ExprKind::Int(n) => Value::Int(*n),
             ExprKind::Float(x) => Value::Float(*x),
@@ -162,7 +187,7 @@ impl Checker<'_> {
                 self.error(
                     Diag::error(
                         "mkedsl::type::negate",
-                        format!("cannot negate a {ty}"),
+                        format!("cannot negate {}", ty.a()),
                         span,
                     )
                     .label(format!("this is {ty}"))

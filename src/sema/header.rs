@@ -49,11 +49,8 @@ impl Checker<'_> {
                 continue;
             }
             seen.push((key, field.key.span));
-            let value = if key == "mode" {
-                self.eval_with(&field.value, Some(MODES))
-            } else {
-                self.eval(&field.value)
-            };
+            // Bare names are symbols here, so `paper: elora` is a type error with a clear help.
+            let value = self.eval_with(&field.value, Some(if key == "mode" { MODES } else { &[] }));
             let span = field.value.span;
             match (key, value) {
                 (_, Value::Poison) => {}
@@ -95,14 +92,21 @@ impl Checker<'_> {
                         _ => "an Int",
                     };
                     let ty = other.ty();
+                    let help = match (&other, key) {
+                        (Value::Symbol(s), "paper") => {
+                            format!("write it in quotes: `paper: \"{s}\"`")
+                        }
+                        _ => "e.g. recipe \"ELoRA\" { paper: \"elora\", mode: single, seed: 0 }"
+                            .to_string(),
+                    };
                     self.diags.push(
                         Diag::error(
                             "mkedsl::header::type",
-                            format!("`{key}` takes {expected}, not {ty}"),
+                            format!("`{key}` takes {expected}, not {}", ty.a()),
                             span,
                         )
-                        .label(format!("this is {ty}"))
-                        .help("e.g. recipe \"ELoRA\" { paper: \"elora\", mode: single, seed: 0 }"),
+                        .label(format!("this is {}", ty.a()))
+                        .help(help),
                     );
                 }
                 (_, _) => {

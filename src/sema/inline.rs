@@ -13,7 +13,7 @@ use crate::source::Span;
 use crate::syntax::ast::{Arg, FnDef, StmtKind};
 
 /// Deepest chain of function calls (cycles are refused earlier; this bounds long chains).
-const MAX_INLINE_DEPTH: usize = 48;
+const MAX_INLINE_DEPTH: usize = 16;
 
 impl Checker<'_> {
     pub(super) fn call_fn(&mut self, def: &FnDef, args: &[Arg], span: Span) -> Value {
@@ -134,7 +134,11 @@ impl Checker<'_> {
         // Errors inside the body point into the function; show the recipe call that led there.
         if self.calls.is_empty() {
             for diag in self.diags.iter_mut().skip(diags_before) {
-                if diag.span.map(|s| s.source) != Some(span.source) {
+                let inside_call = diag
+                    .span
+                    .map(|s| s.source == span.source && s.start >= span.start && s.end <= span.end)
+                    .unwrap_or(true);
+                if !inside_call {
                     diag.notes.push(crate::diagnostics::Note {
                         span,
                         label: format!("in this call of `{name}`"),

@@ -181,8 +181,8 @@ impl Checker<'_> {
             other => {
                 let ty = other.ty();
                 return self.error(
-                    Diag::error("mkedsl::member::none", format!("a {ty} has no members"), name.span)
-                        .label(format!("`.{member}` on a {ty}"))
+                    Diag::error("mkedsl::member::none", format!("{} has no members", ty.a()), name.span)
+                        .label(format!("`.{member}` on {}", ty.a()))
                         .help("members exist on sites (`layer(1).mlp`), `embed`, adapters and their parameters"),
                 );
             }
@@ -222,6 +222,6 @@ fn describe(value: &Value) -> String {
         Value::Embed => "`embed`".into(),
         Value::Param(p) => format!("`{}`", p.path),
         Value::Node { id, .. } => format!("adapter {id}"),
-        other => format!("a {}", other.ty()),
+        other => other.ty().a(),
     }
 }

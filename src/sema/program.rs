@@ -219,7 +219,7 @@ pub enum LoraInit {
     /// `A` Kaiming-uniform, `B` zero: `ΔW = 0` at the start (Hu et al.).
     Kaiming,
     /// ELoRA Eq. 8: top-`r` SVD of `W·P` (`P` the space's projector), `B = U√Σ`, `A = √Σ Vᵀ`,
-    /// then `W ← W − BA` so the adapted layer starts equal to the original.
+    /// then `W ← W − (alpha/rank)·BA` so the adapted layer starts equal to the original.
     NullSpaceSvd { space: NodeId },
 }
 
@@ -581,9 +581,19 @@ impl Op {
         }
     }
 
-    /// The ids this operation consumes (its `body`, for `train`, excluded), without duplicates.
+    /// The ids this operation consumes: a train step's `body` is excluded, and so are an
+    /// adapter's references to itself (its tensors are spelled with its own id).
     pub fn inputs(&self) -> Vec<NodeId> {
-        let mut copy = self.clone();
+        let mut copy = match self {
+            Op::Lora { init, .. } => match init {
+                LoraInit::NullSpaceSvd { space } => return vec![*space],
+                LoraInit::Kaiming => return Vec::new(),
+            },
+            Op::ExtraNeurons { regulate, .. } => {
+                return regulate.iter().map(|r| r.direction).collect()
+            }
+            other => other.clone(),
+        };
         let body: Vec<NodeId> = match self {
             Op::Train { body, .. } => body.clone(),
             _ => Vec::new(),

@@ -76,6 +76,7 @@ impl Checker<'_> {
                     Some(NodeInfo::Adapter { params, .. }) => params.clone(),
                     _ => Vec::new(),
                 };
+                let all_frozen = !params.is_empty();
                 let kept: Vec<Param> = if trainable {
                     params
                         .into_iter()
@@ -85,15 +86,25 @@ impl Checker<'_> {
                     params
                 };
                 if kept.is_empty() {
-                    let why = if trainable {
-                        "has no trainable parameters left"
+                    let (why, help) = if all_frozen {
+                        (
+                            "has no trainable parameters left",
+                            "every tensor of this adapter is frozen; unfreeze one or train another",
+                        )
                     } else {
-                        "has no parameters"
+                        (
+                            "has no parameters",
+                            "latent_icl steers activations and has no tensors to train",
+                        )
                     };
                     self.diags.push(
-                        Diag::error("mkedsl::train::no_params", format!("this adapter {why}"), span)
-                            .label(format!("nothing to {verb}"))
-                            .help("latent_icl has no tensors to train; LoRA's A may be frozen, train its B"),
+                        Diag::error(
+                            "mkedsl::train::no_params",
+                            format!("this adapter {why}"),
+                            span,
+                        )
+                        .label(format!("nothing to {verb}"))
+                        .help(help),
                     );
                     return None;
                 }
@@ -127,13 +138,17 @@ impl Checker<'_> {
                 self.diags.push(
                     Diag::error(
                         "mkedsl::type::not_param",
-                        format!("cannot {verb} a {ty}"),
+                        format!("cannot {verb} {}", ty.a()),
                         span,
                     )
-                    .label(format!("this is a {ty}"))
+                    .label(format!("this is {}", ty.a()))
                     .help(format!(
-                        "only parameters (`site.weight`, `ab.B`) and adapters can be {verb}{}",
-                        if verb == "freeze" { "n" } else { "ed" }
+                        "only parameters (`site.weight`, `ab.B`) and adapters can be {}",
+                        if verb == "freeze" {
+                            "frozen"
+                        } else {
+                            "trained"
+                        }
                     )),
                 );
                 None
@@ -451,10 +466,10 @@ impl Checker<'_> {
                 self.diags.push(
                     Diag::error(
                         "mkedsl::type::not_param",
-                        format!("cannot project a {ty}"),
+                        format!("cannot project {}", ty.a()),
                         param_expr.span,
                     )
-                    .label(format!("this is a {ty}"))
+                    .label(format!("this is {}", ty.a()))
                     .help("project a trained parameter such as `ab.B` or `site.weight`"),
                 );
                 return;

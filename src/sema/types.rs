@@ -132,6 +132,19 @@ impl Ty {
     }
 }
 
+impl Ty {
+    /// The type with its indefinite article: "an Int", "a Space".
+    pub fn a(&self) -> String {
+        let name = self.to_string();
+        let vowel = name
+            .chars()
+            .next()
+            .map(|c| "AEIOU".contains(c))
+            .unwrap_or(false);
+        format!("{} {name}", if vowel { "an" } else { "a" })
+    }
+}
+
 impl fmt::Display for Ty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {

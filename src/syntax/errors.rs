@@ -84,7 +84,7 @@ pub fn syntax_error(source: SourceId, text: &str, err: &Error<Rule>) -> Diag {
         InputLocation::Span((s, _)) => s,
     };
     let furthest = err.parse_attempts().map(|a| a.max_position).unwrap_or(0);
-    let pos = prev_boundary(text, pos.max(furthest));
+    let pos = skip_trivia(text, prev_boundary(text, pos.max(furthest)));
     let (found, span) = found_at(source, text, pos);
 
     let mut rules: Vec<Rule> = Vec::new();
@@ -205,6 +205,26 @@ fn unclosed_bracket(text: &str) -> Option<usize> {
     open.pop()
 }
 
+/// The first position at or after `pos` that is not whitespace or a plain comment.
+fn skip_trivia(text: &str, mut pos: usize) -> usize {
+    loop {
+        let rest = text.get(pos..).unwrap_or("");
+        let trimmed = rest.trim_start();
+        pos += rest.len() - trimmed.len();
+        if trimmed.starts_with('#') && !trimmed.starts_with("##") {
+            pos += trimmed.find('\n').unwrap_or(trimmed.len());
+        } else {
+            return pos;
+        }
+    }
+}
+
+/// Words the grammar reserves.
+const KEYWORDS: &[&str] = &[
+    "recipe", "use", "fn", "let", "freeze", "per", "train", "for", "with", "loss", "project",
+    "onto", "evaluate", "true", "false",
+];
+
 /// What stands at `pos`: a word, a single character, or the end of the file.
 fn found_at(source: SourceId, text: &str, pos: usize) -> (String, Span) {
     let rest = text.get(pos..).unwrap_or("");
@@ -240,6 +260,13 @@ fn join_or(items: &[String]) -> String {
 /// A help line tuned to the most common mistakes.
 fn hint(found: &str, expected: &[String]) -> String {
     let expects = |s: &str| expected.iter().any(|e| e == s);
+    let word = found.trim_matches('`');
+    if KEYWORDS.contains(&word) && expects("a name") {
+        return format!("`{word}` is a keyword; choose another name");
+    }
+    if found == "`.`" && expects("a name") {
+        return "range bounds are integer literals, as in `layers(2..)` or `layers(-4..)`".into();
+    }
     if found == "`=`" && expects("`:`") {
         return "named arguments and header fields use `:` as in `rank: 4`".into();
     }

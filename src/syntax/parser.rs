@@ -35,6 +35,35 @@ pub(super) struct Builder {
 
 type Built<T> = Result<T, ()>;
 
+/// Length of `text` without trailing whitespace and `#` comments. Strings never span lines, so a
+/// `#` outside quotes on the last line starts a comment.
+fn trimmed_len(text: &str) -> usize {
+    let mut end = text.trim_end().len();
+    loop {
+        let body = text.get(..end).unwrap_or("");
+        let line_start = body.rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let mut in_string = false;
+        let mut escaped = false;
+        let mut comment = None;
+        for (i, c) in body.get(line_start..).unwrap_or("").char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if in_string => escaped = true,
+                '"' => in_string = !in_string,
+                '#' if !in_string => {
+                    comment = Some(line_start + i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        match comment {
+            Some(at) => end = text.get(..at).unwrap_or("").trim_end().len(),
+            None => return end,
+        }
+    }
+}
+
 /// Whether a rule is a keyword token (present in the parse tree, meaningless in the syntax tree).
 fn is_keyword(rule: Rule) -> bool {
     matches!(
@@ -64,9 +93,14 @@ fn children(pair: Pair<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
 }
 
 impl Builder {
+    /// The pair's span without the whitespace and comments pest may have skipped at its end.
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.source, s.start(), s.end())
+        Span::new(
+            self.source,
+            s.start(),
+            s.start() + trimmed_len(pair.as_str()),
+        )
     }
 
     fn fail<T>(&mut self, diag: Diag) -> Built<T> {
@@ -92,6 +126,23 @@ impl Builder {
             source: self.source,
             items,
         }
+    }
+
+    /// A name being bound (by `let`, `fn` or a parameter); keywords are refused here.
+    fn binder(&mut self, pair: Pair<'_, Rule>) -> Built<Ident> {
+        let ident = self.ident(pair.clone());
+        if pair.as_rule() == Rule::reserved_word {
+            return self.fail(
+                Diag::error(
+                    "mkedsl::syntax::keyword",
+                    format!("`{}` is a keyword", ident.name),
+                    ident.span,
+                )
+                .label("cannot be used as a name")
+                .help("choose another name"),
+            );
+        }
+        Ok(ident)
     }
 
     fn ident(&self, pair: Pair<'_, Rule>) -> Ident {
@@ -141,7 +192,7 @@ impl Builder {
         for part in children(pair) {
             match part.as_rule() {
                 Rule::doc => doc.push(part.as_str().trim_start_matches('#').trim().to_string()),
-                Rule::ident => name = Some(self.ident(part)),
+                Rule::ident | Rule::reserved_word => name = Some(self.binder(part)?),
                 Rule::fn_param => params.push(self.fn_param(part)?),
                 Rule::ret_type => ret = Some(self.type_expr(part.into_inner().next().ok_or(())?)),
                 Rule::block => body = Some(self.block(part)?),
@@ -161,7 +212,7 @@ impl Builder {
     fn fn_param(&mut self, pair: Pair<'_, Rule>) -> Built<FnParam> {
         let span = self.span(&pair);
         let mut inner = pair.into_inner();
-        let name = self.ident(inner.next().ok_or(())?);
+        let name = self.binder(inner.next().ok_or(())?)?;
         let ty = self.type_expr(inner.next().ok_or(())?);
         let default = match inner.next() {
             Some(expr) => Some(self.expr(expr)?),
@@ -209,7 +260,7 @@ impl Builder {
         let mut inner = children(pair);
         let kind = match rule {
             Rule::let_stmt => {
-                let name = self.ident(inner.next().ok_or(())?);
+                let name = self.binder(inner.next().ok_or(())?)?;
                 let mut ty = None;
                 let mut value = None;
                 for part in inner {

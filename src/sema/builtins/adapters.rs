@@ -26,7 +26,7 @@ pub(super) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "null_space_svd",
-        summary: "LoRA init from the top-r SVD of W projected on a space, with W ← W − BA (ELoRA Eq. 8)",
+        summary: "LoRA init from the top-r SVD of W projected on a space, then W ← W − (alpha/rank)·BA (ELoRA Eq. 8)",
         params: &[Formal { name: "space", accept: Accept::Ty(Ty::Space), default: Dflt::Required }],
         returns: Ty::Init,
         reads_edit: false,
@@ -234,8 +234,11 @@ fn extra_neurons(c: &mut Checker<'_>, args: &Args) -> Value {
     ) else {
         return Value::Poison;
     };
-    let regulate = match (args.value("regulate"), args.has("beta")) {
-        (Value::Node { id, .. }, true) => {
+    let regulate = match (
+        args.get("regulate").map(|b| b.value.clone()),
+        args.has("beta"),
+    ) {
+        (Some(Value::Node { id, .. }), true) => {
             let Some(beta) = c.positive(
                 args,
                 "beta",
@@ -264,19 +267,7 @@ fn extra_neurons(c: &mut Checker<'_>, args: &Args) -> Value {
                 beta,
             })
         }
-        (Value::Poison, true) => return Value::Poison,
-        (_, true) => {
-            return c.error(
-                Diag::error(
-                    "mkedsl::arg::unused",
-                    "`beta` only takes effect with `regulate`",
-                    args.span("beta"),
-                )
-                .label("nothing to scale")
-                .help("add `regulate: truth_direction(ENCODERS)` or remove `beta`"),
-            )
-        }
-        (Value::Node { .. }, false) => {
+        (Some(Value::Node { .. }), false) => {
             return c.error(
                 Diag::error(
                     "mkedsl::arg::missing",
@@ -287,7 +278,19 @@ fn extra_neurons(c: &mut Checker<'_>, args: &Args) -> Value {
                 .help("add `beta: ...` (Eq. 6: W_V^extra + β·ζ′)"),
             )
         }
-        _ => None,
+        (Some(_), _) => return Value::Poison,
+        (None, true) => {
+            return c.error(
+                Diag::error(
+                    "mkedsl::arg::unused",
+                    "`beta` only takes effect with `regulate`",
+                    args.span("beta"),
+                )
+                .label("nothing to scale")
+                .help("add `regulate: truth_direction(ENCODERS)` or remove `beta`"),
+            )
+        }
+        (None, false) => None,
     };
     let direction_width = regulate.and_then(|r| match c.node_info(r.direction) {
         Some(NodeInfo::Direction { width, .. }) => Some(*width),

@@ -23,7 +23,7 @@ pub(super) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "adam",
-        summary: "Adam (decoupled weight decay when weight_decay > 0)",
+        summary: "Adam; weight_decay > 0 decays weights decoupled from the gradient (AdamW)",
         params: &[
             Formal {
                 name: "lr",
