@@ -289,7 +289,7 @@ impl Checker<'_> {
     }
 
     fn scale_loss(&mut self, terms: Vec<LossTerm>, k: f64, span: Span) -> Value {
-        if !(k > 0.0) || !k.is_finite() {
+        if k <= 0.0 || !k.is_finite() {
             return self.error(
                 Diag::error("mkedsl::range::loss_weight", format!("a loss weight must be positive, not {k}"), span)
                     .label("non-positive weight")

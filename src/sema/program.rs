@@ -236,7 +236,8 @@ pub struct Regulation {
 pub enum Alpha {
     /// `out = α·h_input + (1 − α)·h_know` with a fixed α.
     Fixed { value: f64 },
-    /// α = cosine similarity of the semantic encodings of `h_know` and of the last input token.
+    /// α = cosine similarity of the semantic encodings of `h_know` and of the last input token,
+    /// clamped to [0, 1].
     SemanticGate { encoders: NodeId },
 }
 
@@ -308,9 +309,9 @@ pub enum Anchor {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "optimizer")]
 pub enum Optimizer {
-    Sgd {
-        lr: f64,
-    },
+    /// `p ← p − lr·g`.
+    Sgd { lr: f64 },
+    /// Adam with bias correction and ε = 1e-8; `weight_decay` is decoupled (AdamW).
     Adam {
         lr: f64,
         beta1: f64,
@@ -332,7 +333,8 @@ pub enum LossKind {
     /// Teacher-forced NLL of the edit target given the edit case's image and prompt; with `on`,
     /// the mean over the clean input and every variant.
     Nll { on: Option<NodeId> },
-    /// KL divergence from the original model's next-token distributions on preserved samples.
+    /// `KL(p_original ‖ p_current)` of next-token distributions at every position of preserved
+    /// samples, averaged.
     KlToOriginal { over: DataSpec },
     /// ASAM Eq. 10: `−log softmax(σ/τ)₁` over the singular values of the ℓ2-normalised hidden
     /// states of the clean input and each variant.
@@ -389,7 +391,10 @@ pub enum Op {
         init: LoraInit,
         params: Vec<Param>,
     },
-    /// UniKE Eq. 3 (and Eq. 6 with `regulate`): `count` extra key-value pairs in the MLP.
+    /// UniKE Eq. 3 (and Eq. 6 with `regulate`): `count` extra key-value pairs in the MLP of each
+    /// layer, `FFN(q) + V·act(K q + b)` with the model's activation; `K ~ N(0, 0.02²)`, `b = 0`,
+    /// `V = 0` (and `W_ζ = 0`), so the model is unchanged until trained. With `regulate`, the
+    /// values are `V + beta·W_ζ ζ`.
     ExtraNeurons {
         site: ComponentSite,
         count: usize,
@@ -427,7 +432,8 @@ pub enum Op {
     /// UniKE §3.3: for each triplet `(Q, A+, A−)`, `h_sem` (last question token), `h_pos`, `h_neg`
     /// (last token of `Q + A±`) read at `at`. Shape `[entries, width]`.
     IncontextMemory { triplets: DataSpec, at: Stream },
-    /// UniKE Eq. 4-5: truthfulness and semantic MLP encoders (`depth` layers, `hidden` wide) per
+    /// UniKE Eq. 4-5: truthfulness and semantic MLP encoders (`depth` linear layers `hidden` wide,
+    /// GELU between; similarity = cosine) per
     /// memory layer, trained contrastively with Adam. Shape `[width, hidden]`.
     ContrastiveEncoders {
         memory: NodeId,
@@ -439,7 +445,8 @@ pub enum Op {
     },
     /// UniKE §3.3: ζ = mean truthfulness encoding of `h_pos` − that of `h_neg`. Shape `[hidden]`.
     TruthDirection { encoders: NodeId },
-    /// Adds the edit case (`h_sem`, and `h_pos` of prompt + target) to a memory.
+    /// Adds the edit case (`h_sem`, and `h_pos` of prompt + target) to a memory, read with that
+    /// memory's own in-context shift switched off.
     Remember { memory: NodeId },
     /// Runs its `body` `steps` times: forward, `loss`, backward, `project grad`, optimiser update,
     /// `project update`, apply.

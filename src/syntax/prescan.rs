@@ -5,7 +5,7 @@
 //! ten thousand `(`) into a diagnostic instead of a stack overflow. The scan also finds strings
 //! that never close, which the grammar alone reports poorly.
 
-use crate::diagnostics::Diag;
+use crate::diagnostics::{Diag, Diagnostics};
 use crate::source::{next_boundary, SourceId, Span};
 
 /// Deepest nesting of `(`, `[` and `{` a recipe may use.
@@ -14,7 +14,7 @@ pub const MAX_NESTING: usize = 32;
 pub const MAX_SOURCE_BYTES: usize = 1 << 20;
 
 /// Checks size, bracket nesting and string termination.
-pub fn prescan(source: SourceId, text: &str) -> Result<(), Diag> {
+pub fn prescan(source: SourceId, text: &str) -> Result<(), Diagnostics> {
     if text.len() > MAX_SOURCE_BYTES {
         return Err(Diag::error(
             "mkedsl::syntax::too_large",
@@ -25,7 +25,8 @@ pub fn prescan(source: SourceId, text: &str) -> Result<(), Diag> {
             Span::new(source, 0, 0),
         )
         .label("this file")
-        .help("a recipe is a page of text; move shared parts into functions"));
+        .help("a recipe is a page of text; move shared parts into functions")
+        .into());
     }
     let bytes = text.as_bytes();
     let mut depth = 0usize;
@@ -50,7 +51,8 @@ pub fn prescan(source: SourceId, text: &str) -> Result<(), Diag> {
                                 Span::new(source, start, end),
                             )
                             .label("this string has no closing `\"` on its line")
-                            .help("close the string with `\"`; write a quote inside a string as `\\\"`"));
+                            .help("close the string with `\"`; write a quote inside a string as `\\\"`")
+                            .into());
                         }
                         Some(b'\\') => i += 2,
                         Some(b'"') => break,
@@ -67,7 +69,8 @@ pub fn prescan(source: SourceId, text: &str) -> Result<(), Diag> {
                         Span::new(source, i, i + 1),
                     )
                     .label("this bracket is too deep")
-                    .help("name inner parts with `let` to flatten the expression"));
+                    .help("name inner parts with `let` to flatten the expression")
+                    .into());
                 }
             }
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
@@ -85,7 +88,10 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused() {
         let text = "(".repeat(MAX_NESTING + 1);
-        let err = prescan(SourceId(0), &text).unwrap_err();
+        let err = prescan(SourceId(0), &text)
+            .unwrap_err()
+            .into_vec()
+            .remove(0);
         assert_eq!(err.code, "mkedsl::syntax::too_deep");
         assert!(prescan(SourceId(0), &"(".repeat(MAX_NESTING)).is_ok());
     }
@@ -98,7 +104,10 @@ mod tests {
 
     #[test]
     fn unterminated_string_spans_to_end_of_line() {
-        let err = prescan(SourceId(0), "let s = \"abc\nlet t = 1").unwrap_err();
+        let err = prescan(SourceId(0), "let s = \"abc\nlet t = 1")
+            .unwrap_err()
+            .into_vec()
+            .remove(0);
         assert_eq!(err.code, "mkedsl::syntax::unterminated_string");
         assert_eq!(err.span.map(|s| (s.start, s.end)), Some((8, 12)));
         // An escaped quote does not close the string; a trailing backslash at EOF is safe.

@@ -171,7 +171,7 @@ impl Checker<'_> {
     /// A Float argument that must be > 0 and finite.
     pub(super) fn positive(&mut self, args: &Args, name: &str, why: &str) -> Option<f64> {
         let (x, span) = args.float(name)?;
-        if !(x > 0.0) || !x.is_finite() {
+        if x <= 0.0 || !x.is_finite() {
             self.diags.push(
                 Diag::error(
                     "mkedsl::range::positive",
