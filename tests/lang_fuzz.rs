@@ -83,6 +83,13 @@ const TOKENS: &[&str] = &[
     "1.",
     "99999999999999999999",
     "1e999",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "layer(9223372036854775807)",
+    "layers(-9223372036854775808..)",
+    "1e300 *",
+    "0.0",
+    "/ 0",
     "é",
     "🦀",
     "\u{200b}",
@@ -292,6 +299,8 @@ fn pathological_inputs_never_panic() {
         b"\\".to_vec(),
         b"recipe \"x\" {}\nlet s = \"a\\".to_vec(),
         "#".repeat(10).into_bytes(),
+        b"recipe \"x\" {}\nlet l = layer(9223372036854775807)\nlet m = layers(-9223372036854775808..9223372036854775807)\n".to_vec(),
+        b"recipe \"x\" {}\nper edit { train layer(1).mlp.up_proj.weight for 1 steps with sgd(lr: 1) { loss 1e300 * (1e300 * nll(target)) } }\n".to_vec(),
         format!("recipe \"x\" {{}}\n{}", "let x = [".repeat(40)).into_bytes(),
     ];
     for bytes in cases {

@@ -296,15 +296,28 @@ impl Checker<'_> {
                     .help("mkedsl minimises losses; a zero or negative weight would drop or invert the term"),
             );
         }
-        Value::Loss(
-            terms
-                .into_iter()
-                .map(|t| LossTerm {
-                    weight: t.weight * k,
-                    kind: t.kind,
-                })
-                .collect(),
-        )
+        let scaled: Vec<LossTerm> = terms
+            .into_iter()
+            .map(|t| LossTerm {
+                weight: t.weight * k,
+                kind: t.kind,
+            })
+            .collect();
+        if scaled
+            .iter()
+            .any(|t| !t.weight.is_finite() || t.weight <= 0.0)
+        {
+            return self.error(
+                Diag::error(
+                    "mkedsl::range::loss_weight",
+                    "a loss weight overflows",
+                    span,
+                )
+                .label("weight is not a finite positive number")
+                .help("use moderate weights such as `10 * rank_align(...)`"),
+            );
+        }
+        Value::Loss(scaled)
     }
 
     fn divide(&mut self, a: f64, b: f64, rs: Span, span: Span) -> Value {

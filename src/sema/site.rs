@@ -28,7 +28,11 @@ pub struct Layers {
 impl Layers {
     /// `layer(i)`.
     pub fn one(index: i64) -> Self {
-        let end = if index == -1 { None } else { Some(index + 1) };
+        let end = if index == -1 {
+            None
+        } else {
+            Some(index.saturating_add(1))
+        };
         Layers {
             start: index,
             end,
@@ -285,5 +289,55 @@ impl Stream {
 impl fmt::Display for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_print_as_written_until_resolved() {
+        assert_eq!(Layers::one(-1).to_string(), "layer(-1)");
+        assert_eq!(Layers::range(Some(-4), None).to_string(), "layers(-4..)");
+        assert_eq!(Layers::range(None, Some(3)).to_string(), "layers(..3)");
+        let mut l = Layers::range(Some(-4), None);
+        l.resolved = Some(vec![2, 3, 4, 5]);
+        assert_eq!(l.to_string(), "layers(2..6)");
+        assert_eq!(Layers::one(i64::MAX).end, Some(i64::MAX));
+    }
+
+    #[test]
+    fn layer_sets_compare_by_resolution_when_known() {
+        // `layer(-1)` and `layers(-1..)` name the same layer even unresolved.
+        assert!(Layers::one(-1).same(&Layers::range(Some(-1), None)));
+        let mut a = Layers::one(5);
+        let mut b = Layers::one(-1);
+        assert!(!a.same(&b));
+        a.resolved = Some(vec![5]);
+        b.resolved = Some(vec![5]);
+        assert!(a.same(&b));
+        let mut wide = Layers::range(Some(2), None);
+        wide.resolved = Some(vec![2, 3, 4, 5]);
+        assert!(a.within(&wide) && !wide.within(&a) && wide.overlaps(&a));
+    }
+
+    #[test]
+    fn projection_streams_are_component_streams() {
+        use StreamPoint::*;
+        assert_eq!(
+            LinearInput {
+                proj: Proj::DownProj
+            }
+            .canonical(),
+            MlpAct
+        );
+        assert_eq!(LinearInput { proj: Proj::UpProj }.canonical(), MlpInput);
+        assert_eq!(LinearOutput { proj: Proj::OProj }.canonical(), AttnOutput);
+        assert_eq!(LinearInput { proj: Proj::QProj }.canonical(), AttnInput);
+        assert_eq!(
+            LinearOutput { proj: Proj::UpProj }.canonical(),
+            LinearOutput { proj: Proj::UpProj }
+        );
     }
 }
