@@ -145,6 +145,12 @@ impl Checker<'_> {
                 // Int in a Float list: widened below.
             } else if common.fits(&t) {
                 common = t;
+            } else if matches!(
+                (&common, &t),
+                (Ty::Param, Ty::Adapter) | (Ty::Adapter, Ty::Param)
+            ) {
+                // `[up, down.B]`: an adapter among parameters stands for its tensors.
+                common = Ty::Param;
             } else {
                 self.diags.push(
                     Diag::error(

@@ -65,6 +65,8 @@ impl Value {
                     let t = item.ty();
                     if elem == Ty::Any || (elem == Ty::Int && t == Ty::Float) {
                         elem = t;
+                    } else if elem == Ty::Adapter && t == Ty::Param {
+                        elem = Ty::Param;
                     }
                 }
                 Ty::List(Box::new(elem))
