@@ -1,9 +1,12 @@
 //! The `mkedsl` command line: one file per subcommand, each a thin shell over a library entry point.
 
+pub mod check;
+pub mod plan;
+
 use clap::{Parser, Subcommand};
 
-pub mod world;
 pub mod infer;
+pub mod world;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
 #[derive(Debug, Parser)]
@@ -15,6 +18,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Parse and check a recipe (no tensors); print a one-line summary or diagnostics.
+    Check(check::CheckArgs),
+    /// Print a recipe's execution plan (numbered lines, or JSON with --json).
+    Plan(plan::PlanArgs),
     /// Write the embedded procedural world (facts, tokenizer, sample images) to a folder.
     World(world::WorldArgs),
     /// Run a model checkpoint on one prompt (and image) and print the greedy answer.
@@ -25,6 +32,8 @@ pub enum Command {
 pub fn main() -> miette::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check(args) => check::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::World(args) => world::run(args),
         Command::Infer(args) => infer::run(args),
     }

@@ -1,0 +1,108 @@
+//! Stage 3: checked program → plan.
+//!
+//! [`plan`] decides how often each operation runs (hoisting per-edit work that does not depend on
+//! the edit case out of the loop), which prepare steps are cached on disk and under what key, and
+//! on which device each step runs. The [`Plan`] is flat, serialisable data: the executor walks
+//! `steps` in order, runs `prepare` once, then for every edit case the `per_edit` steps, looping
+//! over each train step's body. [`Plan::display`] prints it as numbered, indented lines.
+
+mod cache;
+mod display;
+mod schedule;
+mod types;
+
+pub use types::*;
+
+use crate::sema::{AdapterParam, Op, Param, ParamOwner, Program};
+
+/// Choices that are not part of the recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanOptions {
+    pub device: Device,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            device: Device::Cpu,
+        }
+    }
+}
+
+/// Schedules a checked program.
+pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
+    let scheduled = schedule::schedule(&program.nodes);
+    let keys = cache::cache_keys(&scheduled, program.recipe.seed);
+    let steps = scheduled
+        .into_iter()
+        .map(|s| {
+            let mut op = s.node.op;
+            respell_params(&mut op);
+            let output = output_of(&op).map(|kind| Output {
+                kind,
+                shape: s.node.shape.clone(),
+            });
+            let device = match op {
+                // Eigendecompositions run on the CPU (faer) wherever the model is.
+                Op::NullSpace { .. } | Op::TopSpace { .. } => Device::Cpu,
+                _ => options.device,
+            };
+            Step {
+                id: s.node.id,
+                stage: s.stage,
+                parent: s.parent,
+                inputs: op.inputs(),
+                output,
+                device,
+                cache: keys.get(&s.node.id).cloned(),
+                hoisted: s.hoisted,
+                origin: s.node.origin,
+                op,
+            }
+        })
+        .collect();
+    Plan {
+        recipe: program.recipe.clone(),
+        source: program.source.clone(),
+        device: options.device,
+        model: program.model.clone(),
+        metrics: program.metrics.clone(),
+        steps,
+    }
+}
+
+fn output_of(op: &Op) -> Option<&'static str> {
+    Some(match op {
+        Op::Covariance { .. } => "covariance",
+        Op::NullSpace { .. } | Op::TopSpace { .. } | Op::KnowledgeSpace { .. } => "space",
+        Op::Lora { .. } | Op::ExtraNeurons { .. } | Op::LatentIcl { .. } => "adapter",
+        Op::Perturb { .. } | Op::Adversarial { .. } => "variants",
+        Op::IncontextMemory { .. } => "memory",
+        Op::ContrastiveEncoders { .. } => "encoders",
+        Op::TruthDirection { .. } => "direction",
+        Op::Freeze { .. }
+        | Op::Remember { .. }
+        | Op::Train { .. }
+        | Op::Loss { .. }
+        | Op::Project { .. } => return None,
+    })
+}
+
+/// Adapter tensors are spelled by their adapter's id (`#4.B`); ids changed when steps were
+/// renumbered, so the spellings are rebuilt.
+fn respell_params(op: &mut Op) {
+    fn respell(p: &mut Param) {
+        if let ParamOwner::Adapter { adapter, name } = &p.owner {
+            let name: AdapterParam = *name;
+            p.path = format!("{adapter}.{}", name.name());
+        }
+    }
+    match op {
+        Op::Lora { params, .. }
+        | Op::ExtraNeurons { params, .. }
+        | Op::Freeze { params }
+        | Op::Train { params, .. } => params.iter_mut().for_each(respell),
+        Op::Project { param, .. } => respell(param),
+        _ => {}
+    }
+}

@@ -1,0 +1,269 @@
+//! Statistics of activations and the subspaces cut from them (ELoRA §3.3-3.4, LPEdit §3.2).
+
+use super::Builtin;
+use crate::diagnostics::Diag;
+use crate::sema::args::{Accept, Args, Dflt, Formal};
+use crate::sema::checker::{Checker, NodeInfo};
+use crate::sema::program::{Cut, DataSpec, Op};
+use crate::sema::types::Ty;
+use crate::sema::value::Value;
+
+pub(super) const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "covariance",
+        summary: "uncentred covariance XᵀX/N of a stream over preserved samples (cached per model)",
+        params: &[
+            Formal { name: "stream", accept: Accept::Ty(Ty::Stream), default: Dflt::Required },
+            Formal { name: "over", accept: Accept::Ty(Ty::Data), default: Dflt::Required },
+        ],
+        returns: Ty::Covariance,
+        reads_edit: false,
+        attaches: false,
+        run: covariance,
+    },
+    Builtin {
+        name: "null_space",
+        summary: "the eigenvectors of a covariance with small eigenvalues (below a threshold, or the `rank` smallest)",
+        params: &[
+            Formal { name: "covariance", accept: Accept::Ty(Ty::Covariance), default: Dflt::Required },
+            Formal { name: "below", accept: Accept::Ty(Ty::Float), default: Dflt::Optional },
+            Formal { name: "rank", accept: Accept::Ty(Ty::Int), default: Dflt::Optional },
+        ],
+        returns: Ty::Space,
+        reads_edit: false,
+        attaches: false,
+        run: null_space,
+    },
+    Builtin {
+        name: "top_space",
+        summary: "the `rank` eigenvectors of a covariance with the largest eigenvalues",
+        params: &[
+            Formal { name: "covariance", accept: Accept::Ty(Ty::Covariance), default: Dflt::Required },
+            Formal { name: "rank", accept: Accept::Ty(Ty::Int), default: Dflt::Required },
+        ],
+        returns: Ty::Space,
+        reads_edit: false,
+        attaches: false,
+        run: top_space,
+    },
+    Builtin {
+        name: "knowledge_space",
+        summary: "ELoRA's knowledge space from the states of perturbed variants (Alg. 1 lines 11-23)",
+        params: &[
+            Formal { name: "stream", accept: Accept::Ty(Ty::Stream), default: Dflt::Required },
+            Formal { name: "variants", accept: Accept::Ty(Ty::Variants), default: Dflt::Required },
+            Formal { name: "top", accept: Accept::Ty(Ty::Int), default: Dflt::Required },
+            Formal { name: "keep_above", accept: Accept::Ty(Ty::Float), default: Dflt::Required },
+            Formal { name: "rank", accept: Accept::Ty(Ty::Int), default: Dflt::Required },
+        ],
+        returns: Ty::Space,
+        reads_edit: false,
+        attaches: false,
+        run: knowledge_space,
+    },
+];
+
+fn covariance(c: &mut Checker<'_>, args: &Args) -> Value {
+    let (Value::Stream(stream), Value::Data(over)) = (args.value("stream"), args.value("over"))
+    else {
+        return Value::Poison;
+    };
+    let over: DataSpec = over;
+    let shape = stream.width.map(|w| vec![w, w]);
+    let id = c.add_node(
+        Op::Covariance {
+            stream: stream.clone(),
+            over,
+        },
+        NodeInfo::Covariance { stream },
+        shape,
+        args.call,
+    );
+    Value::Node {
+        id,
+        ty: Ty::Covariance,
+    }
+}
+
+fn covariance_stream(c: &Checker<'_>, args: &Args) -> Option<crate::sema::site::Stream> {
+    let id = c.node_arg(args, "covariance")?;
+    match c.node_info(id) {
+        Some(NodeInfo::Covariance { stream }) => Some(stream.clone()),
+        _ => None,
+    }
+}
+
+fn null_space(c: &mut Checker<'_>, args: &Args) -> Value {
+    let Some(covariance) = c.node_arg(args, "covariance") else {
+        return Value::Poison;
+    };
+    let Some(stream) = covariance_stream(c, args) else {
+        return Value::Poison;
+    };
+    let cut =
+        match (args.has("below"), args.has("rank")) {
+            (true, false) => {
+                match c.positive(
+                    args,
+                    "below",
+                    "the null space keeps eigenvalues below a positive threshold (LPEdit: 0.02)",
+                ) {
+                    Some(x) => Cut::Below(x),
+                    None => return Value::Poison,
+                }
+            }
+            (false, true) => {
+                let Some(rank) = c.at_least(args, "rank", 1, "a space has at least one dimension")
+                else {
+                    return Value::Poison;
+                };
+                let width = stream.width;
+                if !c.not_above(
+                    rank,
+                    width,
+                    args.span("rank"),
+                    "null-space rank",
+                    format!("`{stream}` has only that many dimensions"),
+                ) {
+                    return Value::Poison;
+                }
+                Cut::Rank(rank)
+            }
+            (true, true) => return c.error(
+                Diag::error(
+                    "mkedsl::arg::exclusive",
+                    "give `below` or `rank`, not both",
+                    args.span("rank"),
+                )
+                .label("second way to cut the space")
+                .note(args.span("below"), "first way")
+                .help("`below:` keeps eigenvalues under a threshold; `rank:` keeps the n smallest"),
+            ),
+            (false, false) => {
+                return c.error(
+                    Diag::error(
+                        "mkedsl::arg::missing",
+                        "`null_space` needs `below` or `rank`",
+                        args.call,
+                    )
+                    .label("how small is small?")
+                    .help("add `below: 1e-2` (an eigenvalue threshold) or `rank: N`"),
+                )
+            }
+        };
+    let rank = match cut {
+        Cut::Rank(r) => Some(r),
+        Cut::Below(_) => None,
+    };
+    let shape = stream.width.map(|w| vec![w, w]);
+    let id = c.add_node(
+        Op::NullSpace {
+            covariance,
+            cut,
+            rank,
+        },
+        NodeInfo::Space { stream, rank },
+        shape,
+        args.call,
+    );
+    Value::Node { id, ty: Ty::Space }
+}
+
+fn top_space(c: &mut Checker<'_>, args: &Args) -> Value {
+    let Some(covariance) = c.node_arg(args, "covariance") else {
+        return Value::Poison;
+    };
+    let Some(stream) = covariance_stream(c, args) else {
+        return Value::Poison;
+    };
+    let Some(rank) = c.at_least(args, "rank", 1, "a space has at least one dimension") else {
+        return Value::Poison;
+    };
+    if !c.not_above(
+        rank,
+        stream.width,
+        args.span("rank"),
+        "space rank",
+        format!("`{stream}` has only that many dimensions"),
+    ) {
+        return Value::Poison;
+    }
+    let shape = stream.width.map(|w| vec![w, w]);
+    let id = c.add_node(
+        Op::TopSpace { covariance, rank },
+        NodeInfo::Space {
+            stream,
+            rank: Some(rank),
+        },
+        shape,
+        args.call,
+    );
+    Value::Node { id, ty: Ty::Space }
+}
+
+fn knowledge_space(c: &mut Checker<'_>, args: &Args) -> Value {
+    let Value::Stream(stream) = args.value("stream") else {
+        return Value::Poison;
+    };
+    let Some(variants) = c.node_arg(args, "variants") else {
+        return Value::Poison;
+    };
+    let top = c.at_least(
+        args,
+        "top",
+        1,
+        "the principal subspace compared between variants has ≥ 1 dimension",
+    );
+    let keep = c.within(
+        args,
+        "keep_above",
+        0.0,
+        1.0,
+        false,
+        "similarity tr(P_b P_0)/top lies in [0, 1]; ELoRA uses 0.05",
+    );
+    let rank = c.at_least(
+        args,
+        "rank",
+        1,
+        "the knowledge space has at least one dimension",
+    );
+    let (Some(top), Some(keep_above), Some(rank)) = (top, keep, rank) else {
+        return Value::Poison;
+    };
+    let why = |what: &str| format!("{what} cannot exceed the width of `{stream}`");
+    let ok_top = c.not_above(
+        top,
+        stream.width,
+        args.span("top"),
+        "`top`",
+        why("the compared subspace"),
+    );
+    let ok_rank = c.not_above(
+        rank,
+        stream.width,
+        args.span("rank"),
+        "`rank`",
+        why("the knowledge space"),
+    );
+    if !(ok_top && ok_rank) {
+        return Value::Poison;
+    }
+    let shape = stream.width.map(|w| vec![w, w]);
+    let id = c.add_node(
+        Op::KnowledgeSpace {
+            stream: stream.clone(),
+            variants,
+            top,
+            keep_above,
+            rank,
+        },
+        NodeInfo::Space {
+            stream,
+            rank: Some(rank),
+        },
+        shape,
+        args.call,
+    );
+    Value::Node { id, ty: Ty::Space }
+}

@@ -1,0 +1,270 @@
+//! Variants of the edit case: ELoRA's perturbations and ASAM's adversarial latents.
+
+use super::Builtin;
+use crate::diagnostics::Diag;
+use crate::sema::args::{Accept, Args, Dflt, Formal};
+use crate::sema::checker::{Checker, NodeInfo};
+use crate::sema::program::{AdvInit, Apply, Norm, Op, Perturbation};
+use crate::sema::site::StreamPoint;
+use crate::sema::types::Ty;
+use crate::sema::value::Value;
+
+pub(super) const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "perturb",
+        summary: "`count` perturbed copies of the edit case's input (ELoRA Alg. 1 line 12)",
+        params: &[
+            Formal {
+                name: "kinds",
+                accept: Accept::ListOf(Ty::Perturbation),
+                default: Dflt::Required,
+            },
+            Formal {
+                name: "count",
+                accept: Accept::Ty(Ty::Int),
+                default: Dflt::Required,
+            },
+            Formal {
+                name: "apply",
+                accept: Accept::Symbols(&["each", "all"]),
+                default: Dflt::Symbol("all"),
+            },
+        ],
+        returns: Ty::Variants,
+        reads_edit: true,
+        attaches: false,
+        run: perturb,
+    },
+    Builtin {
+        name: "mask_vision",
+        summary: "zero a random window of consecutive image tokens (ELoRA Appendix C.2)",
+        params: &[Formal {
+            name: "window",
+            accept: Accept::Ty(Ty::Int),
+            default: Dflt::Required,
+        }],
+        returns: Ty::Perturbation,
+        reads_edit: false,
+        attaches: false,
+        run: mask_vision,
+    },
+    Builtin {
+        name: "noise_text",
+        summary: "add Gaussian noise to the text token embeddings (ELoRA §3.4)",
+        params: &[Formal {
+            name: "sigma",
+            accept: Accept::Ty(Ty::Float),
+            default: Dflt::Required,
+        }],
+        returns: Ty::Perturbation,
+        reads_edit: false,
+        attaches: false,
+        run: noise_text,
+    },
+    Builtin {
+        name: "adversarial",
+        summary: "ASAM's LAR: adversarial latent variants by projected gradient ascent (Eq. 4-5)",
+        params: &[
+            Formal {
+                name: "latents",
+                accept: Accept::ListOf(Ty::Stream),
+                default: Dflt::Required,
+            },
+            Formal {
+                name: "budget",
+                accept: Accept::Ty(Ty::Float),
+                default: Dflt::Required,
+            },
+            Formal {
+                name: "count",
+                accept: Accept::Ty(Ty::Int),
+                default: Dflt::Required,
+            },
+            Formal {
+                name: "steps",
+                accept: Accept::Ty(Ty::Int),
+                default: Dflt::Int(1),
+            },
+            Formal {
+                name: "init",
+                accept: Accept::Symbols(&["random", "zero"]),
+                default: Dflt::Symbol("random"),
+            },
+            Formal {
+                name: "norm",
+                accept: Accept::Symbols(&["l2", "linf"]),
+                default: Dflt::Symbol("l2"),
+            },
+        ],
+        returns: Ty::Variants,
+        reads_edit: true,
+        attaches: false,
+        run: adversarial,
+    },
+];
+
+fn perturb(c: &mut Checker<'_>, args: &Args) -> Value {
+    let Value::List(items) = args.value("kinds") else {
+        return Value::Poison;
+    };
+    let kinds: Vec<Perturbation> = items
+        .iter()
+        .filter_map(|v| match v {
+            Value::Perturbation(p) => Some(*p),
+            _ => None,
+        })
+        .collect();
+    if kinds.is_empty() {
+        return c.error(
+            Diag::error(
+                "mkedsl::range::empty_list",
+                "`perturb` needs at least one kind of perturbation",
+                args.span("kinds"),
+            )
+            .label("empty list")
+            .help("e.g. [mask_vision(window: 24), noise_text(sigma: 0.01)]"),
+        );
+    }
+    let Some(count) = c.at_least(args, "count", 1, "at least one variant (ELoRA: 511)") else {
+        return Value::Poison;
+    };
+    let apply = if args.symbol("apply") == Some("each") {
+        Apply::Each
+    } else {
+        Apply::All
+    };
+    let id = c.add_node(
+        Op::Perturb {
+            kinds,
+            count,
+            apply,
+        },
+        NodeInfo::Variants,
+        Some(vec![count]),
+        args.call,
+    );
+    Value::Node {
+        id,
+        ty: Ty::Variants,
+    }
+}
+
+fn mask_vision(c: &mut Checker<'_>, args: &Args) -> Value {
+    let Some(window) = c.at_least(
+        args,
+        "window",
+        1,
+        "mask at least one image token (ELoRA: 24)",
+    ) else {
+        return Value::Poison;
+    };
+    let tokens = c.dims.map(|d| d.vision_tokens);
+    if !c.not_above(
+        window,
+        tokens,
+        args.span("window"),
+        "mask window",
+        format!("an image is {} tokens in this model", tokens.unwrap_or(0)),
+    ) {
+        return Value::Poison;
+    }
+    Value::Perturbation(Perturbation::MaskVision { window })
+}
+
+fn noise_text(c: &mut Checker<'_>, args: &Args) -> Value {
+    match c.positive(args, "sigma", "noise needs a positive scale (ELoRA: 0.01)") {
+        Some(sigma) => Value::Perturbation(Perturbation::NoiseText { sigma }),
+        None => Value::Poison,
+    }
+}
+
+fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
+    let Value::List(items) = args.value("latents") else {
+        return Value::Poison;
+    };
+    let mut latents = Vec::new();
+    for item in items {
+        let Value::Stream(s) = item else {
+            return Value::Poison;
+        };
+        if !matches!(s.point, StreamPoint::EmbedVision | StreamPoint::EmbedText) {
+            return c.error(
+                Diag::error(
+                    "mkedsl::site::not_embed",
+                    format!("LAR perturbs input embeddings, not `{s}`"),
+                    args.span("latents"),
+                )
+                .label("not an embedding stream")
+                .help("use `[embed.vision, embed.text]` (ASAM's joint latent z = [e_v, e_t])"),
+            );
+        }
+        if latents
+            .iter()
+            .any(|l: &crate::sema::site::Stream| l.point == s.point)
+        {
+            return c.error(
+                Diag::error(
+                    "mkedsl::arg::duplicate",
+                    format!("`{s}` is listed twice"),
+                    args.span("latents"),
+                )
+                .label("duplicate latent")
+                .help("list each embedding once"),
+            );
+        }
+        latents.push(s);
+    }
+    if latents.is_empty() {
+        return c.error(
+            Diag::error(
+                "mkedsl::range::empty_list",
+                "`adversarial` needs at least one latent",
+                args.span("latents"),
+            )
+            .label("empty list")
+            .help("use `[embed.vision, embed.text]`"),
+        );
+    }
+    let budget = c.positive(
+        args,
+        "budget",
+        "ε bounds ‖δ‖ and must be positive (ASAM: 1e-3)",
+    );
+    let count = c.at_least(args, "count", 1, "at least one variant (ASAM: n = 4)");
+    let steps = c.at_least(
+        args,
+        "steps",
+        1,
+        "at least one ascent step (ASAM: a single step)",
+    );
+    let (Some(budget), Some(count), Some(steps)) = (budget, count, steps) else {
+        return Value::Poison;
+    };
+    let init = if args.symbol("init") == Some("zero") {
+        AdvInit::Zero
+    } else {
+        AdvInit::Random
+    };
+    let norm = if args.symbol("norm") == Some("linf") {
+        Norm::Linf
+    } else {
+        Norm::L2
+    };
+    let id = c.add_node(
+        Op::Adversarial {
+            latents,
+            budget,
+            count,
+            steps,
+            init,
+            norm,
+        },
+        NodeInfo::Variants,
+        Some(vec![count]),
+        args.call,
+    );
+    Value::Node {
+        id,
+        ty: Ty::Variants,
+    }
+}

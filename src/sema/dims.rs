@@ -1,0 +1,188 @@
+//! Binding sites to a model's dimensions.
+//!
+//! Without a model, sites keep their written layer indices and have unknown widths; the checks
+//! that need numbers wait. With a [`ModelDims`], layer indices are resolved (negative ones from
+//! the end), out-of-range layers are errors, and every stream and projection gets its width.
+
+use super::checker::Checker;
+use super::site::{Layers, LinearSite, Proj, Stream, StreamPoint};
+use crate::diagnostics::Diag;
+use crate::model::config::ModelDims;
+use crate::source::Span;
+
+/// Model families with a site table. Every family here is a Llama-style decoder, which has every
+/// site the language can name.
+const FAMILIES: &[&str] = &["llava", "llama"];
+
+/// Input and output width of a projection.
+pub(super) fn proj_dims(dims: &ModelDims, proj: Proj) -> (usize, usize) {
+    let q = dims.heads * dims.head_dim;
+    let kv = dims.kv_heads * dims.head_dim;
+    match proj {
+        Proj::QProj => (dims.hidden, q),
+        Proj::KProj | Proj::VProj => (dims.hidden, kv),
+        Proj::OProj => (q, dims.hidden),
+        Proj::GateProj | Proj::UpProj => (dims.hidden, dims.intermediate),
+        Proj::DownProj => (dims.intermediate, dims.hidden),
+    }
+}
+
+/// Width of a stream in a bound model (`None` for adapter-internal streams).
+pub(super) fn point_width(dims: &ModelDims, point: StreamPoint) -> Option<usize> {
+    use StreamPoint::*;
+    Some(match point {
+        EmbedVision | EmbedText | LayerInput | LayerOutput | AttnInput | AttnOutput | MlpInput
+        | MlpOutput => dims.hidden,
+        MlpAct => dims.intermediate,
+        LinearInput { proj } => proj_dims(dims, proj).0,
+        LinearOutput { proj } => proj_dims(dims, proj).1,
+        LoraMid { .. } | ExtraAct { .. } => return None,
+    })
+}
+
+impl Checker<'_> {
+    /// Checks a layer selection, and resolves it when a model is bound.
+    pub(super) fn bind_layers(&mut self, mut layers: Layers, span: Span) -> Option<Layers> {
+        let shown = layers.to_string();
+        let Some(dims) = self.dims else {
+            // Without a model only an obviously empty range can be refused.
+            if let (false, Some(end)) = (layers.single, layers.end) {
+                if (layers.start >= 0) == (end >= 0) && layers.start >= end {
+                    self.diags.push(
+                        Diag::error(
+                            "mkedsl::dim::empty_layers",
+                            format!("`{shown}` selects no layer"),
+                            span,
+                        )
+                        .label("empty range")
+                        .help("a range `a..b` includes a and excludes b, so it needs a < b"),
+                    );
+                    return None;
+                }
+            }
+            return Some(layers);
+        };
+        if !FAMILIES.contains(&dims.family.as_str()) {
+            self.diags.push(
+                Diag::error(
+                    "mkedsl::dim::family",
+                    format!("model family `{}` has no site table", dims.family),
+                    span,
+                )
+                .label("cannot map this site")
+                .help(format!("supported families: {}", FAMILIES.join(", "))),
+            );
+            return None;
+        }
+        let n = dims.num_layers as i64;
+        let norm = |i: i64| if i < 0 { i + n } else { i };
+        let help =
+            format!("the model has {n} layers: 0..{n} from the front, or -{n}..-1 from the end");
+        if layers.single {
+            let i = norm(layers.start);
+            if i < 0 || i >= n {
+                self.diags.push(
+                    Diag::error(
+                        "mkedsl::dim::layer",
+                        format!("layer {} does not exist in a {n}-layer model", layers.start),
+                        span,
+                    )
+                    .label("out of range")
+                    .help(help),
+                );
+                return None;
+            }
+            layers.resolved = Some(vec![i as usize]);
+            return Some(layers);
+        }
+        let start = norm(layers.start);
+        let end = layers.end.map(norm).unwrap_or(n);
+        if start < 0 || start >= n || end > n || end <= start {
+            self.diags.push(
+                Diag::error(
+                    "mkedsl::dim::layers",
+                    format!("`{shown}` is not a non-empty range of a {n}-layer model"),
+                    span,
+                )
+                .label("out of range")
+                .help(help),
+            );
+            return None;
+        }
+        layers.resolved = Some((start as usize..end as usize).collect());
+        Some(layers)
+    }
+
+    /// A stream at `point` (of `layers`), with its width when known.
+    pub(super) fn stream(
+        &self,
+        point: StreamPoint,
+        layers: Option<Layers>,
+        path: String,
+    ) -> Stream {
+        let width = self.dims.and_then(|d| point_width(d, point));
+        Stream {
+            path,
+            point,
+            layers,
+            width,
+        }
+    }
+
+    pub(super) fn linear(&self, layers: Layers, proj: Proj) -> LinearSite {
+        let (din, dout) = match self.dims {
+            Some(d) => {
+                let (i, o) = proj_dims(d, proj);
+                (Some(i), Some(o))
+            }
+            None => (None, None),
+        };
+        LinearSite {
+            layers,
+            proj,
+            din,
+            dout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dims() -> ModelDims {
+        ModelDims {
+            family: "llava".into(),
+            num_layers: 6,
+            hidden: 128,
+            intermediate: 344,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 32,
+            vocab: 1000,
+            vision_tokens: 36,
+            vision_hidden: 64,
+        }
+    }
+
+    #[test]
+    fn projection_widths_follow_llama() {
+        let d = dims();
+        assert_eq!(proj_dims(&d, Proj::QProj), (128, 128));
+        assert_eq!(proj_dims(&d, Proj::KProj), (128, 64));
+        assert_eq!(proj_dims(&d, Proj::OProj), (128, 128));
+        assert_eq!(proj_dims(&d, Proj::UpProj), (128, 344));
+        assert_eq!(proj_dims(&d, Proj::DownProj), (344, 128));
+        assert_eq!(point_width(&d, StreamPoint::MlpAct), Some(344));
+        assert_eq!(
+            point_width(
+                &d,
+                StreamPoint::LinearInput {
+                    proj: Proj::DownProj
+                }
+            ),
+            Some(344)
+        );
+        assert_eq!(point_width(&d, StreamPoint::EmbedVision), Some(128));
+    }
+}

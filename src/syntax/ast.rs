@@ -1,0 +1,186 @@
+//! The syntax tree: what the recipe says, with a span on every node and no meaning attached yet.
+
+use serde::Serialize;
+
+use crate::source::{SourceId, Span};
+
+/// One parsed file: a recipe or a stdlib module.
+#[derive(Debug, Clone, Serialize)]
+pub struct Module {
+    pub source: SourceId,
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum Item {
+    Header(Header),
+    Use(UseDecl),
+    Fn(FnDef),
+    Stmt(Stmt),
+}
+
+/// `recipe "Name" { key: value, ... }`
+#[derive(Debug, Clone, Serialize)]
+pub struct Header {
+    pub name: String,
+    pub name_span: Span,
+    pub fields: Vec<Field>,
+    pub span: Span,
+}
+
+/// `key: value` in a recipe header.
+#[derive(Debug, Clone, Serialize)]
+pub struct Field {
+    pub key: Ident,
+    pub value: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+/// `use std.lora`
+#[derive(Debug, Clone, Serialize)]
+pub struct UseDecl {
+    pub path: Vec<Ident>,
+    pub span: Span,
+}
+
+/// `fn name(p: Type, q: Type = default) -> Type { ... }`
+#[derive(Debug, Clone, Serialize)]
+pub struct FnDef {
+    pub name: Ident,
+    /// The `##` lines above the function, without the `##`.
+    pub doc: Vec<String>,
+    pub params: Vec<FnParam>,
+    pub ret: Option<TypeExpr>,
+    pub body: Block,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FnParam {
+    pub name: Ident,
+    pub ty: TypeExpr,
+    pub default: Option<Expr>,
+    pub span: Span,
+}
+
+/// `Space`, `List<Stream>`
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeExpr {
+    pub name: Ident,
+    pub arg: Option<Box<TypeExpr>>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Block {
+    pub stmts: Vec<Stmt>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stmt {
+    pub kind: StmtKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ProjectKind {
+    /// The gradient, before the optimiser sees it.
+    Grad,
+    /// The optimiser's step, before it is applied.
+    Update,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum StmtKind {
+    Let {
+        name: Ident,
+        ty: Option<TypeExpr>,
+        value: Expr,
+    },
+    Freeze(Expr),
+    PerEdit(Block),
+    Train {
+        target: Expr,
+        steps: Expr,
+        optimizer: Expr,
+        body: Block,
+    },
+    Loss(Expr),
+    Project {
+        kind: ProjectKind,
+        kind_span: Span,
+        param: Expr,
+        space: Expr,
+        scale: Option<Expr>,
+    },
+    Evaluate(Expr),
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub enum ExprKind {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+    /// `a..b`, `-4..`, `..3`: Python-style, negative bounds count from the end.
+    Range {
+        start: Option<i64>,
+        end: Option<i64>,
+    },
+    Ident(String),
+    List(Vec<Expr>),
+    Call {
+        callee: Ident,
+        args: Vec<Arg>,
+    },
+    Member {
+        base: Box<Expr>,
+        name: Ident,
+    },
+    Neg(Box<Expr>),
+    Binary {
+        op: BinOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+}
+
+/// A call argument: positional (`name` is `None`) or named.
+#[derive(Debug, Clone, Serialize)]
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Expr,
+    pub span: Span,
+}

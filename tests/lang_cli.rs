@@ -1,0 +1,107 @@
+//! `mkedsl check` and `mkedsl plan` as a user runs them: exit codes, the summary line, JSON.
+
+use std::process::Command;
+
+fn mkedsl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mkedsl"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_prints_one_summary_line() {
+    let (code, out, _) = mkedsl(&["check", "recipes/elora.edit"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with("ok: recipe \"ELoRA\" (recipes/elora.edit): 15 steps"),
+        "{out}"
+    );
+    assert!(out.contains("no model bound"), "{out}");
+
+    // --model takes a checkpoint folder or its config.json.
+    for model in ["tests/fixtures/lang", "tests/fixtures/lang/config.json"] {
+        let (code, out, _) = mkedsl(&["check", "recipes/unike.edit", "--model", model]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains("bound to llava (6 layers, hidden 128)"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn check_fails_with_diagnostics_and_a_non_zero_exit() {
+    let (code, out, err) = mkedsl(&["check", "tests/bad_recipes/arg_symbol_typo.edit"]);
+    assert_ne!(code, 0);
+    assert!(out.is_empty());
+    assert!(err.contains("mkedsl::arg::symbol"), "{err}");
+    assert!(
+        err.contains("tests/bad_recipes/arg_symbol_typo.edit:3:54"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `kaiming`?"), "{err}");
+
+    let (code, _, err) = mkedsl(&[
+        "check",
+        "tests/bad_recipes/bound/dim_lora_rank_too_large.edit",
+        "--model",
+        "tests/fixtures/lang",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("LoRA rank 200 exceeds 128"), "{err}");
+
+    let (code, _, err) = mkedsl(&["check", "recipes/does_not_exist.edit"]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("cannot read `recipes/does_not_exist.edit`"),
+        "{err}"
+    );
+
+    let (code, _, err) = mkedsl(&[
+        "check",
+        "recipes/elora.edit",
+        "--model",
+        "tests/fixtures/no_such_model",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("mkedsl::model::config_io"), "{err}");
+}
+
+#[test]
+fn plan_prints_numbered_lines_or_json() {
+    let (code, out, _) = mkedsl(&[
+        "plan",
+        "recipes/lpedit.edit",
+        "--model",
+        "tests/fixtures/lang",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("01)prepare"), "{out}");
+    assert!(
+        out.contains("--#0 covariance layers(3..6).mlp.down_proj.input"),
+        "{out}"
+    );
+    assert!(out.contains("----#3 loss nll(target)"), "{out}");
+
+    let (code, out, _) = mkedsl(&["plan", "recipes/elora.edit", "--json", "--device", "cuda"]);
+    assert_eq!(code, 0);
+    let plan: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    assert_eq!(plan["device"], "cuda");
+    assert_eq!(plan["steps"][0]["op"]["op"], "covariance");
+    assert_eq!(
+        plan["steps"][1]["device"], "cpu",
+        "eigendecompositions run on the CPU"
+    );
+
+    let (code, _, err) = mkedsl(&["plan", "recipes/elora.edit", "--device", "tpu"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tpu"), "{err}");
+}
