@@ -2,8 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
-pub mod world;
+pub mod eval;
 pub mod infer;
+pub mod world;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
 #[derive(Debug, Parser)]
@@ -19,6 +20,8 @@ pub enum Command {
     World(world::WorldArgs),
     /// Run a model checkpoint on one prompt (and image) and print the greedy answer.
     Infer(infer::InferArgs),
+    /// Score the unedited model on an MMEdit dataset: the pre-edit row of the papers' tables.
+    Eval(eval::EvalArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -27,5 +30,6 @@ pub fn main() -> miette::Result<()> {
     match cli.command {
         Command::World(args) => world::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }

@@ -40,12 +40,12 @@ pub enum EvalError {
     },
 
     /// The dataset (after `--limit`) holds no case.
-    #[error("no case to evaluate in `{}`", path.display())]
+    #[error("no case to evaluate in {data}")]
     #[diagnostic(
         code(mkedsl::eval::no_cases),
         help("check the file, the records dropped for empty fields, and --limit (it must be ≥ 1)")
     )]
-    NoCases { path: PathBuf },
+    NoCases { data: String },
 
     /// An answer to score tokenises to nothing (or leaves no room for a prompt).
     #[error("case {case}: `{field}` ({text:?}) {reason}")]
@@ -90,6 +90,14 @@ pub enum EvalError {
         #[diagnostic_source]
         cause: miette::Report,
     },
+
+    /// A broken invariant of the evaluator itself.
+    #[error("internal error of the evaluator: {reason}")]
+    #[diagnostic(
+        code(mkedsl::eval::internal),
+        help("this is a bug in mkedsl; please report it with the command that caused it")
+    )]
+    Internal { reason: String },
 
     /// Writing the JSON report failed.
     #[error("cannot write `{}`: {reason}", path.display())]
