@@ -28,7 +28,9 @@ fn stderr(out: &std::process::Output) -> String {
 
 /// Writes `n` E-VQA cases of the world into `dir` (pred = "red": the writer needs some answer).
 fn dataset(dir: &Path, n: usize) -> PathBuf {
-    let cases = World::new(3).edit_cases(CaseKind::Evqa, n, 0).expect("plan");
+    let cases = World::new(3)
+        .edit_cases(CaseKind::Evqa, n, 0)
+        .expect("plan");
     write_dataset(CaseKind::Evqa, &cases, dir, |_, _| Ok("red".into()))
         .expect("writes")
         .json
@@ -123,7 +125,10 @@ fn sequential_mode_reports_its_groups() {
     );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("json");
-    assert_eq!((report["mode"].clone(), report["k"].clone()), ("sequential".into(), 2.into()));
+    assert_eq!(
+        (report["mode"].clone(), report["k"].clone()),
+        ("sequential".into(), 2.into())
+    );
     let groups: Vec<u64> = report["per_case"]
         .as_array()
         .expect("rows")
@@ -139,21 +144,51 @@ fn eval_rejects_bad_inputs_with_diagnostics() {
     let data = dataset(dir.path(), 1);
     let model = tiny();
 
-    let out = mkedsl(&["eval", "--model", s(&model), "--data", "/nonexistent/evqa.json"]);
+    let out = mkedsl(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        "/nonexistent/evqa.json",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("/nonexistent/evqa.json"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/evqa.json"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = mkedsl(&["eval", "--model", "/nonexistent/ckpt", "--data", s(&data)]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("/nonexistent/ckpt"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/ckpt"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = mkedsl(&["eval", "--model", s(&model), "--data", s(&data), "--k", "2"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("--mode sequential"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--mode sequential"),
+        "{}",
+        stderr(&out)
+    );
 
-    let out = mkedsl(&["eval", "--model", s(&model), "--data", s(&data), "--limit", "0"]);
+    let out = mkedsl(&[
+        "eval",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--limit",
+        "0",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no case to evaluate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no case to evaluate"),
+        "{}",
+        stderr(&out)
+    );
 
     // A model folder whose chat template mkedsl cannot interpret is refused, not guessed.
     let odd = dir.path().join("odd-model");
@@ -165,7 +200,11 @@ fn eval_rejects_bad_inputs_with_diagnostics() {
     std::fs::write(odd.join("chat_template.jinja"), "<|im_start|>{{ m }}").expect("write");
     let out = mkedsl(&["eval", "--model", s(&odd), "--data", s(&data)]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("prompt_template.txt"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("prompt_template.txt"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -179,7 +218,14 @@ fn infer_question_applies_the_evaluators_template() {
     let run = |extra: &[&str]| {
         let out = mkedsl(
             &[
-                &["infer", "--model", s(&model), "--max-new-tokens", "3", "--json"][..],
+                &[
+                    "infer",
+                    "--model",
+                    s(&model),
+                    "--max-new-tokens",
+                    "3",
+                    "--json",
+                ][..],
                 extra,
             ]
             .concat(),
@@ -202,6 +248,17 @@ fn infer_question_applies_the_evaluators_template() {
 
     let out = mkedsl(&["infer", "--model", s(&model)]);
     assert!(!out.status.success(), "a prompt or a question is required");
-    let out = mkedsl(&["infer", "--model", s(&model), "--prompt", "a", "--question", "b"]);
-    assert!(!out.status.success(), "--prompt and --question exclude each other");
+    let out = mkedsl(&[
+        "infer",
+        "--model",
+        s(&model),
+        "--prompt",
+        "a",
+        "--question",
+        "b",
+    ]);
+    assert!(
+        !out.status.success(),
+        "--prompt and --question exclude each other"
+    );
 }

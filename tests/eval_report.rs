@@ -40,7 +40,10 @@ fn report(mode: EditMode) -> EvalReport {
 fn the_table_states_the_run_and_both_scorers() {
     insta::assert_snapshot!(report(EditMode::Sequential { k: 2 }).table());
     let single = report(EditMode::Single).table();
-    assert!(single.contains("run       mode single · seed 7 · device cpu"), "{single}");
+    assert!(
+        single.contains("run       mode single · seed 7 · device cpu"),
+        "{single}"
+    );
 }
 
 #[test]
@@ -70,7 +73,10 @@ fn the_json_report_has_the_documented_schema() {
             assert!(in_unit(&json[scorer][key]), "{scorer}.{key}");
         }
         for key in ["rel", "t_gen", "m_gen"] {
-            assert!(in_unit(&json["pre_edit"][scorer][key]), "pre_edit.{scorer}.{key}");
+            assert!(
+                in_unit(&json["pre_edit"][scorer][key]),
+                "pre_edit.{scorer}.{key}"
+            );
         }
     }
     assert_eq!(json["metrics"]["m_loc"], 0.75);

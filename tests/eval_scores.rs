@@ -56,7 +56,11 @@ fn the_pre_edit_row_is_the_unedited_models_target_accuracy() {
     assert!(close(pre.metrics.rel, 0.5) && close(pre.metrics.t_gen, 0.5));
     assert!(close(pre.metrics.m_gen, 0.25), "{pre:?}");
     assert_eq!(
-        (pre.generation.rel, pre.generation.t_gen, pre.generation.m_gen),
+        (
+            pre.generation.rel,
+            pre.generation.t_gen,
+            pre.generation.m_gen
+        ),
         (0.0, 0.0, 0.0)
     );
     // Nothing edited: post = pre, locality perfect under every scorer.
@@ -146,7 +150,11 @@ fn sequential_groups_restore_between_groups() {
     assert_eq!(editor.held, vec![0, 0]);
     // K = 1 is single editing.
     let mut single = ClassEditor::default();
-    let s = run(&mut single, EditMode::Single, &mut EditState::new(word_model()));
+    let s = run(
+        &mut single,
+        EditMode::Single,
+        &mut EditState::new(word_model()),
+    );
     assert_eq!(e.summary, s.summary);
 }
 
@@ -194,8 +202,8 @@ fn editor_errors_name_the_editor_and_case_and_still_restore() {
     let mut state = EditState::new(word_model());
     let dir = tempfile::tempdir().expect("temp dir");
     let cases = eval_cases(dir.path());
-    let err = evaluate(&mut state, &mut Failing, &cases, &EvalOptions::default())
-        .expect_err("fails");
+    let err =
+        evaluate(&mut state, &mut Failing, &cases, &EvalOptions::default()).expect_err("fails");
     assert_eq!(err.to_string(), "editor `failing` failed on case 0");
     let cause = format!("{:?}", miette::Report::new(err));
     assert!(cause.contains("diverged on blue square"), "{cause}");

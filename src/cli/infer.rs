@@ -17,7 +17,11 @@ pub struct InferArgs {
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// The prompt, used verbatim (write `<image>` where the image goes).
-    #[arg(long, required_unless_present = "question", conflicts_with = "question")]
+    #[arg(
+        long,
+        required_unless_present = "question",
+        conflicts_with = "question"
+    )]
     pub prompt: Option<String>,
     /// A question, formatted with the model's prompt template exactly as the evaluator formats it
     /// (the template's `<image>` is dropped when no --image is given).

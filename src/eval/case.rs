@@ -129,6 +129,9 @@ mod tests {
 
     #[test]
     fn scored_text_joins_with_one_space() {
-        assert_eq!(scored_text("USER: q ASSISTANT:", " red  "), "USER: q ASSISTANT: red");
+        assert_eq!(
+            scored_text("USER: q ASSISTANT:", " red  "),
+            "USER: q ASSISTANT: red"
+        );
     }
 }

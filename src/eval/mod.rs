@@ -26,9 +26,12 @@ pub mod template;
 pub use case::{scored_text, CasePrompts, EvalCase, PreparedCase};
 pub use editor::{EditState, Editor, Identity, Snapshot};
 pub use error::EvalError;
-pub use template::{resolve_template, ResolvedTemplate, TemplateSource, TEMPLATE_FILE};
 pub use probe::{CaseOutputs, Generations, ProbeOptions};
+pub use report::{EvalReport, RunInfo, Scoring, SCORING};
 pub use runner::{evaluate, EditMode, EvalOptions, Evaluation, Timing, DEFAULT_K};
 pub use score::{CaseRow, EditScores, LocalityScores, PreEditScores, Summary};
-pub use report::{EvalReport, RunInfo, Scoring, SCORING};
-pub use setup::{default_path, progress_bar, run_eval, EvalRequest, Setup, SetupRequest, BASELINE_RECIPE, DEFAULT_DATA, DEFAULT_MODEL};
+pub use setup::{
+    default_path, progress_bar, run_eval, EvalRequest, Setup, SetupRequest, BASELINE_RECIPE,
+    DEFAULT_DATA, DEFAULT_MODEL,
+};
+pub use template::{resolve_template, ResolvedTemplate, TemplateSource, TEMPLATE_FILE};

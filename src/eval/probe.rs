@@ -145,12 +145,16 @@ pub fn observe<M: VisionLanguageModel>(
             m_loc: text(),
         };
         let mut next = || reduced.next();
-        let (Some(Reduced::Target(rel)), Some(Reduced::Target(t_gen)), Some(Reduced::Target(m_gen))) =
-            (next(), next(), next())
+        let (
+            Some(Reduced::Target(rel)),
+            Some(Reduced::Target(t_gen)),
+            Some(Reduced::Target(m_gen)),
+        ) = (next(), next(), next())
         else {
             return Err(order_error());
         };
-        let (Some(Reduced::Locality(loc)), Some(Reduced::Locality(m_loc))) = (next(), next()) else {
+        let (Some(Reduced::Locality(loc)), Some(Reduced::Locality(m_loc))) = (next(), next())
+        else {
             return Err(order_error());
         };
         out.push(CaseOutputs {
@@ -172,27 +176,50 @@ fn order_error() -> EvalError {
 }
 
 /// The five teacher-forced sequences of a case, in the order rel, t_gen, m_gen, t_loc, m_loc.
-fn case_sequences<M: VisionLanguageModel>(
-    model: &M,
-    case: &PreparedCase,
-) -> Result<Vec<Sequence>> {
+fn case_sequences<M: VisionLanguageModel>(model: &M, case: &PreparedCase) -> Result<Vec<Sequence>> {
     let c = case.case;
     let r = &c.record;
     let p = &c.prompts;
     let img = |i: &DynamicImage| vec![i.clone()];
     let target = Reduce::Target;
-    let text_loc = Reduce::Locality {
-        k: TEXT_LOCALITY_K,
-    };
+    let text_loc = Reduce::Locality { k: TEXT_LOCALITY_K };
     let image_loc = Reduce::Locality {
         k: IMAGE_LOCALITY_K,
     };
-    let specs: [(&'static str, &str, &'static str, &str, Vec<DynamicImage>, Reduce); 5] = [
+    let specs: [(
+        &'static str,
+        &str,
+        &'static str,
+        &str,
+        Vec<DynamicImage>,
+        Reduce,
+    ); 5] = [
         ("rel", &p.src, "alt", &r.alt, img(&case.image), target),
-        ("t_gen", &p.rephrase, "alt", &r.alt, img(&case.image), target),
-        ("m_gen", &p.src, "alt", &r.alt, img(&case.image_rephrase), target),
+        (
+            "t_gen",
+            &p.rephrase,
+            "alt",
+            &r.alt,
+            img(&case.image),
+            target,
+        ),
+        (
+            "m_gen",
+            &p.src,
+            "alt",
+            &r.alt,
+            img(&case.image_rephrase),
+            target,
+        ),
         ("t_loc", &p.loc, "loc_ans", &r.loc_ans, vec![], text_loc),
-        ("m_loc", &p.m_loc, "m_loc_a", &r.m_loc_a, img(&case.m_loc), image_loc),
+        (
+            "m_loc",
+            &p.m_loc,
+            "m_loc_a",
+            &r.m_loc_a,
+            img(&case.m_loc),
+            image_loc,
+        ),
     ];
     specs
         .into_iter()

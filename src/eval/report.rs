@@ -146,7 +146,11 @@ impl EvalReport {
         };
         let _ = writeln!(out, "recipe    {} · editor {}", self.recipe, self.editor);
         let _ = writeln!(out, "model     {}", self.model);
-        let _ = writeln!(out, "data      {} ({} cases{dropped})", self.data, self.cases);
+        let _ = writeln!(
+            out,
+            "data      {} ({} cases{dropped})",
+            self.data, self.cases
+        );
         let _ = writeln!(
             out,
             "run       mode {mode} · seed {seed} · device {}",
@@ -229,7 +233,10 @@ impl EvalReport {
             out,
             "exact match: greedy generation = target (Loc: = pre-edit generation). EasyEdit loc: every"
         );
-        let _ = writeln!(out, "position incl. image tokens, top-1 (T-Loc) / top-10 (M-Loc).");
+        let _ = writeln!(
+            out,
+            "position incl. image tokens, top-1 (T-Loc) / top-10 (M-Loc)."
+        );
         out
     }
 }

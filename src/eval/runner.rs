@@ -162,7 +162,12 @@ where
     let mut pre = Vec::with_capacity(cases.len());
     for chunk in cases.chunks(opts.probe.batch_size.max(1)) {
         let prepared = load_all(chunk)?;
-        pre.extend(observe(&state.model, &state.adapters, &prepared, &opts.probe)?);
+        pre.extend(observe(
+            &state.model,
+            &state.adapters,
+            &prepared,
+            &opts.probe,
+        )?);
         progress.inc(chunk.len() as u64);
     }
     timing.pre_edit_s = started.elapsed().as_secs_f64();
@@ -257,7 +262,10 @@ mod tests {
         );
         assert!(EditMode::from_flags(false, Some(3)).is_err());
         assert!(EditMode::from_flags(true, Some(0)).is_err());
-        assert_eq!(EditMode::Sequential { k: 4 }.to_string(), "sequential, K = 4");
+        assert_eq!(
+            EditMode::Sequential { k: 4 }.to_string(),
+            "sequential, K = 4"
+        );
         assert_eq!(EditMode::Single.group_size(), 1);
     }
 }

@@ -168,9 +168,8 @@ pub fn summarize(rows: &[CaseRow]) -> Result<Summary> {
         source,
     };
     let avg = |f: fn(&CaseRow) -> f64| {
-        mean(&rows.iter().map(f).collect::<Vec<_>>()).ok_or_else(|| {
-            fail(crate::eval::metrics::MetricError::NoCases)
-        })
+        mean(&rows.iter().map(f).collect::<Vec<_>>())
+            .ok_or_else(|| fail(crate::eval::metrics::MetricError::NoCases))
     };
     Ok(Summary {
         metrics: aggregate(&rows.iter().map(|r| r.metrics).collect::<Vec<_>>()).map_err(fail)?,

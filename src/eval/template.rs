@@ -63,7 +63,10 @@ pub struct ResolvedTemplate {
     pub source: TemplateSource,
 }
 
-fn template_text<S: serde::Serializer>(t: &PromptTemplate, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn template_text<S: serde::Serializer>(
+    t: &PromptTemplate,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(t.as_str())
 }
 
@@ -138,10 +141,12 @@ pub fn resolve_template(model_dir: &Path) -> Result<ResolvedTemplate> {
 
 /// A template text checked for one `{question}` and one `<image>`.
 fn parse_template(path: &Path, text: &str) -> Result<PromptTemplate> {
-    let bad = |reason: String| EvalError::Template {
+    let bad = |reason: String| {
+        EvalError::Template {
         path: path.to_path_buf(),
         reason,
         help: "a template holds `{question}` once and `<image>` once, e.g. `USER: <image>\\n{question} ASSISTANT:`".into(),
+    }
     };
     let images = text.matches(IMAGE_PLACEHOLDER).count();
     if images != 1 {
@@ -190,7 +195,8 @@ fn chat_template(dir: &Path) -> Result<Option<(PathBuf, String)>> {
                 }
                 return Err(EvalError::Template {
                     path,
-                    reason: "`chat_template` lists named templates but none is called \"default\"".into(),
+                    reason: "`chat_template` lists named templates but none is called \"default\""
+                        .into(),
                     help: format!("declare the prompt in `{TEMPLATE_FILE}` in the model folder"),
                 });
             }
@@ -252,7 +258,11 @@ mod tests {
 
     #[test]
     fn templates_need_one_question_and_one_image() {
-        for text in ["USER: {question} ASSISTANT:", "<image><image>{question}", "<image> {q}"] {
+        for text in [
+            "USER: {question} ASSISTANT:",
+            "<image><image>{question}",
+            "<image> {q}",
+        ] {
             let dir = folder(&[(TEMPLATE_FILE, text)]);
             let err = resolve_template(dir.path()).expect_err(text);
             assert!(matches!(err, EvalError::Template { .. }), "{err}");

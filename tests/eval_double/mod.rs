@@ -20,8 +20,8 @@ use image::{DynamicImage, GenericImageView, RgbImage};
 use mkedsl::data::{load_dataset, Dataset, ImageRoots, MmeditRecord, PromptTemplate};
 use mkedsl::eval::{EditState, Editor, EvalCase, PreparedCase};
 use mkedsl::model::{
-    Adapters, Batch, Encoded, GenerateOptions, Generated, Hooks, Latents, LinearSite,
-    ModelDims, ModelError, PadSide, Readout, TokenKind, VisionLanguageModel,
+    Adapters, Batch, Encoded, GenerateOptions, Generated, Hooks, Latents, LinearSite, ModelDims,
+    ModelError, PadSide, Readout, TokenKind, VisionLanguageModel,
 };
 
 pub const PAD: u32 = 0;
@@ -181,7 +181,11 @@ impl VisionLanguageModel for WordModel {
         DType::F32
     }
 
-    fn encode(&self, prompt: &str, images: &[DynamicImage]) -> mkedsl::model::error::Result<Encoded> {
+    fn encode(
+        &self,
+        prompt: &str,
+        images: &[DynamicImage],
+    ) -> mkedsl::model::error::Result<Encoded> {
         let mut input_ids = vec![BOS];
         let mut image_positions = Vec::new();
         for word in prompt.split_whitespace() {
@@ -203,7 +207,11 @@ impl VisionLanguageModel for WordModel {
             None
         } else {
             let classes: Vec<f32> = images.iter().map(|i| f32::from(class_of(i))).collect();
-            Some(Tensor::from_vec(classes, (images.len(), 1, 1, 1), &Device::Cpu)?)
+            Some(Tensor::from_vec(
+                classes,
+                (images.len(), 1, 1, 1),
+                &Device::Cpu,
+            )?)
         };
         Ok(Encoded {
             input_ids,
@@ -380,13 +388,21 @@ impl Editor<WordModel> for ClassEditor {
         "class-override"
     }
 
-    fn prepare(&mut self, state: &mut EditState<WordModel>, cases: &[EvalCase]) -> miette::Result<()> {
+    fn prepare(
+        &mut self,
+        state: &mut EditState<WordModel>,
+        cases: &[EvalCase],
+    ) -> miette::Result<()> {
         self.prepared += cases.len();
         assert!(state.model.overrides.is_empty());
         Ok(())
     }
 
-    fn edit(&mut self, state: &mut EditState<WordModel>, case: &PreparedCase) -> miette::Result<()> {
+    fn edit(
+        &mut self,
+        state: &mut EditState<WordModel>,
+        case: &PreparedCase,
+    ) -> miette::Result<()> {
         self.held.push(state.model.overrides.len());
         state.model.overrides.push(Override {
             class: Some(class_of(&case.image)),
@@ -407,7 +423,11 @@ impl Editor<WordModel> for QuestionEditor {
         "question-override"
     }
 
-    fn edit(&mut self, state: &mut EditState<WordModel>, case: &PreparedCase) -> miette::Result<()> {
+    fn edit(
+        &mut self,
+        state: &mut EditState<WordModel>,
+        case: &PreparedCase,
+    ) -> miette::Result<()> {
         state.model.overrides.push(Override {
             class: None,
             question: Some(words(&case.case.record.src)),
