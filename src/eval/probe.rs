@@ -177,80 +177,105 @@ fn order_error() -> EvalError {
 
 /// The five teacher-forced sequences of a case, in the order rel, t_gen, m_gen, t_loc, m_loc.
 fn case_sequences<M: VisionLanguageModel>(model: &M, case: &PreparedCase) -> Result<Vec<Sequence>> {
-    let c = case.case;
-    let r = &c.record;
-    let p = &c.prompts;
-    let img = |i: &DynamicImage| vec![i.clone()];
+    let p = &case.case.prompts;
+    let r = &case.case.record;
     let target = Reduce::Target;
     let text_loc = Reduce::Locality { k: TEXT_LOCALITY_K };
     let image_loc = Reduce::Locality {
         k: IMAGE_LOCALITY_K,
     };
-    let specs: [(
-        &'static str,
-        &str,
-        &'static str,
-        &str,
-        Vec<DynamicImage>,
-        Reduce,
-    ); 5] = [
-        ("rel", &p.src, "alt", &r.alt, img(&case.image), target),
-        (
+    let specs = [
+        Probe::new("rel", &p.src, Some(&case.image), "alt", &r.alt, target),
+        Probe::new(
             "t_gen",
             &p.rephrase,
+            Some(&case.image),
             "alt",
             &r.alt,
-            img(&case.image),
             target,
         ),
-        (
+        Probe::new(
             "m_gen",
             &p.src,
+            Some(&case.image_rephrase),
             "alt",
             &r.alt,
-            img(&case.image_rephrase),
             target,
         ),
-        ("t_loc", &p.loc, "loc_ans", &r.loc_ans, vec![], text_loc),
-        (
+        Probe::new("t_loc", &p.loc, None, "loc_ans", &r.loc_ans, text_loc),
+        Probe::new(
             "m_loc",
             &p.m_loc,
+            Some(&case.m_loc),
             "m_loc_a",
             &r.m_loc_a,
-            img(&case.m_loc),
             image_loc,
         ),
     ];
     specs
-        .into_iter()
-        .map(|(probe, prompt, field, answer, images, reduce)| {
-            let encoded = model.encode(&scored_text(prompt, answer), &images)?;
-            let ids = model.tokenize(answer.trim())?;
-            let bad = |reason: String| EvalError::Target {
-                case: c.index,
-                field,
-                text: answer.to_string(),
-                reason,
-            };
-            if ids.is_empty() {
-                return Err(bad("tokenises to no token".into()));
-            }
-            if ids.len() >= encoded.len() {
-                return Err(bad(format!(
-                    "has {} tokens, leaving no prompt in a sequence of {}",
-                    ids.len(),
-                    encoded.len()
-                )));
-            }
-            Ok(Sequence {
-                encoded,
-                answer: ids,
-                reduce,
-                case: c.index,
-                probe,
-            })
-        })
+        .iter()
+        .map(|probe| probe.sequence(model, case.case.index))
         .collect()
+}
+
+/// One scored prompt of a case, before encoding.
+struct Probe<'a> {
+    name: &'static str,
+    prompt: &'a str,
+    image: Option<&'a DynamicImage>,
+    field: &'static str,
+    answer: &'a str,
+    reduce: Reduce,
+}
+
+impl<'a> Probe<'a> {
+    fn new(
+        name: &'static str,
+        prompt: &'a str,
+        image: Option<&'a DynamicImage>,
+        field: &'static str,
+        answer: &'a str,
+        reduce: Reduce,
+    ) -> Self {
+        Self {
+            name,
+            prompt,
+            image,
+            field,
+            answer,
+            reduce,
+        }
+    }
+
+    /// Encodes `prompt + " " + answer` and tokenises the answer alone.
+    fn sequence<M: VisionLanguageModel>(&self, model: &M, case: usize) -> Result<Sequence> {
+        let images: Vec<DynamicImage> = self.image.into_iter().cloned().collect();
+        let encoded = model.encode(&scored_text(self.prompt, self.answer), &images)?;
+        let ids = model.tokenize(self.answer.trim())?;
+        let bad = |reason: String| EvalError::Target {
+            case,
+            field: self.field,
+            text: self.answer.to_string(),
+            reason,
+        };
+        if ids.is_empty() {
+            return Err(bad("tokenises to no token".into()));
+        }
+        if ids.len() >= encoded.len() {
+            return Err(bad(format!(
+                "has {} tokens, leaving no prompt in a sequence of {}",
+                ids.len(),
+                encoded.len()
+            )));
+        }
+        Ok(Sequence {
+            encoded,
+            answer: ids,
+            reduce: self.reduce,
+            case,
+            probe: self.name,
+        })
+    }
 }
 
 /// The five generation prompts of a case, in the same order.

@@ -169,3 +169,23 @@ pub fn run_eval(req: &EvalRequest) -> Result<EvalReport> {
     let evaluation = evaluate(&mut state, &mut Identity, &setup.cases, &opts)?;
     Ok(EvalReport::new(info, evaluation))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_default_names_every_place_it_looked() {
+        let err =
+            default_path("examples/no-such-model", "the embedded model").expect_err("missing");
+        let EvalError::MissingDefault { what, tried, help } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*what, "the embedded model");
+        assert_eq!(tried.len(), 2);
+        assert!(tried.iter().all(|p| p.ends_with("examples/no-such-model")));
+        assert!(help.contains("--model DIR"), "{help}");
+        let found = default_path("Cargo.toml", "the manifest").expect("found via the checkout");
+        assert!(found.ends_with("Cargo.toml"));
+    }
+}
