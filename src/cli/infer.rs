@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::eval::resolve_template;
 use crate::model::device::DeviceKind;
 use crate::model::infer::{infer, InferRequest};
 
@@ -16,12 +17,20 @@ pub struct InferArgs {
     #[arg(long)]
     pub image: Option<PathBuf>,
     /// The prompt, used verbatim (write `<image>` where the image goes).
+    #[arg(
+        long,
+        required_unless_present = "question",
+        conflicts_with = "question"
+    )]
+    pub prompt: Option<String>,
+    /// A question, formatted with the model's prompt template exactly as the evaluator formats it
+    /// (the template's `<image>` is dropped when no --image is given).
     #[arg(long)]
-    pub prompt: String,
+    pub question: Option<String>,
     /// Most tokens to generate.
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
-    /// Print a JSON object (input_ids, next_token_logits, generated_ids, answer) instead of the answer.
+    /// Print a JSON object (prompt, input_ids, next_token_logits, generated_ids, answer) instead of the answer.
     #[arg(long)]
     pub json: bool,
     /// Device to run on: cpu or cuda.
@@ -30,10 +39,17 @@ pub struct InferArgs {
 }
 
 pub fn run(args: InferArgs) -> miette::Result<()> {
+    let prompt = match (args.prompt, args.question) {
+        (Some(prompt), _) => prompt,
+        (None, Some(question)) => resolve_template(&args.model)?
+            .template
+            .prompt(&question, args.image.is_some()),
+        (None, None) => return Err(miette::miette!("pass --prompt or --question")),
+    };
     let output = infer(&InferRequest {
         model: args.model,
         image: args.image,
-        prompt: args.prompt,
+        prompt,
         max_new_tokens: args.max_new_tokens,
         device: args.device,
     })?;

@@ -1,11 +1,11 @@
 //! The `mkedsl` command line: one file per subcommand, each a thin shell over a library entry point.
 
-pub mod check;
-pub mod plan;
-
 use clap::{Parser, Subcommand};
 
+pub mod check;
+pub mod eval;
 pub mod infer;
+pub mod plan;
 pub mod world;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
@@ -26,6 +26,8 @@ pub enum Command {
     World(world::WorldArgs),
     /// Run a model checkpoint on one prompt (and image) and print the greedy answer.
     Infer(infer::InferArgs),
+    /// Score the unedited model on an MMEdit dataset: the pre-edit row of the papers' tables.
+    Eval(eval::EvalArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -36,5 +38,6 @@ pub fn main() -> miette::Result<()> {
         Command::Plan(args) => plan::run(args),
         Command::World(args) => world::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }

@@ -187,6 +187,20 @@ impl TopK {
     pub fn row(&self, position: usize) -> Option<&[u32]> {
         self.ids.chunks_exact(self.k.max(1)).nth(position)
     }
+
+    /// The best `k` ids of each position (all of them if `k` exceeds this top-k's width): the
+    /// top-1 of an image-locality top-10, for instance.
+    pub fn head(&self, k: usize) -> TopK {
+        let k = k.min(self.k);
+        TopK {
+            k,
+            ids: self
+                .ids
+                .chunks_exact(self.k.max(1))
+                .flat_map(|row| row.iter().take(k).copied())
+                .collect(),
+        }
+    }
 }
 
 /// The top-k ids of every row of row-major `[positions × vocab]` logits.
@@ -396,4 +410,27 @@ pub fn aggregate(cases: &[MetricSet]) -> Result<MetricSet, MetricError> {
 /// The mean of per-case fractions (for partial rows such as the pre-edit Rel/T-Gen/M-Gen).
 pub fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_keeps_the_best_ranks_of_each_position() {
+        let top = TopK {
+            k: 3,
+            ids: vec![5, 1, 2, 7, 0, 9],
+        };
+        assert_eq!(
+            top.head(1),
+            TopK {
+                k: 1,
+                ids: vec![5, 7]
+            }
+        );
+        assert_eq!(top.head(2).row(1), Some(&[7, 0][..]));
+        assert_eq!(top.head(9), top);
+        assert_eq!(top.head(0).positions(), 0);
+    }
 }

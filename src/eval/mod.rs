@@ -1,4 +1,52 @@
-//! Scoring edits. `metrics` holds the pure primitives (token accuracy, locality agreement, exact
-//! match, aggregation); the evaluator that runs a model over a dataset builds on them.
+//! Scoring edits: the editing contract, the evaluator, its report, and `mkedsl eval`.
+//!
+//! ```text
+//! Setup::load(model dir, data file)      model + resolve_template(dir) + load_dataset
+//!   └─ EvalCase::from_dataset(template)  every question formatted once, as the model sees it
+//! evaluate(&mut EditState{model, adapters}, &mut impl Editor, &cases, &EvalOptions) -> Evaluation
+//!   1. observe the state as given on every case        → pre-edit outputs, cached (#643)
+//!   2. editor.prepare(state, cases); snapshot
+//!   3. per group (1 case single, K sequential): editor.edit × group, observe, restore (#659)
+//!   4. score_case(pre, post) per case; summarize (mean over cases)
+//! EvalReport::new(RunInfo, Evaluation)   .table() for stdout, .write_json(path) (atomic)
+//! ```
+//!
+//! What is scored ([`score`] and [`report::SCORING`] spell it out in every report):
+//! - **Rel / T-Gen / M-Gen** (`metrics`): teacher-forced accuracy of the `alt` tokens after
+//!   `prompt + " "`, on (image, src), (image, rephrase), (image_rephrase, src) — EasyEdit's scorer.
+//!   `generation`: the greedy generation equals `alt` (normalised).
+//! - **T-Loc / M-Loc** (`metrics`, the headline): top-1 agreement of the edited model with the
+//!   unedited one at the positions that predict the `loc_ans` / `m_loc_a` tokens of
+//!   `loc` (text only) / `m_loc_q` on the `m_loc` image. `generation`: the greedy generations of
+//!   both models are equal. `locality_all_positions`: EasyEdit's variant, every position (image
+//!   and prompt tokens included), top-1 for text and top-10 for image locality.
+//! - **pre_edit**: the unedited model's Rel / T-Gen / M-Gen under both scorers.
+//!
+//! Every evaluation prompt of a case — and of all cases sharing a model (the pre-edit pass, a
+//! sequential group) — goes through padded batches; greedy generation is batched with the KV
+//! cache ([`probe`]). Prompts follow the model folder's template ([`template`]);
+//! `mkedsl infer --question` formats with the same one. [`metrics`] holds the pure primitives.
 
+pub mod case;
+pub mod editor;
+pub mod error;
 pub mod metrics;
+pub mod probe;
+pub mod report;
+pub mod runner;
+pub mod score;
+pub mod setup;
+pub mod template;
+
+pub use case::{scored_text, CasePrompts, EvalCase, PreparedCase};
+pub use editor::{EditState, Editor, Identity, Snapshot};
+pub use error::EvalError;
+pub use probe::{CaseOutputs, Generations, ProbeOptions};
+pub use report::{EvalReport, RunInfo, Scoring, SCORING};
+pub use runner::{evaluate, EditMode, EvalOptions, Evaluation, Timing, DEFAULT_K};
+pub use score::{CaseRow, EditScores, LocalityScores, PreEditScores, Summary};
+pub use setup::{
+    default_path, progress_bar, run_eval, EvalRequest, Setup, SetupRequest, BASELINE_RECIPE,
+    DEFAULT_DATA, DEFAULT_MODEL,
+};
+pub use template::{resolve_template, ResolvedTemplate, TemplateSource, TEMPLATE_FILE};

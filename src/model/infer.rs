@@ -27,6 +27,8 @@ pub struct InferRequest {
 /// What came out (the `--json` output).
 #[derive(Debug, Clone, Serialize)]
 pub struct InferOutput {
+    /// The prompt as given to the tokenizer (with `--question`, the formatted question).
+    pub prompt: String,
     /// Prompt token ids after `<image>` expansion.
     pub input_ids: Vec<u32>,
     /// Every vocabulary logit at the final prompt position, before decoding.
@@ -72,6 +74,7 @@ pub fn infer(req: &InferRequest) -> Result<InferOutput> {
     let generated_ids = generated.tokens.into_iter().next().unwrap_or_default();
     let answer = llava.decode(&generated_ids)?;
     Ok(InferOutput {
+        prompt: req.prompt.clone(),
         input_ids: encoded.input_ids,
         next_token_logits,
         generated_ids,

@@ -1,0 +1,405 @@
+//! What a model does on a group of cases' evaluation prompts, computed in padded batches.
+//!
+//! Per case there are five teacher-forced sequences — `src`+`alt` (Rel), `rephrase`+`alt`
+//! (T-Gen), `src`+`alt` on `image_rephrase` (M-Gen), `loc`+`loc_ans` (T-Loc), `m_loc_q`+`m_loc_a`
+//! on `m_loc` (M-Loc) — and the same five prompts without their answers for greedy generation.
+//! The sequences of every case of a group share padded forward passes (right padding, logits
+//! read only at the positions a score needs); the generations share left-padded batches with a
+//! KV cache. The same code observes the unedited model (cached once) and the edited one, so the
+//! two are read identically.
+
+use candle_core::DType;
+use image::DynamicImage;
+use serde::Serialize;
+
+use crate::eval::case::{scored_text, PreparedCase};
+use crate::eval::error::{EvalError, Result};
+use crate::eval::metrics::{
+    argmax_rows, target_labels, teacher_forced, top_k_rows, MetricError, TokenCount, TopK,
+};
+use crate::model::{
+    Adapters, Encoded, GenerateOptions, Hooks, PadSide, Readout, VisionLanguageModel,
+};
+
+/// The top-k width EasyEdit compares for text (`loc`) locality.
+pub const TEXT_LOCALITY_K: usize = 1;
+/// The top-k width EasyEdit compares for image (`m_loc`) locality.
+pub const IMAGE_LOCALITY_K: usize = 10;
+
+/// Upper bound on the logit rows one forward call materialises (rows × vocabulary floats), so
+/// every-position locality of a 32k-vocabulary model stays within a few hundred MB.
+const MAX_LOGIT_ROWS: usize = 2048;
+
+/// How observations are batched and how long generations may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Sequences per forward pass (and prompts per generation batch).
+    pub batch_size: usize,
+    /// Most tokens a greedy generation may produce (it stops earlier at EOS).
+    pub max_new_tokens: usize,
+}
+
+/// The locality record of one sequence: top-k ids at every position, for comparison with the
+/// other side of the edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalityTrace {
+    /// Top-k ids at every position of `prompt + " " + answer`, `k` per position.
+    pub top_k: TopK,
+    /// Tokens of the reference answer (`loc_ans` / `m_loc_a`) at the end of the sequence.
+    pub answer_len: usize,
+}
+
+/// Greedy generations of the five prompts of a case, decoded.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Generations {
+    pub rel: String,
+    pub t_gen: String,
+    pub m_gen: String,
+    pub t_loc: String,
+    pub m_loc: String,
+}
+
+/// Everything a model produced on one case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseOutputs {
+    pub rel: TokenCount,
+    pub t_gen: TokenCount,
+    pub m_gen: TokenCount,
+    pub loc: LocalityTrace,
+    pub m_loc: LocalityTrace,
+    pub generated: Generations,
+}
+
+/// What a sequence's logits are reduced to.
+#[derive(Debug, Clone, Copy)]
+enum Reduce {
+    /// Teacher-forced accuracy of the trailing answer tokens.
+    Target,
+    /// Top-k ids at every position.
+    Locality { k: usize },
+}
+
+/// One teacher-forced sequence.
+struct Sequence {
+    encoded: Encoded,
+    /// The answer's token ids (tokenised alone, as EasyEdit tokenises the target).
+    answer: Vec<u32>,
+    reduce: Reduce,
+    case: usize,
+    probe: &'static str,
+}
+
+impl Sequence {
+    /// The positions whose logits the reduction reads: the `answer.len()` positions predicting
+    /// the answer, or every position.
+    fn positions(&self) -> std::ops::Range<usize> {
+        let len = self.encoded.len();
+        match self.reduce {
+            Reduce::Target => len - self.answer.len() - 1..len - 1,
+            Reduce::Locality { .. } => 0..len,
+        }
+    }
+}
+
+/// What a sequence reduced to.
+enum Reduced {
+    Target(TokenCount),
+    Locality(LocalityTrace),
+}
+
+/// Runs every evaluation prompt of `cases` through `model` with `adapters`.
+pub fn observe<M: VisionLanguageModel>(
+    model: &M,
+    adapters: &Adapters,
+    cases: &[PreparedCase],
+    opts: &ProbeOptions,
+) -> Result<Vec<CaseOutputs>> {
+    let mut sequences = Vec::with_capacity(cases.len() * 5);
+    let mut prompts = Vec::with_capacity(cases.len() * 5);
+    for case in cases {
+        sequences.extend(case_sequences(model, case)?);
+        prompts.extend(case_prompts(model, case)?);
+    }
+    let reduced = run_sequences(model, adapters, &sequences, opts)?;
+    let generated = generate(model, adapters, &prompts, opts)?;
+    if reduced.len() != 5 * cases.len() || generated.len() != 5 * cases.len() {
+        return Err(EvalError::Internal {
+            reason: format!(
+                "{} cases gave {} scored sequences and {} generations",
+                cases.len(),
+                reduced.len(),
+                generated.len()
+            ),
+        });
+    }
+    let mut reduced = reduced.into_iter();
+    let mut generated = generated.into_iter();
+    let mut out = Vec::with_capacity(cases.len());
+    for _ in cases {
+        let mut text = || generated.next().unwrap_or_default();
+        let generated = Generations {
+            rel: text(),
+            t_gen: text(),
+            m_gen: text(),
+            t_loc: text(),
+            m_loc: text(),
+        };
+        let mut next = || reduced.next();
+        let (
+            Some(Reduced::Target(rel)),
+            Some(Reduced::Target(t_gen)),
+            Some(Reduced::Target(m_gen)),
+        ) = (next(), next(), next())
+        else {
+            return Err(order_error());
+        };
+        let (Some(Reduced::Locality(loc)), Some(Reduced::Locality(m_loc))) = (next(), next())
+        else {
+            return Err(order_error());
+        };
+        out.push(CaseOutputs {
+            rel,
+            t_gen,
+            m_gen,
+            loc,
+            m_loc,
+            generated,
+        });
+    }
+    Ok(out)
+}
+
+fn order_error() -> EvalError {
+    EvalError::Internal {
+        reason: "scored sequences came back out of order".into(),
+    }
+}
+
+/// The five teacher-forced sequences of a case, in the order rel, t_gen, m_gen, t_loc, m_loc.
+fn case_sequences<M: VisionLanguageModel>(model: &M, case: &PreparedCase) -> Result<Vec<Sequence>> {
+    let p = &case.case.prompts;
+    let r = &case.case.record;
+    let target = Reduce::Target;
+    let text_loc = Reduce::Locality { k: TEXT_LOCALITY_K };
+    let image_loc = Reduce::Locality {
+        k: IMAGE_LOCALITY_K,
+    };
+    let specs = [
+        Probe::new("rel", &p.src, Some(&case.image), "alt", &r.alt, target),
+        Probe::new(
+            "t_gen",
+            &p.rephrase,
+            Some(&case.image),
+            "alt",
+            &r.alt,
+            target,
+        ),
+        Probe::new(
+            "m_gen",
+            &p.src,
+            Some(&case.image_rephrase),
+            "alt",
+            &r.alt,
+            target,
+        ),
+        Probe::new("t_loc", &p.loc, None, "loc_ans", &r.loc_ans, text_loc),
+        Probe::new(
+            "m_loc",
+            &p.m_loc,
+            Some(&case.m_loc),
+            "m_loc_a",
+            &r.m_loc_a,
+            image_loc,
+        ),
+    ];
+    specs
+        .iter()
+        .map(|probe| probe.sequence(model, case.case.index))
+        .collect()
+}
+
+/// One scored prompt of a case, before encoding.
+struct Probe<'a> {
+    name: &'static str,
+    prompt: &'a str,
+    image: Option<&'a DynamicImage>,
+    field: &'static str,
+    answer: &'a str,
+    reduce: Reduce,
+}
+
+impl<'a> Probe<'a> {
+    fn new(
+        name: &'static str,
+        prompt: &'a str,
+        image: Option<&'a DynamicImage>,
+        field: &'static str,
+        answer: &'a str,
+        reduce: Reduce,
+    ) -> Self {
+        Self {
+            name,
+            prompt,
+            image,
+            field,
+            answer,
+            reduce,
+        }
+    }
+
+    /// Encodes `prompt + " " + answer` and tokenises the answer alone.
+    fn sequence<M: VisionLanguageModel>(&self, model: &M, case: usize) -> Result<Sequence> {
+        let images: Vec<DynamicImage> = self.image.into_iter().cloned().collect();
+        let encoded = model.encode(&scored_text(self.prompt, self.answer), &images)?;
+        let ids = model.tokenize(self.answer.trim())?;
+        let bad = |reason: String| EvalError::Target {
+            case,
+            field: self.field,
+            text: self.answer.to_string(),
+            reason,
+        };
+        if ids.is_empty() {
+            return Err(bad("tokenises to no token".into()));
+        }
+        if ids.len() >= encoded.len() {
+            return Err(bad(format!(
+                "has {} tokens, leaving no prompt in a sequence of {}",
+                ids.len(),
+                encoded.len()
+            )));
+        }
+        Ok(Sequence {
+            encoded,
+            answer: ids,
+            reduce: self.reduce,
+            case,
+            probe: self.name,
+        })
+    }
+}
+
+/// The five generation prompts of a case, in the same order.
+fn case_prompts<M: VisionLanguageModel>(model: &M, case: &PreparedCase) -> Result<Vec<Encoded>> {
+    let p = &case.case.prompts;
+    Ok(vec![
+        model.encode(&p.src, std::slice::from_ref(&case.image))?,
+        model.encode(&p.rephrase, std::slice::from_ref(&case.image))?,
+        model.encode(&p.src, std::slice::from_ref(&case.image_rephrase))?,
+        model.encode(&p.loc, &[])?,
+        model.encode(&p.m_loc, std::slice::from_ref(&case.m_loc))?,
+    ])
+}
+
+/// Batches of consecutive sequences, at most `batch_size` long and `MAX_LOGIT_ROWS` rows.
+fn batches(sequences: &[Sequence], batch_size: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut rows = 0;
+    for (i, s) in sequences.iter().enumerate() {
+        let n = s.positions().len();
+        let full = i - start >= batch_size.max(1) || rows + n > MAX_LOGIT_ROWS;
+        if i > start && full {
+            out.push(start..i);
+            start = i;
+            rows = 0;
+        }
+        rows += n;
+    }
+    if start < sequences.len() {
+        out.push(start..sequences.len());
+    }
+    out
+}
+
+/// Teacher-forced forward passes over all sequences, each reduced right after its batch.
+fn run_sequences<M: VisionLanguageModel>(
+    model: &M,
+    adapters: &Adapters,
+    sequences: &[Sequence],
+    opts: &ProbeOptions,
+) -> Result<Vec<Reduced>> {
+    let vocab = model.dims().vocab;
+    let mut out = Vec::with_capacity(sequences.len());
+    for range in batches(sequences, opts.batch_size) {
+        let chunk = &sequences[range];
+        let encoded: Vec<Encoded> = chunk.iter().map(|s| s.encoded.clone()).collect();
+        let batch = model.batch(&encoded, PadSide::Right)?;
+        let latents = model.embed(&batch)?;
+        let positions: Vec<(usize, usize)> = chunk
+            .iter()
+            .enumerate()
+            .flat_map(|(row, s)| s.positions().map(move |col| (row, col)))
+            .collect();
+        let logits = model.forward(
+            &latents,
+            &mut Hooks::new(),
+            adapters,
+            &Readout::Positions(positions),
+        )?;
+        let values = logits
+            .to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(crate::model::ModelError::from)?;
+        let mut offset = 0;
+        for s in chunk {
+            let n = s.positions().len() * vocab;
+            let rows = values.get(offset..offset + n).unwrap_or_default();
+            offset += n;
+            out.push(reduce(s, rows, vocab).map_err(|source| EvalError::Metric {
+                case: s.case,
+                probe: s.probe,
+                source,
+            })?);
+        }
+    }
+    Ok(out)
+}
+
+/// A sequence's logit rows reduced to its score material.
+fn reduce(s: &Sequence, rows: &[f32], vocab: usize) -> std::result::Result<Reduced, MetricError> {
+    let len = s.encoded.len();
+    match s.reduce {
+        Reduce::Target => {
+            // `teacher_forced` reads predictions at the positions before each label; only the
+            // answer-predicting ones were computed, the rest are never read.
+            let argmax = argmax_rows(rows, vocab)?;
+            if argmax.len() != s.answer.len() {
+                return Err(MetricError::LengthMismatch {
+                    what: "answer positions vs answer tokens",
+                    left: argmax.len(),
+                    right: s.answer.len(),
+                });
+            }
+            let mut predicted = vec![0; len];
+            predicted[s.positions()].copy_from_slice(&argmax);
+            let labels = target_labels(len, &s.answer)?;
+            Ok(Reduced::Target(teacher_forced(&predicted, &labels)?))
+        }
+        Reduce::Locality { k } => Ok(Reduced::Locality(LocalityTrace {
+            top_k: top_k_rows(rows, vocab, k.min(vocab))?,
+            answer_len: s.answer.len(),
+        })),
+    }
+}
+
+/// Greedy generations of `prompts`, decoded, in batches.
+fn generate<M: VisionLanguageModel>(
+    model: &M,
+    adapters: &Adapters,
+    prompts: &[Encoded],
+    opts: &ProbeOptions,
+) -> Result<Vec<String>> {
+    let gen = GenerateOptions {
+        max_new_tokens: opts.max_new_tokens,
+        stop_tokens: model.eos_token_id().into_iter().collect(),
+    };
+    let mut out = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(opts.batch_size.max(1)) {
+        let generated = model.generate(chunk, &mut Hooks::new(), adapters, &gen)?;
+        for ids in &generated.tokens {
+            out.push(model.decode(ids)?);
+        }
+    }
+    Ok(out)
+}

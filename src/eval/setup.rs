@@ -1,0 +1,191 @@
+//! Inputs of an evaluation from command-line paths — model, template, dataset, cases — with the
+//! embedded defaults, and `mkedsl eval`'s entry point (the unedited model's scores).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::DType;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::data::{load_dataset, Dataset, ImageRoots};
+use crate::eval::case::EvalCase;
+use crate::eval::editor::{EditState, Identity};
+use crate::eval::error::{EvalError, Result};
+use crate::eval::probe::ProbeOptions;
+use crate::eval::report::{EvalReport, RunInfo};
+use crate::eval::runner::{evaluate, EditMode, EvalOptions};
+use crate::eval::template::{resolve_template, ResolvedTemplate};
+use crate::model::{DeviceKind, Llava, LoadOptions};
+
+/// The embedded model, relative to the repository root.
+pub const DEFAULT_MODEL: &str = "examples/model";
+/// The embedded E-VQA-style dataset, relative to the repository root.
+pub const DEFAULT_DATA: &str = "examples/data/evqa.json";
+
+/// Where a default input is: `rel` under the current folder, else under the source checkout this
+/// binary was built from (so `mkedsl` works from any folder of a clone).
+pub fn default_path(rel: &str, what: &'static str) -> Result<PathBuf> {
+    let tried = [
+        PathBuf::from(rel),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel),
+    ];
+    tried
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .ok_or_else(|| EvalError::MissingDefault {
+            what,
+            tried: tried.to_vec(),
+            help: format!(
+                "the repository ships it under `{rel}`; run from a checkout that has it, or pass the path explicitly (--model DIR, --data FILE)"
+            ),
+        })
+}
+
+/// What to load.
+#[derive(Debug, Clone, Default)]
+pub struct SetupRequest {
+    /// Checkpoint folder; `None` = [`DEFAULT_MODEL`].
+    pub model: Option<PathBuf>,
+    /// MMEdit JSON file; `None` = [`DEFAULT_DATA`].
+    pub data: Option<PathBuf>,
+    /// Root of `image` and `m_loc` paths; `None` = the data file's folder.
+    pub image_root: Option<PathBuf>,
+    /// Root of `image_rephrase` paths; `None` = the image root.
+    pub rephrase_root: Option<PathBuf>,
+    /// Evaluate only the first `limit` kept records.
+    pub limit: Option<usize>,
+    pub device: DeviceKind,
+}
+
+/// A loaded model with its template, and the cases to evaluate.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub model_dir: PathBuf,
+    pub model: Llava,
+    pub template: ResolvedTemplate,
+    pub dataset: Dataset,
+    pub cases: Vec<EvalCase>,
+    pub device: DeviceKind,
+}
+
+impl Setup {
+    /// Loads the model (f32 on the requested device), its prompt template and the dataset.
+    /// The dataset is read first: a wrong data path fails before the model is loaded.
+    pub fn load(req: &SetupRequest) -> Result<Setup> {
+        let data = match &req.data {
+            Some(p) => p.clone(),
+            None => default_path(DEFAULT_DATA, "the embedded dataset")?,
+        };
+        let model_dir = match &req.model {
+            Some(p) => p.clone(),
+            None => default_path(DEFAULT_MODEL, "the embedded model")?,
+        };
+        let mut roots = ImageRoots::beside(&data);
+        if let Some(root) = &req.image_root {
+            roots.image = root.clone();
+            roots.rephrase = root.clone();
+        }
+        if let Some(root) = &req.rephrase_root {
+            roots.rephrase = root.clone();
+        }
+        let dataset = load_dataset(&data, &roots)?;
+        let template = resolve_template(&model_dir)?;
+        let cases = EvalCase::from_dataset(&dataset, &template.template, req.limit);
+        if cases.is_empty() {
+            return Err(EvalError::NoCases {
+                data: format!("`{}`", data.display()),
+            });
+        }
+        let model = Llava::load(
+            &model_dir,
+            &LoadOptions {
+                device: req.device.open()?,
+                dtype: DType::F32,
+            },
+        )?;
+        Ok(Setup {
+            model_dir,
+            model,
+            template,
+            dataset,
+            cases,
+            device: req.device,
+        })
+    }
+
+    /// The provenance of a run on this setup.
+    pub fn run_info(&self, recipe: &str, seed: Option<u64>) -> RunInfo {
+        RunInfo {
+            recipe: recipe.to_string(),
+            model: self.model_dir.display().to_string(),
+            data: self.dataset.path.display().to_string(),
+            seed,
+            device: self.device.to_string(),
+            template: self.template.clone(),
+            dropped: self.dataset.dropped.len(),
+        }
+    }
+}
+
+/// A terminal progress bar for evaluations (drawn on stderr, hidden when it is not a terminal).
+pub fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} cases · {elapsed}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// `mkedsl eval`'s options.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    pub setup: SetupRequest,
+    pub mode: EditMode,
+    pub probe: ProbeOptions,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// The recipe name `mkedsl eval` reports.
+pub const BASELINE_RECIPE: &str = "pre-edit (unedited model)";
+
+/// Scores the unedited model through the evaluator with the identity editor: the pre-edit row of
+/// the papers' tables (post-edit locality is 1 by construction).
+pub fn run_eval(req: &EvalRequest) -> Result<EvalReport> {
+    let setup = Setup::load(&req.setup)?;
+    let info = setup.run_info(BASELINE_RECIPE, None);
+    let opts = EvalOptions {
+        mode: req.mode,
+        probe: req.probe,
+        progress: if req.progress {
+            progress_bar()
+        } else {
+            ProgressBar::hidden()
+        },
+    };
+    let mut state = EditState::new(setup.model);
+    let evaluation = evaluate(&mut state, &mut Identity, &setup.cases, &opts)?;
+    Ok(EvalReport::new(info, evaluation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_default_names_every_place_it_looked() {
+        let err =
+            default_path("examples/no-such-model", "the embedded model").expect_err("missing");
+        let EvalError::MissingDefault { what, tried, help } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(*what, "the embedded model");
+        assert_eq!(tried.len(), 2);
+        assert!(tried.iter().all(|p| p.ends_with("examples/no-such-model")));
+        assert!(help.contains("--model DIR"), "{help}");
+        let found = default_path("Cargo.toml", "the manifest").expect("found via the checkout");
+        assert!(found.ends_with("Cargo.toml"));
+    }
+}
