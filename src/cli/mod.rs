@@ -6,6 +6,7 @@ pub mod check;
 pub mod eval;
 pub mod infer;
 pub mod plan;
+pub mod run;
 pub mod world;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
@@ -28,6 +29,8 @@ pub enum Command {
     Infer(infer::InferArgs),
     /// Score the unedited model on an MMEdit dataset: the pre-edit row of the papers' tables.
     Eval(eval::EvalArgs),
+    /// Check, plan and run a recipe: edit every case of a dataset and print the metric table.
+    Run(run::RunArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -39,5 +42,6 @@ pub fn main() -> miette::Result<()> {
         Command::World(args) => world::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Run(args) => run::run(args),
     }
 }

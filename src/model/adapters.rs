@@ -100,6 +100,31 @@ impl Adapters {
         self
     }
 
+    /// The LoRAs attached at `site`, in the order they were added (an editor reads the current
+    /// tensors of the adapters it attached through this and [`Self::set_lora`]).
+    pub fn loras(&self, site: LinearSite) -> &[Lora] {
+        self.loras.get(&site).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every site that carries at least one LoRA.
+    pub fn lora_sites(&self) -> impl Iterator<Item = LinearSite> + '_ {
+        self.loras.keys().copied()
+    }
+
+    /// Replaces the `index`-th LoRA at `site` (as listed by [`Self::loras`]); the previous one
+    /// is returned. Other handles to the old tensors (a snapshot) are not touched.
+    pub fn set_lora(&mut self, site: LinearSite, index: usize, lora: Lora) -> Result<Lora> {
+        let slot = self
+            .loras
+            .get_mut(&site)
+            .and_then(|list| list.get_mut(index))
+            .ok_or_else(|| ModelError::Site {
+                site: site.to_string(),
+                reason: format!("no LoRA number {index} is attached here"),
+            })?;
+        Ok(std::mem::replace(slot, lora))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.loras.is_empty()
             && self.deltas.is_empty()
@@ -286,5 +311,43 @@ impl Adapters {
             });
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::site::Proj;
+    use candle_core::Device;
+
+    fn lora(value: f32) -> Lora {
+        let t = |shape: (usize, usize)| Tensor::full(value, shape, &Device::Cpu).unwrap();
+        Lora {
+            a: t((2, 4)),
+            b: t((3, 2)),
+            scaling: 1.0,
+        }
+    }
+
+    #[test]
+    fn loras_are_listed_and_replaced_by_index_without_touching_clones() {
+        let site = LinearSite::new(1, Proj::Up);
+        let mut adapters = Adapters::new();
+        adapters.lora(site, lora(1.0)).lora(site, lora(2.0));
+        let snapshot = adapters.clone();
+        assert_eq!(adapters.loras(site).len(), 2);
+        assert_eq!(adapters.lora_sites().collect::<Vec<_>>(), vec![site]);
+        let old = adapters.set_lora(site, 1, lora(5.0)).unwrap();
+        assert_eq!(old.a.to_vec2::<f32>().unwrap()[0][0], 2.0);
+        assert_eq!(
+            adapters.loras(site)[1].a.to_vec2::<f32>().unwrap()[0][0],
+            5.0
+        );
+        assert_eq!(
+            snapshot.loras(site)[1].a.to_vec2::<f32>().unwrap()[0][0],
+            2.0
+        );
+        assert!(adapters.set_lora(site, 2, lora(0.0)).is_err());
+        assert!(adapters.loras(LinearSite::new(0, Proj::Down)).is_empty());
     }
 }
