@@ -67,6 +67,15 @@ pub struct Log {
 }
 
 impl Log {
+    /// Collects notes without printing them.
+    pub fn quiet() -> Self {
+        Self {
+            notes: Vec::new(),
+            verbose: false,
+            bar: ProgressBar::hidden(),
+        }
+    }
+
     pub fn note(&mut self, message: String) {
         if self.verbose {
             self.bar.suspend(|| eprintln!("{message}"));
@@ -111,6 +120,32 @@ pub fn in_step(step: &Step, case: Option<usize>, e: ExecError) -> ExecError {
 }
 
 impl Executor {
+    /// An executor for `plan` (its recipe's seed), drawing preserved samples from `preserve`
+    /// formatted with `template`, caching in `cache`.
+    pub fn new(
+        plan: Plan,
+        template: PromptTemplate,
+        preserve: PreserveSource,
+        cache: Cache,
+        log: Log,
+    ) -> Self {
+        Self {
+            seed: plan.recipe.seed,
+            plan,
+            template,
+            preserve,
+            cache,
+            prepared: Values::default(),
+            frozen: Vec::new(),
+            kl: HashMap::new(),
+            samples: HashMap::new(),
+            log,
+            knowledge: HashMap::new(),
+            phases: Phases::default(),
+            adversarial_draws: 0,
+        }
+    }
+
     /// A step of the plan by id.
     pub fn step(&self, id: StepId) -> Result<&Step> {
         self.plan
@@ -136,8 +171,9 @@ impl Executor {
         Ok(samples)
     }
 
-    /// Runs the per-edit steps of the plan on one case.
-    pub fn edit(&mut self, state: &mut EditState, edit: &EditInput) -> Result<()> {
+    /// Runs the per-edit steps of the plan on one case; returns every step result of the case
+    /// (prepare results included).
+    pub fn edit(&mut self, state: &mut EditState, edit: &EditInput) -> Result<Values> {
         let mut values = self.prepared.clone();
         self.adversarial_draws = 0;
         let steps: Vec<Step> = self.plan.stage(Stage::PerEdit).cloned().collect();
@@ -157,7 +193,7 @@ impl Executor {
             }
         }
         self.phases.edits += 1;
-        Ok(())
+        Ok(values)
     }
 
     /// Runs one step; `stage_steps` are the steps of its stage (to group knowledge spaces).

@@ -551,6 +551,7 @@ mod tests {
     use super::*;
     use crate::linalg::null_space;
     use crate::linalg::NullSpaceRule;
+    use crate::sema::NodeId;
 
     #[test]
     fn eq8_moves_the_null_space_part_of_w_into_b_a() {
@@ -627,10 +628,10 @@ mod tests {
             via: vec![],
         };
         let mk = |id: u32, op: Op, inputs: Vec<u32>, stage: Stage| Step {
-            id: StepId(id),
+            id: NodeId(id),
             stage,
             parent: None,
-            inputs: inputs.into_iter().map(StepId).collect(),
+            inputs: inputs.into_iter().map(NodeId).collect(),
             output: None,
             device: PlanDevice::Cpu,
             cache: None,
@@ -639,7 +640,7 @@ mod tests {
             op,
         };
         let null = |c: u32| Op::NullSpace {
-            covariance: StepId(c),
+            covariance: NodeId(c),
             cut: Cut::Below(0.1),
             rank: None,
         };
@@ -653,9 +654,9 @@ mod tests {
         let prepare: Vec<Step> = steps[..3].to_vec();
         let none = needed_steps(&steps, &prepare, &HashSet::new());
         assert!(
-            none.contains(&StepId(0)) && none.contains(&StepId(1)) && none.contains(&StepId(2))
+            none.contains(&NodeId(0)) && none.contains(&NodeId(1)) && none.contains(&NodeId(2))
         );
-        let hit = needed_steps(&steps, &prepare, &HashSet::from([StepId(1)]));
-        assert!(!hit.contains(&StepId(0)) && hit.contains(&StepId(1)) && hit.contains(&StepId(2)));
+        let hit = needed_steps(&steps, &prepare, &HashSet::from([NodeId(1)]));
+        assert!(!hit.contains(&NodeId(0)) && hit.contains(&NodeId(1)) && hit.contains(&NodeId(2)));
     }
 }

@@ -6,7 +6,6 @@
 //! Then the model and data load, and the evaluator runs the plan as an [`Editor`]
 //! ([`super::PlanEditor`]).
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -123,9 +122,14 @@ impl RunOutcome {
         let _ = writeln!(
             out,
             "cache     {}",
-            self.cache_dir
-                .as_ref()
-                .map_or("off (--no-cache)".to_string(), |d| d.display().to_string())
+            match (
+                &self.cache_dir,
+                self.plan.steps.iter().any(|s| s.cache.is_some())
+            ) {
+                (_, false) => "not used (no cacheable step)".to_string(),
+                (None, true) => "off (--no-cache)".to_string(),
+                (Some(d), true) => d.display().to_string(),
+            }
         );
         for (step, k) in &self.knowledge {
             let n = k.cases.max(1) as f64;
@@ -271,25 +275,17 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         ProgressBar::hidden()
     };
     let recipe_label = format!("{} ({})", plan.recipe.name, req.recipe.display());
-    let exec = Executor {
-        plan: plan.clone(),
-        seed: plan.recipe.seed,
-        template: setup.template.template.clone(),
-        preserve: preserve.clone(),
+    let exec = Executor::new(
+        plan.clone(),
+        setup.template.template.clone(),
+        preserve.clone(),
         cache,
-        prepared: Default::default(),
-        frozen: Vec::new(),
-        kl: HashMap::new(),
-        samples: HashMap::new(),
-        log: Log {
+        Log {
             notes: Vec::new(),
             verbose: req.verbose,
             bar: bar.clone(),
         },
-        knowledge: HashMap::new(),
-        phases: Phases::default(),
-        adversarial_draws: 0,
-    };
+    );
     let out = req.out.as_ref().map(|dir| OutputSink {
         dir: dir.clone(),
         provenance: Provenance {
@@ -339,7 +335,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         } else {
             preserve.describe()
         },
-        cache_dir: if uses_cache { cache_dir } else { None },
+        cache_dir,
         artefacts,
     })
 }

@@ -163,7 +163,8 @@ mod tests {
     use super::*;
 
     fn cov(vectors: &[[f64; 3]]) -> Tensor {
-        let k = Tensor::new(vectors, &Device::Cpu).unwrap();
+        let flat: Vec<f64> = vectors.iter().flatten().copied().collect();
+        let k = Tensor::from_vec(flat, (vectors.len(), 3), &Device::Cpu).unwrap();
         k.t().unwrap().matmul(&k).unwrap()
     }
 

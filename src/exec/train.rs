@@ -183,7 +183,10 @@ impl Executor {
                     layer,
                     slot,
                     var,
-                    name: format!("{} at {}", p.path, layer_name(Some(layer))),
+                    name: match slot {
+                        Slot::Weight(site) => format!("{site}.weight"),
+                        _ => format!("{} at {}", p.path, layer_name(Some(layer))),
+                    },
                 });
             }
         }
@@ -484,6 +487,7 @@ fn project(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sema::NodeId;
     use candle_core::Device;
 
     #[test]
@@ -496,16 +500,16 @@ mod tests {
         let g = [[1.0, 2.0, 3.0], [-1.0, 0.0, 4.0]];
         let mut values = Values::default();
         values.insert(
-            StepId(7),
+            NodeId(7),
             crate::exec::values::Value::Space(crate::exec::values::PerLayer(vec![(Some(2), sub)])),
         );
         let pr = Projection {
             when: ProjectWhen::Grad,
             owner: ParamOwner::Adapter {
-                adapter: StepId(1),
+                adapter: NodeId(1),
                 name: AdapterParam::B,
             },
-            space: StepId(7),
+            space: NodeId(7),
             scale: 2.0 / 3.0,
         };
         let gt = Tensor::new(&g, &Device::Cpu).unwrap();

@@ -15,7 +15,10 @@ use mkedsl::world::{CaseKind, World};
 pub const WORLD_SEED: u64 = 5;
 
 pub fn tiny() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-llava"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/tiny-llava"
+    ))
 }
 
 /// Copies the tiny checkpoint to `dir/model` with a `training.json` naming its world.
@@ -39,9 +42,11 @@ pub fn dataset(dir: &Path, n: usize) -> PathBuf {
     let cases = World::new(WORLD_SEED)
         .edit_cases(CaseKind::Evqa, n, 1)
         .expect("plan cases");
-    write_dataset(CaseKind::Evqa, &cases, &dir.join("data"), |_, _| Ok("red".into()))
-        .expect("writes")
-        .json
+    write_dataset(CaseKind::Evqa, &cases, &dir.join("data"), |_, _| {
+        Ok("red".into())
+    })
+    .expect("writes")
+    .json
 }
 
 /// Writes a recipe file.
@@ -52,7 +57,13 @@ pub fn recipe(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 /// A quiet run of `recipe` on `model` and `data`, caching in `dir/cache`, `limit` cases.
-pub fn request(dir: &Path, recipe: PathBuf, model: PathBuf, data: PathBuf, limit: usize) -> RunRequest {
+pub fn request(
+    dir: &Path,
+    recipe: PathBuf,
+    model: PathBuf,
+    data: PathBuf,
+    limit: usize,
+) -> RunRequest {
     RunRequest {
         setup: SetupRequest {
             model: Some(model),
@@ -86,4 +97,63 @@ per edit {
   }
 }
 evaluate [rel, t_gen, m_gen, t_loc, m_loc]
+"#;
+
+/// FT-L: fine-tune the last layer's down projection.
+pub const FT_L: &str = r#"
+recipe "FT-L tiny" { mode: single, seed: 0 }
+let tuned = layer(-1).mlp.down_proj.weight
+per edit {
+  train tuned for 20 steps with adam(lr: 0.01) { loss nll(target) }
+}
+"#;
+
+/// Plain LoRA on layer 1's FFN.
+pub const LORA: &str = r#"
+recipe "LoRA tiny" { mode: single, seed: 0 }
+use std.lora
+let up = plain_lora(layer(1).mlp.up_proj, rank: 4, alpha: 8)
+let down = plain_lora(layer(1).mlp.down_proj, rank: 4, alpha: 8)
+per edit {
+  train [up, down] for 20 steps with adam(lr: 0.01) { loss nll(target) }
+}
+"#;
+
+/// LoRA-Null: A in the text-only null space, frozen; B trained.
+pub const LORA_NULL: &str = r#"
+recipe "LoRA-Null tiny" { mode: single, seed: 0 }
+use std.lora
+use std.spaces
+let keep = preserved_null_space(layer(1).mlp.down_proj.input, over: preserve(text: 16), below: 0.5)
+let down = null_lora(layer(1).mlp.down_proj, rank: 4, keep: keep)
+per edit {
+  train down for 40 steps with adam(lr: 0.02) { loss nll(target) }
+}
+"#;
+
+/// LPEdit: Adam updates of layer 1's down projection projected onto the null space, scaled.
+pub const LPEDIT: &str = r#"
+recipe "LPEdit tiny" { mode: single, seed: 0 }
+use std.spaces
+let tuned = layers(1..).mlp.down_proj
+let keep = preserved_null_space(tuned.input, over: preserve(text: 16, vqa: 8, caption: 8), below: 0.5)
+per edit {
+  train tuned.weight for 20 steps with adam(lr: 0.01) {
+    loss nll(target)
+    project update tuned.weight onto keep scale: 1 / (1 + 0.5)
+  }
+}
+"#;
+
+/// ASAM on FT: adversarial latents every step, RCSL with a detached anchor, KL to the original.
+pub const ASAM: &str = r#"
+recipe "ASAM tiny" { mode: single, seed: 0 }
+use std.asam
+let tuned = layer(-1).mlp.down_proj.weight
+per edit {
+  train tuned for 10 steps with adam(lr: 0.01) {
+    let adv = lar(budget: 1e-2, count: 3)
+    loss with_alignment(nll(target) + kl_to_original(over: preserve(text: 4, vqa: 4)), layer(-1).output, adv, tau: 4, beta: 1)
+  }
+}
 "#;
