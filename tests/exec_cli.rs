@@ -119,3 +119,50 @@ fn a_failing_run_exits_non_zero_with_a_diagnostic() {
     ]);
     assert!(!missing.status.success());
 }
+
+#[test]
+fn bench_times_recipes_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = embedded_model(dir.path());
+    let data = dataset(dir.path(), 2);
+    let ft = recipe(dir.path(), "ft.edit", FT_L);
+    let elora = recipe(dir.path(), "elora.edit", ELORA);
+    let json = dir.path().join("bench.json");
+    let out = mkedsl(&[
+        "bench",
+        s(&ft),
+        s(&elora),
+        "--cases",
+        "2",
+        "--model",
+        s(&model),
+        "--data",
+        s(&data),
+        "--json",
+        s(&json),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("× first") && stdout.contains("FT-L tiny") && stdout.contains("ELoRA tiny"),
+        "{stdout}"
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["cases"], 2);
+        assert!(r["optimise_s"].as_f64().unwrap() > 0.0);
+    }
+    // ELoRA has a prepare stage and builds spaces per edit; FT-L has neither.
+    assert!(rows[1]["prepare_s"].as_f64().unwrap() > rows[0]["prepare_s"].as_f64().unwrap());
+    assert!(rows[1]["spaces_s"].as_f64().unwrap() > 0.0);
+    assert!(
+        !dir.path().join(".mkedsl-cache").exists(),
+        "bench runs without the cache by default"
+    );
+}

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod check;
 pub mod eval;
 pub mod infer;
@@ -31,6 +32,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Check, plan and run a recipe: edit every case of a dataset and print the metric table.
     Run(run::RunArgs),
+    /// Time recipes side by side: seconds per edit by phase, and peak memory.
+    Bench(bench::BenchArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -43,5 +46,6 @@ pub fn main() -> miette::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
