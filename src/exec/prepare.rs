@@ -21,7 +21,7 @@ use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::{in_step, Executor, KlReference};
 use crate::exec::rng;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
-use crate::exec::taps::Reading;
+use crate::exec::taps::{readout_for, Reading};
 use crate::exec::values::{LoraHandle, LoraSlot, PerLayer, Value, Values};
 use crate::linalg::{svd, CovarianceAccumulator, Subspace};
 use crate::model::{Encoded, Hooks, Latents, Lora, PadSide, Readout, VisionLanguageModel};
@@ -229,9 +229,10 @@ impl Executor {
             for s in &sites {
                 hooks.capture(*s);
             }
+            let all: Vec<Reading> = readings.iter().map(|(_, _, r)| r.clone()).collect();
             state
                 .model
-                .forward(&latents, &mut hooks, &state.adapters, &Readout::Hidden)?;
+                .forward(&latents, &mut hooks, &state.adapters, &readout_for(&all))?;
             let captured = hooks.take_captured();
             for ((_, _, reading), acc) in readings.iter().zip(accumulators.iter_mut()) {
                 let (site, value) = captured

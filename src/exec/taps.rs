@@ -15,6 +15,11 @@ use crate::exec::values::Values;
 use crate::model::hooks::SiteView;
 use crate::model::site::Site;
 
+/// The cheapest readout that still passes every reading: stop after the deepest layer read.
+pub fn readout_for(readings: &[Reading]) -> crate::model::Readout {
+    crate::model::Readout::Through(readings.iter().map(Reading::layer).max().unwrap_or(0))
+}
+
 /// A stream at one layer, resolved against the current state.
 #[derive(Debug, Clone)]
 pub enum Reading {
@@ -64,6 +69,14 @@ impl Reading {
         match self {
             Reading::Site(_) => Ok(x.clone()),
             Reading::LoraMid { a, .. } => x.broadcast_matmul(&a.t()?),
+        }
+    }
+
+    /// The decoder layer a forward pass must reach to read this (0 for the embeddings).
+    pub fn layer(&self) -> usize {
+        match self.site() {
+            Site::Layer(l, _) => l,
+            Site::EmbedVision | Site::EmbedText => 0,
         }
     }
 

@@ -20,7 +20,7 @@ use crate::exec::input::EditInput;
 use crate::exec::losses;
 use crate::exec::optim::Optimizer;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
-use crate::exec::taps::Reading;
+use crate::exec::taps::{readout_for, Reading};
 use crate::exec::values::{LoraSlot, Values};
 use crate::linalg::Subspace;
 use crate::model::{Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
@@ -395,7 +395,7 @@ impl Executor {
         let readout = if logits {
             Readout::Positions(edit.target_readout(rows))
         } else {
-            Readout::Hidden
+            readout_for(&readings)
         };
         let latents = Latents {
             embeds,

@@ -45,6 +45,10 @@ pub enum Readout {
     Positions(Vec<(usize, usize)>),
     /// The final-norm hidden states, `(B, T, hidden)`, and no logits.
     Hidden,
+    /// The residual stream leaving decoder layer `l`, `(B, T, hidden)`: later layers, the final
+    /// norm and the logits are not computed. For statistics that hooks gather at or before
+    /// layer `l` (a covariance at an early layer), at a fraction of a full pass's cost.
+    Through(usize),
 }
 
 /// The weights of a LLaVA model. Tokenisation and image preprocessing live in
@@ -263,11 +267,30 @@ impl LlavaModel {
                 ),
             });
         }
+        let stop_after = match readout {
+            Readout::Through(l) => {
+                if *l >= dims.num_layers {
+                    return Err(ModelError::Site {
+                        site: format!("layer({l}).output"),
+                        reason: format!("the model has {} layers", dims.num_layers),
+                    });
+                }
+                if cache.is_some() {
+                    return Err(ModelError::Prompt {
+                        reason: "a forward pass that stops early cannot extend a KV cache".into(),
+                        help: "read Readout::Through from an uncached forward".into(),
+                    });
+                }
+                Some(*l)
+            }
+            _ => None,
+        };
         let mut pass = Pass {
             hooks,
             adapters,
             layout,
             block_input: None,
+            stop_after,
         };
         let mut x = latents.embeds.to_dtype(self.dtype)?;
         for site in [Site::EmbedVision, Site::EmbedText] {
@@ -287,7 +310,7 @@ impl LlavaModel {
         }
         let hidden = self.decoder.forward(x, &mut pass, cache)?;
         match readout {
-            Readout::Hidden => Ok(hidden),
+            Readout::Hidden | Readout::Through(_) => Ok(hidden),
             Readout::All => self.decoder.logits(&hidden),
             Readout::Last => {
                 let index = layout
