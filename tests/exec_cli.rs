@@ -166,3 +166,40 @@ fn bench_times_recipes_side_by_side() {
         "bench runs without the cache by default"
     );
 }
+
+#[test]
+fn compare_prints_one_markdown_table_for_recipes_and_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = embedded_model(dir.path());
+    let data = dataset(dir.path(), 2);
+    let ft = recipe(dir.path(), "ft.edit", FT_L);
+    let lora = recipe(dir.path(), "lora.edit", LORA);
+    let out = mkedsl(&[
+        "compare",
+        s(&ft),
+        s(&lora),
+        "--data",
+        s(&data),
+        "--model",
+        s(&model),
+        "--limit",
+        "2",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| evqa.json"))
+        .collect();
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert!(rows[0].contains("| pre-edit |") && rows[1].contains("| FT-L tiny |"));
+    assert!(rows[2].contains("| LoRA tiny | 100.0 |"), "{stdout}");
+    assert!(
+        stdout.contains("cases: 2 evqa.json") && stdout.contains("seed 0"),
+        "{stdout}"
+    );
+}

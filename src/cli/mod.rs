@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod check;
+pub mod compare;
 pub mod eval;
 pub mod infer;
 pub mod plan;
@@ -34,6 +35,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Time recipes side by side: seconds per edit by phase, and peak memory.
     Bench(bench::BenchArgs),
+    /// Run recipes on datasets and print one Markdown metric table (the README's results).
+    Compare(compare::CompareArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -47,5 +50,6 @@ pub fn main() -> miette::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Compare(args) => compare::run(args),
     }
 }

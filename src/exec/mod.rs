@@ -23,6 +23,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod compare;
 pub mod editor;
 pub mod error;
 pub mod executor;
