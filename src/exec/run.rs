@@ -118,6 +118,14 @@ impl RunOutcome {
             p.edits,
             t.total_s
         );
+        if self.plan.metrics.len() < crate::sema::Metric::ALL.len() {
+            let asked: Vec<&str> = self.plan.metrics.iter().map(|m| m.name()).collect();
+            let _ = writeln!(
+                out,
+                "metrics   the recipe evaluates {}; the other columns are computed by the same pass and shown for reference",
+                asked.join(", ")
+            );
+        }
         let _ = writeln!(out, "preserve  {}", self.preserve);
         let _ = writeln!(
             out,

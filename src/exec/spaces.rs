@@ -21,8 +21,10 @@ use crate::model::site::Site;
 use crate::model::{Hooks, Latents, VisionLanguageModel};
 use crate::sema::Cut;
 
-/// Rows (sequences) per forward pass of the knowledge-space construction.
-pub const VARIANT_CHUNK: usize = 64;
+/// Tokens per forward pass of the knowledge-space construction: the clean sequence and its
+/// variants go through in chunks of `VARIANT_TOKENS / T` rows (511 variants of a 55-token
+/// sequence in two passes; of a 600-token LLaVA-7B prompt, 27 rows at a time).
+pub const VARIANT_TOKENS: usize = 16_384;
 
 /// The null space of a covariance.
 pub fn null(covariance: &Tensor, cut: Cut) -> Result<Subspace> {
@@ -69,9 +71,10 @@ pub fn row_covariances(
     let mut sites: Vec<Site> = readings.iter().map(Reading::site).collect();
     sites.sort();
     sites.dedup();
+    let chunk = (VARIANT_TOKENS / edit.len().max(1)).max(1);
     let mut start = 0;
     while start < rows {
-        let end = (start + VARIANT_CHUNK).min(rows);
+        let end = (start + chunk).min(rows);
         let mut parts = Vec::new();
         if start == 0 {
             parts.push(edit.latents.embeds.clone());
