@@ -308,3 +308,56 @@ fn run_writes_one_artefact_per_case_or_group() {
         .join("group-0001/edit.safetensors")
         .is_file());
 }
+
+#[test]
+fn unike_memory_grows_per_edit_and_is_restored_with_the_state() {
+    use mkedsl::exec::unike::current_memory;
+    let mut b = bench(UNIKE, 2);
+    let mut state = EditState::new(b.setup.model.clone());
+    b.exec.prepare(&mut state).unwrap();
+    let prepared = state.clone();
+    let icl_id = NodeId(2);
+    let icl = match b.exec.prepared.get(icl_id).unwrap() {
+        mkedsl::exec::values::Value::Icl(h) => h.clone(),
+        other => panic!("{}", other.kind()),
+    };
+    let entries =
+        |b: &Bench, s: &EditState| current_memory(&icl, s, &b.exec.side).unwrap().entries();
+    assert_eq!(entries(&b, &state), 48);
+    b.edit(&mut state, 0);
+    assert_eq!(entries(&b, &state), 49);
+    // Sequential: the next edit builds on this one.
+    let mut seq = state.clone();
+    b.edit(&mut seq, 1);
+    assert_eq!(entries(&b, &seq), 50);
+    // Single: restoring the snapshot restores the memory.
+    let mut single = prepared.clone();
+    assert_eq!(entries(&b, &single), 48);
+    b.edit(&mut single, 1);
+    assert_eq!(entries(&b, &single), 49);
+    // The regulated neurons trained V and W_ζ, and the installed values are V + β·W_ζ ζ.
+    let neurons = b.exec.prepared.neurons(NodeId(4)).unwrap().clone();
+    let reg = neurons.regulation.clone().expect("regulated");
+    for slot in &neurons.slots {
+        let n = &single.adapters.neurons_at(slot.layer)[slot.index];
+        let (v, w) = b
+            .exec
+            .side
+            .regulated
+            .get(&n.values.id())
+            .expect("recorded")
+            .clone();
+        assert!(
+            max_diff(&w, &w.zeros_like().unwrap()) > 0.0,
+            "W_ζ did not train"
+        );
+        let rebuilt = reg.values(slot.layer, &v, &w).unwrap();
+        assert!(max_diff(&rebuilt, &n.values) < 1e-6);
+        let p = &prepared.adapters.neurons_at(slot.layer)[slot.index];
+        assert_eq!(
+            max_diff(&p.values, &p.values.zeros_like().unwrap()),
+            0.0,
+            "V starts at 0"
+        );
+    }
+}

@@ -19,18 +19,24 @@ fn render(report: &miette::Report) -> String {
     out
 }
 
-const UNIKE: &str = r#"
-recipe "neurons" { mode: single, seed: 0 }
-let n = extra_neurons(layer(1).mlp, count: 2)
+/// Two refusals: a `remember` nothing reads, and an alignment over a hidden state of two layers.
+const REFUSED: &str = r#"
+recipe "refused" { mode: single, seed: 0 }
+let memory = incontext_memory(hallucinations(count: 8), at: layer(1).input)
+let tuned = layer(1).mlp.down_proj.weight
 per edit {
-  train n for 5 steps with adam(lr: 1e-3) { loss nll(target) }
+  remember(memory)
+  train tuned for 5 steps with adam(lr: 1e-3) {
+    let adv = adversarial([embed.text], budget: 0.01, count: 2)
+    loss nll(target) + rank_align(hidden(layers(0..2).output, at: last), over: adv, tau: 4)
+  }
 }
 "#;
 
 #[test]
 fn unsupported_ops_are_rejected_before_any_tensor_work_with_the_recipe_line() {
     let dir = tempfile::tempdir().unwrap();
-    let path = recipe(dir.path(), "neurons.edit", UNIKE);
+    let path = recipe(dir.path(), "refused.edit", REFUSED);
     let dims = LlavaConfig::from_path(&tiny()).unwrap().dims();
     let compiled = mkedsl::compile(&path, Some(&dims), PlanOptions::default()).unwrap();
     let diags = validate(&compiled.plan, &compiled.sources).expect_err("refused");
@@ -122,6 +128,28 @@ fn mode_flags_that_would_be_ignored_are_refused() {
     let text = render(&run(&req).expect_err("--k in single mode"));
     assert!(
         text.contains("--k applies to sequential editing only"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unike_needs_the_world_and_cannot_write_its_memory_as_an_artefact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path(), 1);
+    let r = recipe(dir.path(), "unike.edit", UNIKE);
+    let text = render(
+        &run(&request(dir.path(), r.clone(), tiny(), data.clone(), 1)).expect_err("no world"),
+    );
+    assert!(
+        text.contains("hallucination triplets") && text.contains("records no world"),
+        "{text}"
+    );
+    let model = embedded_model(dir.path());
+    let mut req = request(dir.path(), r, model, data, 1);
+    req.out = Some(dir.path().join("out"));
+    let text = render(&run(&req).expect_err("--out"));
+    assert!(
+        text.contains("--out cannot write this recipe's edit"),
         "{text}"
     );
 }

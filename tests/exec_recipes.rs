@@ -108,3 +108,14 @@ fn sequential_mode_accumulates_edits_in_groups() {
     assert_eq!((out.report.k, out.report.groups), (Some(2), 2));
     assert!((0.0..=1.0).contains(&out.report.metrics.rel));
 }
+
+#[test]
+fn unike_runs_memory_encoders_gated_icl_and_regulated_neurons() {
+    let (_d, out) = run_recipe("unike.edit", UNIKE, 3);
+    assert_sane(&out.report);
+    assert!(
+        out.report.metrics.rel >= 2.0 / 3.0,
+        "{:?}",
+        out.report.metrics
+    );
+}

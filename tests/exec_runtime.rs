@@ -1,4 +1,4 @@
-//! The runtime addition the executor relies on: `Readout::Through(l)` stops after layer `l` and
+//! The runtime addition the executor relies on: `LlavaModel::forward_through(…, l)` stops after layer `l` and
 //! returns exactly what a full pass holds at `layer(l).output`.
 
 mod exec_common;
@@ -28,7 +28,8 @@ fn through_stops_after_a_layer_with_the_full_pass_values() {
     let mut early = Hooks::new();
     early.capture(site);
     let out = llava
-        .forward(&latents, &mut early, &Adapters::new(), &Readout::Through(0))
+        .model
+        .forward_through(&latents, &mut early, &Adapters::new(), 0)
         .unwrap();
     let captured = full.captured(&site)[0].clone();
     let diff = (out.to_dtype(DType::F64).unwrap() - captured.to_dtype(DType::F64).unwrap())
@@ -45,17 +46,14 @@ fn through_stops_after_a_layer_with_the_full_pass_values() {
     let mut later = Hooks::new();
     later.capture(Site::Layer(1, LayerPoint::Input));
     llava
-        .forward(&latents, &mut later, &Adapters::new(), &Readout::Through(0))
+        .model
+        .forward_through(&latents, &mut later, &Adapters::new(), 0)
         .unwrap();
     assert!(later
         .captured(&Site::Layer(1, LayerPoint::Input))
         .is_empty());
     assert!(llava
-        .forward(
-            &latents,
-            &mut Hooks::new(),
-            &Adapters::new(),
-            &Readout::Through(2)
-        )
+        .model
+        .forward_through(&latents, &mut Hooks::new(), &Adapters::new(), 2)
         .is_err());
 }

@@ -21,6 +21,7 @@ use crate::exec::rng;
 use crate::exec::sites::stream_taps;
 use crate::exec::spaces::{self, FilterStats, Request};
 use crate::exec::taps::Reading;
+use crate::exec::unike::Side;
 use crate::exec::values::{PerLayer, Value, Values};
 use crate::exec::variants::{self, Search};
 use crate::plan::{Plan, Stage, Step, StepId};
@@ -103,6 +104,10 @@ pub struct Executor {
     pub phases: Phases,
     /// Adversarial variant sets drawn in the current edit (each its own random stream).
     pub adversarial_draws: u64,
+    /// What UniKE's installed closures and regulated values were built from.
+    pub side: Side,
+    /// The side records the prepared state uses: closure keys and value tensor ids.
+    pub prepared_side: (Vec<usize>, Vec<candle_core::TensorId>),
 }
 
 /// Wraps an error with the step it happened in.
@@ -143,6 +148,8 @@ impl Executor {
             knowledge: HashMap::new(),
             phases: Phases::default(),
             adversarial_draws: 0,
+            side: Side::default(),
+            prepared_side: (Vec::new(), Vec::new()),
         }
     }
 
@@ -176,6 +183,7 @@ impl Executor {
     pub fn edit(&mut self, state: &mut EditState, edit: &EditInput) -> Result<Values> {
         let mut values = self.prepared.clone();
         self.adversarial_draws = 0;
+        self.prune_side(state);
         let steps: Vec<Step> = self.plan.stage(Stage::PerEdit).cloned().collect();
         for step in &steps {
             if values.contains(step.id) {
@@ -242,7 +250,9 @@ impl Executor {
                 let mut group = Vec::new();
                 for s in stage_steps.iter().skip_while(|s| s.id != step.id) {
                     match &s.op {
-                        Op::KnowledgeSpace { variants: v, .. } if v == variants && !values.contains(s.id) => {
+                        Op::KnowledgeSpace { variants: v, .. }
+                            if v == variants && !values.contains(s.id) =>
+                        {
                             group.push(s.clone())
                         }
                         op if op.changes_state() => break,
@@ -262,7 +272,11 @@ impl Executor {
                 apply,
             } => {
                 let edit = need_edit()?;
-                let mut r = rng::stream(self.seed, "perturb", (edit.case as u64) << 20 | u64::from(step.id.0));
+                let mut r = rng::stream(
+                    self.seed,
+                    "perturb",
+                    (edit.case as u64) << 20 | u64::from(step.id.0),
+                );
                 let v = variants::perturb(edit, kinds, *count, *apply, &mut r)?;
                 values.insert(step.id, Value::Variants(v));
             }
@@ -304,12 +318,7 @@ impl Executor {
             | Op::IncontextMemory { .. }
             | Op::ContrastiveEncoders { .. }
             | Op::TruthDirection { .. }
-            | Op::Remember { .. } => {
-                return Err(ExecError::internal(format!(
-                    "`{}` is not executable in this version and should have been refused before the run",
-                    step.op.name()
-                )))
-            }
+            | Op::Remember { .. } => self.run_unike(step, state, edit, values)?,
         }
         Ok(())
     }

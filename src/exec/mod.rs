@@ -39,6 +39,8 @@ pub mod sites;
 pub mod spaces;
 pub mod taps;
 pub mod train;
+pub mod unike;
+pub mod unike_ops;
 pub mod validate;
 pub mod values;
 pub mod variants;

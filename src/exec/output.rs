@@ -24,7 +24,7 @@ use crate::eval::EditState;
 use crate::exec::cache::save_tensors_atomic;
 use crate::exec::error::{ExecError, Result};
 use crate::model::site::Proj;
-use crate::model::{LinearSite, Lora, VisionLanguageModel};
+use crate::model::{Activation, ExtraNeurons, LinearSite, Lora, VisionLanguageModel};
 
 /// The artefact format's name and version.
 pub const FORMAT: &str = "mkedsl-edit/1";
@@ -36,6 +36,8 @@ const MANIFEST: &str = "edit.json";
 pub struct Artefact {
     pub loras: Vec<(LinearSite, Lora)>,
     pub deltas: Vec<(LinearSite, Tensor)>,
+    /// Extra FFN neurons by layer (their activation is the model's own).
+    pub neurons: Vec<(usize, ExtraNeurons)>,
 }
 
 /// Where an artefact came from.
@@ -66,12 +68,22 @@ struct DeltaEntry {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct NeuronEntry {
+    layer: usize,
+    keys: String,
+    key_bias: Option<String>,
+    values: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Manifest {
     format: String,
     #[serde(flatten)]
     provenance: Provenance,
     loras: Vec<LoraEntry>,
     weight_deltas: Vec<DeltaEntry>,
+    #[serde(default)]
+    extra_neurons: Vec<NeuronEntry>,
     apply: String,
 }
 
@@ -102,7 +114,18 @@ pub fn capture(state: &EditState, original: &EditState) -> Result<Artefact> {
             }
         }
     }
-    Ok(Artefact { loras, deltas })
+    let mut neurons = Vec::new();
+    for layer in state.adapters.neuron_layers().collect::<Vec<_>>() {
+        let before = original.adapters.neurons_at(layer).len();
+        for n in state.adapters.neurons_at(layer).iter().skip(before) {
+            neurons.push((layer, n.clone()));
+        }
+    }
+    Ok(Artefact {
+        loras,
+        deltas,
+        neurons,
+    })
 }
 
 /// Writes an artefact into `dir` (created if needed).
@@ -130,12 +153,32 @@ pub fn write(dir: &Path, artefact: &Artefact, provenance: &Provenance) -> Result
             tensor: name,
         });
     }
+    let mut extra_neurons = Vec::new();
+    for (i, (layer, n)) in artefact.neurons.iter().enumerate() {
+        let (k, b, v) = (
+            format!("neurons.{i}.keys"),
+            format!("neurons.{i}.key_bias"),
+            format!("neurons.{i}.values"),
+        );
+        tensors.insert(k.clone(), n.keys.detach());
+        tensors.insert(v.clone(), n.values.detach());
+        if let Some(bias) = &n.bias {
+            tensors.insert(b.clone(), bias.detach());
+        }
+        extra_neurons.push(NeuronEntry {
+            layer: *layer,
+            keys: k,
+            key_bias: n.bias.as_ref().map(|_| b),
+            values: v,
+        });
+    }
     let manifest = Manifest {
         format: FORMAT.into(),
         provenance: provenance.clone(),
         loras,
         weight_deltas,
-        apply: "for each weight delta W ← W + delta; then for each LoRA y ← y + scaling · (x Aᵀ) Bᵀ at its site (tensors in edit.safetensors, HF weight layout (out, in))".into(),
+        extra_neurons,
+        apply: "for each weight delta W ← W + delta; for each LoRA y ← y + scaling · (x Aᵀ) Bᵀ at its site; for each extra-neuron set FFN(q) ← FFN(q) + act(q keysᵀ + key_bias) values, act the model's hidden_act (tensors in edit.safetensors, HF weight layout (out, in))".into(),
     };
     save_tensors_atomic(&dir.join(TENSORS), &tensors)?;
     let path = dir.join(MANIFEST);
@@ -151,7 +194,8 @@ pub fn write(dir: &Path, artefact: &Artefact, provenance: &Provenance) -> Result
     Ok(path)
 }
 
-/// Reads an artefact folder written by [`write`]; tensors land on `device`.
+/// Reads an artefact folder written by [`write`]; tensors land on `device`. Extra neurons come
+/// back with a placeholder activation: [`apply`] gives them the model's.
 pub fn read(dir: &Path, device: &candle_core::Device) -> Result<(Artefact, Provenance)> {
     let bad = |reason: String| ExecError::Artefact {
         path: dir.to_path_buf(),
@@ -188,7 +232,26 @@ pub fn read(dir: &Path, device: &candle_core::Device) -> Result<(Artefact, Prove
     for d in &manifest.weight_deltas {
         deltas.push((site(&d.site)?, get(&d.tensor)?));
     }
-    Ok((Artefact { loras, deltas }, manifest.provenance))
+    let mut neurons = Vec::new();
+    for n in &manifest.extra_neurons {
+        neurons.push((
+            n.layer,
+            ExtraNeurons {
+                keys: get(&n.keys)?,
+                bias: n.key_bias.as_deref().map(get).transpose()?,
+                values: get(&n.values)?,
+                act: Activation::Silu,
+            },
+        ));
+    }
+    Ok((
+        Artefact {
+            loras,
+            deltas,
+            neurons,
+        },
+        manifest.provenance,
+    ))
 }
 
 /// Applies an artefact to a state holding the original model.
@@ -200,6 +263,24 @@ pub fn apply(artefact: &Artefact, state: &mut EditState) -> Result<()> {
         state
             .model
             .replace_linear_weight(*site, moved.to_dtype(dtype)?)?;
+    }
+    if !artefact.neurons.is_empty() {
+        let name = &state.model.config().text_config.hidden_act;
+        let act = Activation::from_name(name).ok_or_else(|| ExecError::Artefact {
+            path: std::path::PathBuf::from("edit.json"),
+            reason: format!("the model's activation `{name}` is unknown"),
+        })?;
+        for (layer, n) in &artefact.neurons {
+            state.adapters.neurons(
+                *layer,
+                ExtraNeurons {
+                    keys: n.keys.to_dtype(dtype)?,
+                    bias: n.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
+                    values: n.values.to_dtype(dtype)?,
+                    act,
+                },
+            );
+        }
     }
     for (site, l) in &artefact.loras {
         state.adapters.lora(

@@ -21,7 +21,7 @@ use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::{in_step, Executor, KlReference};
 use crate::exec::rng;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
-use crate::exec::taps::{readout_for, Reading};
+use crate::exec::taps::{deepest, Reading};
 use crate::exec::values::{LoraHandle, LoraSlot, PerLayer, Value, Values};
 use crate::linalg::{svd, CovarianceAccumulator, Subspace};
 use crate::model::{Encoded, Hooks, Latents, Lora, PadSide, Readout, VisionLanguageModel};
@@ -89,6 +89,7 @@ impl Executor {
                 .map_err(|e| in_step(step, None, e))?;
         }
         self.prepared = values;
+        self.mark_prepared_side(state);
         Ok(())
     }
 
@@ -174,13 +175,32 @@ impl Executor {
                     .collect(),
                 _ => continue,
             };
-            self.store(kind, &k.recipe, &tensors, &s);
+            self.store_entry(kind, &k.recipe, &tensors, &s);
         }
         Ok(())
     }
 
+    /// Says that a step's result came from the cache.
+    pub fn reused(&mut self, step: &Step, what: &str) {
+        if let Some(k) = &step.cache {
+            let full = self.cache.key(&k.recipe);
+            self.log.note(format!(
+                "reusing cached {what} of step {} ({}) (key {}…)",
+                step.id,
+                step.origin.at,
+                short(&full)
+            ));
+        }
+    }
+
     /// Writes a cache entry; a failure is reported and the run goes on.
-    fn store(&mut self, kind: &str, recipe: &str, tensors: &HashMap<String, Tensor>, step: &Step) {
+    pub fn store_entry(
+        &mut self,
+        kind: &str,
+        recipe: &str,
+        tensors: &HashMap<String, Tensor>,
+        step: &Step,
+    ) {
         match self.cache.store(kind, recipe, tensors) {
             Ok(Some(_)) => {
                 let key = self.cache.key(recipe);
@@ -230,9 +250,12 @@ impl Executor {
                 hooks.capture(*s);
             }
             let all: Vec<Reading> = readings.iter().map(|(_, _, r)| r.clone()).collect();
-            state
-                .model
-                .forward(&latents, &mut hooks, &state.adapters, &readout_for(&all))?;
+            state.model.model.forward_through(
+                &latents,
+                &mut hooks,
+                &state.adapters,
+                deepest(&all),
+            )?;
             let captured = hooks.take_captured();
             for ((_, _, reading), acc) in readings.iter().zip(accumulators.iter_mut()) {
                 let (site, value) = captured
@@ -393,7 +416,7 @@ impl Executor {
             slots.push(LoraSlot { site: *s, index });
         }
         if let (Some(k), false) = (&key, fresh.is_empty()) {
-            self.store("lora_init", k, &fresh, step);
+            self.store_entry("lora_init", k, &fresh, step);
         } else if let (Some(k), true) = (&key, cached.is_some()) {
             let full = self.cache.key(k);
             self.log.note(format!(

@@ -243,6 +243,37 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
     for set in &sets {
         preserve.check(counts(set), &data)?;
     }
+    let triplets = plan.steps.iter().any(|s| {
+        matches!(
+            &s.op,
+            Op::IncontextMemory {
+                triplets: DataSpec::Hallucinations { .. },
+                ..
+            }
+        )
+    });
+    if triplets && !matches!(preserve, PreserveSource::World { .. }) {
+        return Err(ExecError::Preserve {
+            reason: format!(
+                "the recipe draws hallucination triplets, which come from the embedded world, but `{}` records no world",
+                model_dir.display()
+            ),
+            help: "run UniKE-style recipes on the embedded model (examples/model), whose training.json names its world".into(),
+        }
+        .into());
+    }
+    if req.out.is_some()
+        && plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.op, Op::LatentIcl { .. }))
+    {
+        return Err(ExecError::Option {
+            reason: "--out cannot write this recipe's edit: its latent in-context memory is not part of the edit artefact format".into(),
+            help: "drop --out for recipes with `latent_icl`; LoRA, weight deltas and extra neurons are written".into(),
+        }
+        .into());
+    }
     if let Some(out) = &req.out {
         std::fs::create_dir_all(out).map_err(|e| ExecError::Write {
             path: out.clone(),

@@ -12,13 +12,13 @@ use candle_core::{DType, Device, Tensor};
 use crate::eval::EditState;
 use crate::exec::error::{ExecError, Result};
 use crate::exec::input::EditInput;
-use crate::exec::taps::{readout_for, Reading};
+use crate::exec::taps::{deepest, Reading};
 use crate::exec::values::Variants;
 use crate::linalg::{
     null_space, principal_subspace, projector_similarity, NullSpaceRule, Subspace,
 };
 use crate::model::site::Site;
-use crate::model::{Hooks, Latents, VisionLanguageModel};
+use crate::model::{Hooks, Latents};
 use crate::sema::Cut;
 
 /// Tokens per forward pass of the knowledge-space construction: the clean sequence and its
@@ -92,11 +92,11 @@ pub fn row_covariances(
         for s in &sites {
             hooks.capture(*s);
         }
-        state.model.forward(
+        state.model.model.forward_through(
             &latents,
             &mut hooks,
             &state.adapters,
-            &readout_for(readings),
+            deepest(readings),
         )?;
         let captured = hooks.take_captured();
         for (reading, slot) in readings.iter().zip(out.iter_mut()) {

@@ -15,9 +15,10 @@ use crate::exec::values::Values;
 use crate::model::hooks::SiteView;
 use crate::model::site::Site;
 
-/// The cheapest readout that still passes every reading: stop after the deepest layer read.
-pub fn readout_for(readings: &[Reading]) -> crate::model::Readout {
-    crate::model::Readout::Through(readings.iter().map(Reading::layer).max().unwrap_or(0))
+/// The deepest decoder layer a forward pass must run to pass every reading (later layers are
+/// skipped with `LlavaModel::forward_through`).
+pub fn deepest(readings: &[Reading]) -> usize {
+    readings.iter().map(Reading::layer).max().unwrap_or(0)
 }
 
 /// A stream at one layer, resolved against the current state.
@@ -27,6 +28,13 @@ pub enum Reading {
     Site(Site),
     /// `x Aᵀ`: `site` is the projection's input, `a` the LoRA's `A` `(r, din)`.
     LoraMid { site: Site, a: Tensor },
+    /// `act(q Kᵀ + b)`: `site` is the MLP input, `keys` `(count, d)`.
+    ExtraAct {
+        site: Site,
+        keys: Tensor,
+        bias: Option<Tensor>,
+        act: crate::model::Activation,
+    },
 }
 
 impl Reading {
@@ -51,16 +59,33 @@ impl Reading {
                     a: lora.a.clone(),
                 })
             }
-            Tap::ExtraAct { adapter, .. } => Err(ExecError::internal(format!(
-                "the activations of extra neurons {adapter} cannot be read in this version"
-            ))),
+            Tap::ExtraAct { adapter, layer } => {
+                let slot = values.neurons(adapter)?.slot(layer).ok_or_else(|| {
+                    ExecError::internal(format!("adapter {adapter} has no layer {layer}"))
+                })?;
+                let n = state
+                    .adapters
+                    .neurons_at(layer)
+                    .get(slot.index)
+                    .ok_or_else(|| {
+                        ExecError::internal(format!("adapter {adapter} is not attached"))
+                    })?;
+                Ok(Reading::ExtraAct {
+                    site: Site::Layer(layer, crate::model::site::LayerPoint::MlpInput),
+                    keys: n.keys.clone(),
+                    bias: n.bias.clone(),
+                    act: n.act,
+                })
+            }
         }
     }
 
     /// The runtime site whose value this reading starts from.
     pub fn site(&self) -> Site {
         match self {
-            Reading::Site(s) | Reading::LoraMid { site: s, .. } => *s,
+            Reading::Site(s)
+            | Reading::LoraMid { site: s, .. }
+            | Reading::ExtraAct { site: s, .. } => *s,
         }
     }
 
@@ -69,6 +94,16 @@ impl Reading {
         match self {
             Reading::Site(_) => Ok(x.clone()),
             Reading::LoraMid { a, .. } => x.broadcast_matmul(&a.t()?),
+            Reading::ExtraAct {
+                keys, bias, act, ..
+            } => {
+                let pre = x.broadcast_matmul(&keys.t()?)?;
+                let pre = match bias {
+                    Some(b) => pre.broadcast_add(b)?,
+                    None => pre,
+                };
+                act.forward(&pre)
+            }
         }
     }
 

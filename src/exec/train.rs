@@ -20,40 +20,50 @@ use crate::exec::input::EditInput;
 use crate::exec::losses;
 use crate::exec::optim::Optimizer;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
-use crate::exec::taps::{readout_for, Reading};
-use crate::exec::values::{LoraSlot, Values};
+use crate::exec::taps::{deepest, Reading};
+use crate::exec::unike::{NeuronSlot, Regulation, Side};
+use crate::exec::values::{LoraSlot, Value, Values};
 use crate::linalg::Subspace;
-use crate::model::{Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
+use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
 use crate::plan::{Step, StepId};
 use crate::sema::{
     AdapterParam, HiddenSpec, LossKind, LossTerm, Op, Param, ParamOwner, Pool, ProjectWhen,
 };
 
 /// Where a trained tensor lives in the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Slot {
     /// A model weight.
     Weight(LinearSite),
     LoraA(LoraSlot),
     LoraB(LoraSlot),
+    /// Extra neurons' keys `(count, d)`.
+    Keys(NeuronSlot),
+    /// Extra neurons' key bias `(count,)`.
+    KeyBias(NeuronSlot),
+    /// Extra neurons' values `(count, d)`; with a regulation, `V` of `V + β·W_ζ ζ`.
+    Values(NeuronSlot, Option<Regulation>),
+    /// UniKE's `W_ζ` `(d, h)`.
+    ZetaMap(NeuronSlot, Regulation),
 }
 
 impl Slot {
-    pub fn read(&self, state: &EditState) -> Result<Tensor> {
+    pub fn read(&self, state: &EditState, side: &Side) -> Result<Tensor> {
         match self {
             Slot::Weight(site) => Ok(state.model.linear_weight(*site)?),
-            Slot::LoraA(s) | Slot::LoraB(s) => {
-                let lora = lora_at(state, *s)?;
-                Ok(if matches!(self, Slot::LoraA(_)) {
-                    lora.a
-                } else {
-                    lora.b
-                })
-            }
+            Slot::LoraA(s) => Ok(lora_at(state, *s)?.a),
+            Slot::LoraB(s) => Ok(lora_at(state, *s)?.b),
+            Slot::Keys(s) => Ok(neurons_at(state, *s)?.keys),
+            Slot::KeyBias(s) => neurons_at(state, *s)?
+                .bias
+                .ok_or_else(|| ExecError::internal("extra neurons without a key bias")),
+            Slot::Values(s, None) => Ok(neurons_at(state, *s)?.values),
+            Slot::Values(s, Some(_)) => Ok(regulated(state, side, *s)?.0),
+            Slot::ZetaMap(s, _) => Ok(regulated(state, side, *s)?.1),
         }
     }
 
-    pub fn write(&self, state: &mut EditState, t: Tensor) -> Result<()> {
+    pub fn write(&self, state: &mut EditState, side: &mut Side, t: Tensor) -> Result<()> {
         match self {
             Slot::Weight(site) => {
                 state.model.replace_linear_weight(*site, t)?;
@@ -67,8 +77,41 @@ impl Slot {
                 }
                 state.adapters.set_lora(s.site, s.index, lora)?;
             }
+            Slot::Keys(s) | Slot::KeyBias(s) | Slot::Values(s, None) => {
+                let mut n = neurons_at(state, *s)?;
+                match self {
+                    Slot::Keys(_) => n.keys = t,
+                    Slot::KeyBias(_) => n.bias = Some(t),
+                    _ => n.values = t,
+                }
+                state.adapters.set_neurons(s.layer, s.index, n)?;
+            }
+            Slot::Values(s, Some(reg)) | Slot::ZetaMap(s, reg) => {
+                let (v, w) = regulated(state, side, *s)?;
+                let (v, w) = if matches!(self, Slot::ZetaMap(..)) {
+                    (v, t)
+                } else {
+                    (t, w)
+                };
+                let mut n = neurons_at(state, *s)?;
+                n.values = reg.values(s.layer, &v, &w)?;
+                side.regulated.insert(n.values.id(), (v, w));
+                state.adapters.set_neurons(s.layer, s.index, n)?;
+            }
         }
         Ok(())
+    }
+
+    /// Whether the installed tensor is computed from the trained one (and must be rebuilt after
+    /// every update, not merely updated in place).
+    fn derived(&self) -> bool {
+        matches!(self, Slot::Values(_, Some(_)) | Slot::ZetaMap(..))
+    }
+
+    /// Whether the tensor is stored transposed relative to the recipe's `[rows, columns]`
+    /// (extra neurons' values are `[d, count]` in the language, `(count, d)` in the runtime).
+    fn transposed(&self) -> bool {
+        matches!(self, Slot::Values(..))
     }
 }
 
@@ -81,6 +124,28 @@ fn lora_at(state: &EditState, s: LoraSlot) -> Result<Lora> {
         .ok_or_else(|| ExecError::internal(format!("no LoRA {} at {}", s.index, s.site)))
 }
 
+fn neurons_at(state: &EditState, s: NeuronSlot) -> Result<ExtraNeurons> {
+    state
+        .adapters
+        .neurons_at(s.layer)
+        .get(s.index)
+        .cloned()
+        .ok_or_else(|| {
+            ExecError::internal(format!("no extra neurons {} at layer {}", s.index, s.layer))
+        })
+}
+
+/// `(V, W_ζ)` behind the installed values of a regulated neuron set.
+fn regulated(state: &EditState, side: &Side, s: NeuronSlot) -> Result<(Tensor, Tensor)> {
+    let n = neurons_at(state, s)?;
+    side.regulated.get(&n.values.id()).cloned().ok_or_else(|| {
+        ExecError::internal(format!(
+            "regulated neurons of layer {} lost their W_ζ",
+            s.layer
+        ))
+    })
+}
+
 /// The tensors a parameter names, one per layer.
 pub fn resolve(param: &Param, values: &Values) -> Result<Vec<(usize, Slot)>> {
     match &param.owner {
@@ -88,9 +153,8 @@ pub fn resolve(param: &Param, values: &Values) -> Result<Vec<(usize, Slot)>> {
             .into_iter()
             .map(|s| (s.layer, Slot::Weight(s)))
             .collect()),
-        ParamOwner::Adapter { adapter, name } => {
-            let handle = values.lora(*adapter)?;
-            handle
+        ParamOwner::Adapter { adapter, name } => match values.get(*adapter)? {
+            Value::Lora(handle) => handle
                 .slots
                 .iter()
                 .map(|s| match name {
@@ -101,8 +165,32 @@ pub fn resolve(param: &Param, values: &Values) -> Result<Vec<(usize, Slot)>> {
                         other.name()
                     ))),
                 })
-                .collect()
-        }
+                .collect(),
+            Value::Neurons(handle) => handle
+                .slots
+                .iter()
+                .map(|s| {
+                    let slot = match (name, &handle.regulation) {
+                        (AdapterParam::Keys, _) => Slot::Keys(*s),
+                        (AdapterParam::KeyBias, _) => Slot::KeyBias(*s),
+                        (AdapterParam::Values, r) => Slot::Values(*s, r.clone()),
+                        (AdapterParam::ZetaMap, Some(r)) => Slot::ZetaMap(*s, r.clone()),
+                        (other, _) => {
+                            return Err(ExecError::internal(format!(
+                                "these extra neurons have no tensor `{}`",
+                                other.name()
+                            )))
+                        }
+                    };
+                    Ok((s.layer, slot))
+                })
+                .collect(),
+            other => Err(ExecError::internal(format!(
+                "{} is a {}, which has no trainable tensors",
+                adapter,
+                other.kind()
+            ))),
+        },
     }
 }
 
@@ -176,17 +264,18 @@ impl Executor {
         for (i, p) in params.iter().enumerate() {
             for (layer, slot) in resolve(p, values)? {
                 // A copy: the snapshot's tensor is never written in place.
-                let var = Var::from_tensor(&slot.read(state)?.detach())?;
-                slot.write(state, var.as_tensor().clone())?;
+                let var = Var::from_tensor(&slot.read(state, &self.side)?.detach())?;
+                slot.write(state, &mut self.side, var.as_tensor().clone())?;
+                let name = match &slot {
+                    Slot::Weight(site) => format!("{site}.weight"),
+                    _ => format!("{} at {}", p.path, layer_name(Some(layer))),
+                };
                 trained.push(Trained {
                     param: i,
                     layer,
                     slot,
                     var,
-                    name: match slot {
-                        Slot::Weight(site) => format!("{site}.weight"),
-                        _ => format!("{} at {}", p.path, layer_name(Some(layer))),
-                    },
+                    name,
                 });
             }
         }
@@ -253,21 +342,27 @@ impl Executor {
                     .iter()
                     .filter(|pr| pr.when == ProjectWhen::Grad && &pr.owner == owner)
                 {
-                    g = project(&g, pr, t.layer, &vals, &mut cast)?;
+                    g = project(&g, pr, t.layer, t.slot.transposed(), &vals, &mut cast)?;
                 }
                 let mut u = opt.update(i, &p, &g)?;
                 for pr in projections
                     .iter()
                     .filter(|pr| pr.when == ProjectWhen::Update && &pr.owner == owner)
                 {
-                    u = project(&u, pr, t.layer, &vals, &mut cast)?;
+                    u = project(&u, pr, t.layer, t.slot.transposed(), &vals, &mut cast)?;
                 }
                 finite(|| format!("the update of {}", t.name), &u, k, *steps)?;
                 t.var.set(&(p + u)?)?;
             }
+            // Tensors computed from trained ones (UniKE's V + β·W_ζ ζ) are rebuilt.
+            for t in trained.iter().filter(|t| t.slot.derived()) {
+                t.slot
+                    .write(state, &mut self.side, t.var.as_tensor().clone())?;
+            }
         }
         for t in trained {
-            t.slot.write(state, t.var.as_tensor().detach().copy()?)?;
+            t.slot
+                .write(state, &mut self.side, t.var.as_tensor().detach().copy()?)?;
         }
         Ok(())
     }
@@ -392,18 +487,23 @@ impl Executor {
             }
             readings.push(reading);
         }
-        let readout = if logits {
-            Readout::Positions(edit.target_readout(rows))
-        } else {
-            readout_for(&readings)
-        };
         let latents = Latents {
             embeds,
             layout: edit.layout(rows),
         };
-        let out = state
-            .model
-            .forward(&latents, &mut hooks, &state.adapters, &readout)?;
+        let out = if logits {
+            let readout = Readout::Positions(edit.target_readout(rows));
+            state
+                .model
+                .forward(&latents, &mut hooks, &state.adapters, &readout)?
+        } else {
+            state.model.model.forward_through(
+                &latents,
+                &mut hooks,
+                &state.adapters,
+                deepest(&readings),
+            )?
+        };
         let mut features = Vec::new();
         for (spec, reading) in hidden.iter().zip(&readings) {
             let value = hooks
@@ -455,11 +555,13 @@ impl Executor {
     }
 }
 
-/// `scale · m P` with `P` the projector of the space's subspace at `layer`.
+/// `scale · m P` with `P` the projector of the space's subspace at `layer` (for a tensor stored
+/// transposed, `(scale · mᵀ P)ᵀ`).
 fn project(
     m: &Tensor,
     pr: &Projection,
     layer: usize,
+    transposed: bool,
     values: &Values,
     cast: &mut HashMap<(StepId, usize), Subspace>,
 ) -> Result<Tensor> {
@@ -481,6 +583,9 @@ fn project(
             s
         }
     };
+    if transposed {
+        return Ok((sub.project_rows(&m.t()?)? * pr.scale)?.t()?.contiguous()?);
+    }
     Ok((sub.project_rows(m)? * pr.scale)?)
 }
 
@@ -513,7 +618,7 @@ mod tests {
             scale: 2.0 / 3.0,
         };
         let gt = Tensor::new(&g, &Device::Cpu).unwrap();
-        let out = project(&gt, &pr, 2, &values, &mut HashMap::new())
+        let out = project(&gt, &pr, 2, false, &values, &mut HashMap::new())
             .unwrap()
             .to_vec2::<f64>()
             .unwrap();
@@ -523,6 +628,14 @@ mod tests {
                 assert!((out[i][j] - want).abs() < 1e-12, "{out:?}");
             }
         }
-        assert!(project(&gt, &pr, 3, &values, &mut HashMap::new()).is_err());
+        assert!(project(&gt, &pr, 3, false, &values, &mut HashMap::new()).is_err());
+        // A tensor stored transposed is projected on its columns.
+        let back = project(&gt.t().unwrap(), &pr, 2, true, &values, &mut HashMap::new())
+            .unwrap()
+            .t()
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        assert_eq!(back, out);
     }
 }

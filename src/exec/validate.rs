@@ -6,29 +6,24 @@
 
 use crate::diagnostics::{Diag, Diagnostics};
 use crate::plan::{Plan, Step};
-use crate::sema::site::StreamPoint;
 use crate::sema::{LossKind, Op, Origin};
 use crate::source::{SourceId, SourceMap, Span};
 
 /// Why a step cannot run in this version, if it cannot.
-pub fn unsupported(step: &Step) -> Option<(String, String)> {
-    let unike = |what: &str| {
-        Some((
-            format!("`{}` ({what}) is not executable in this version", step.op.name()),
-            "UniKE's memory, encoders and latent in-context editing are not implemented by the executor yet; the other ops of the recipe language run".to_string(),
-        ))
-    };
+pub fn unsupported(step: &Step, plan: &Plan) -> Option<(String, String)> {
     match &step.op {
-        Op::ExtraNeurons { .. } => unike("UniKE's extra FFN key-value neurons"),
-        Op::LatentIcl { .. } => unike("UniKE's latent in-context editing"),
-        Op::IncontextMemory { .. } => unike("UniKE's in-context memory"),
-        Op::ContrastiveEncoders { .. } => unike("UniKE's contrastive encoders"),
-        Op::TruthDirection { .. } => unike("UniKE's truthfulness direction"),
-        Op::Remember { .. } => unike("UniKE's memory update"),
-        Op::Covariance { stream, .. } | Op::KnowledgeSpace { stream, .. }
-            if matches!(stream.point, StreamPoint::ExtraAct { .. }) =>
-        {
-            unike("the activations of extra neurons")
+        Op::Remember { memory } => {
+            let read = plan.steps.iter().any(|s| {
+                matches!(&s.op, Op::LatentIcl { memory: m, .. } if m == memory)
+            });
+            (!read).then(|| {
+                (
+                    format!(
+                        "`remember` adds the edit to memory {memory}, but no `latent_icl` reads that memory, so it would have no effect"
+                    ),
+                    "attach `latent_icl(..., memory: ...)` on the same memory, or drop `remember`".to_string(),
+                )
+            })
         }
         Op::Loss { terms } => terms.iter().find_map(|t| match &t.kind {
             LossKind::RankAlign { hidden, .. } => {
@@ -49,8 +44,6 @@ pub fn unsupported(step: &Step) -> Option<(String, String)> {
                         ),
                         "read the hidden state of one layer, e.g. `hidden(layer(-1).output, at: last_prompt)`".into(),
                     ))
-                } else if matches!(hidden.stream.point, StreamPoint::ExtraAct { .. }) {
-                    unike("the activations of extra neurons")
                 } else {
                     None
                 }
@@ -67,7 +60,7 @@ pub fn validate(plan: &Plan, sources: &SourceMap) -> Result<(), Diagnostics> {
         .steps
         .iter()
         .filter_map(|step| {
-            let (message, help) = unsupported(step)?;
+            let (message, help) = unsupported(step, plan)?;
             Some(
                 at_origin(
                     sources,

@@ -7,10 +7,12 @@
 //! and lets sequential edits start from the previous edit's tensors.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use candle_core::Tensor;
 
 use crate::exec::error::{ExecError, Result};
+use crate::exec::unike::{Encoders, IclHandle, Memory, NeuronHandle};
 use crate::linalg::Subspace;
 use crate::model::batch::TokenLayout;
 use crate::model::LinearSite;
@@ -72,6 +74,14 @@ pub enum Value {
     Space(PerLayer<Subspace>),
     Lora(LoraHandle),
     Variants(Variants),
+    /// UniKE's in-context memory as prepared (edits join the copy the latent-ICL shifts hold).
+    Memory(Arc<Memory>),
+    /// UniKE's truthfulness and semantic encoders, per memory layer.
+    Encoders(Arc<Encoders>),
+    /// UniKE's ζ per layer, `(hidden,)`.
+    Direction(PerLayer<Tensor>),
+    Neurons(NeuronHandle),
+    Icl(IclHandle),
     /// Steps that only change state (`freeze`, `train`).
     Done,
 }
@@ -83,6 +93,11 @@ impl Value {
             Value::Space(_) => "space",
             Value::Lora(_) => "LoRA adapter",
             Value::Variants(_) => "variants",
+            Value::Memory(_) => "memory",
+            Value::Encoders(_) => "encoders",
+            Value::Direction(_) => "direction",
+            Value::Neurons(_) => "extra-neurons adapter",
+            Value::Icl(_) => "latent ICL adapter",
             Value::Done => "nothing",
         }
     }
@@ -139,6 +154,48 @@ impl Values {
             Value::Lora(l) => Ok(l),
             other => Err(Self::wrong(id, "LoRA adapter", other)),
         }
+    }
+
+    pub fn memory(&self, id: StepId) -> Result<&Arc<Memory>> {
+        match self.get(id)? {
+            Value::Memory(m) => Ok(m),
+            other => Err(Self::wrong(id, "memory", other)),
+        }
+    }
+
+    pub fn encoders(&self, id: StepId) -> Result<&Arc<Encoders>> {
+        match self.get(id)? {
+            Value::Encoders(e) => Ok(e),
+            other => Err(Self::wrong(id, "encoders", other)),
+        }
+    }
+
+    pub fn direction(&self, id: StepId) -> Result<&PerLayer<Tensor>> {
+        match self.get(id)? {
+            Value::Direction(d) => Ok(d),
+            other => Err(Self::wrong(id, "direction", other)),
+        }
+    }
+
+    pub fn neurons(&self, id: StepId) -> Result<&NeuronHandle> {
+        match self.get(id)? {
+            Value::Neurons(n) => Ok(n),
+            other => Err(Self::wrong(id, "extra-neurons adapter", other)),
+        }
+    }
+
+    /// Every latent-ICL adapter reading the memory `memory`.
+    pub fn icls_of(&self, memory: StepId) -> Vec<&IclHandle> {
+        let mut out: Vec<(&StepId, &IclHandle)> = self
+            .map
+            .iter()
+            .filter_map(|(id, v)| match v {
+                Value::Icl(h) if h.memory == memory => Some((id, h)),
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|(id, _)| **id);
+        out.into_iter().map(|(_, h)| h).collect()
     }
 
     pub fn variants(&self, id: StepId) -> Result<&Variants> {

@@ -45,10 +45,6 @@ pub enum Readout {
     Positions(Vec<(usize, usize)>),
     /// The final-norm hidden states, `(B, T, hidden)`, and no logits.
     Hidden,
-    /// The residual stream leaving decoder layer `l`, `(B, T, hidden)`: later layers, the final
-    /// norm and the logits are not computed. For statistics that hooks gather at or before
-    /// layer `l` (a covariance at an early layer), at a fraction of a full pass's cost.
-    Through(usize),
 }
 
 /// The weights of a LLaVA model. Tokenisation and image preprocessing live in
@@ -224,7 +220,21 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, None)
+        self.run(latents, hooks, adapters, readout, None, None)
+    }
+
+    /// Runs the decoder only up to layer `last` (inclusive) and returns the residual stream
+    /// leaving it, `(B, T, hidden)`: later layers, the final norm and the logits are skipped.
+    /// For statistics that hooks gather at or before `last` (a covariance at an early layer) at
+    /// a fraction of a full pass's cost; the hooks see exactly what a full pass would show them.
+    pub fn forward_through(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        last: usize,
+    ) -> Result<Tensor> {
+        self.run(latents, hooks, adapters, &Readout::Hidden, None, Some(last))
     }
 
     /// Like [`Self::forward`], continuing from (and extending) a KV cache: the latents are the
@@ -237,7 +247,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, Some(cache))
+        self.run(latents, hooks, adapters, readout, Some(cache), None)
     }
 
     fn run(
@@ -247,6 +257,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
         cache: Option<&mut KvCache>,
+        stop_after: Option<usize>,
     ) -> Result<Tensor> {
         let dims = self.dims();
         adapters.check(&dims, self.dtype)?;
@@ -267,24 +278,20 @@ impl LlavaModel {
                 ),
             });
         }
-        let stop_after = match readout {
-            Readout::Through(l) => {
-                if *l >= dims.num_layers {
-                    return Err(ModelError::Site {
-                        site: format!("layer({l}).output"),
-                        reason: format!("the model has {} layers", dims.num_layers),
-                    });
-                }
-                if cache.is_some() {
-                    return Err(ModelError::Prompt {
-                        reason: "a forward pass that stops early cannot extend a KV cache".into(),
-                        help: "read Readout::Through from an uncached forward".into(),
-                    });
-                }
-                Some(*l)
+        if let Some(l) = stop_after {
+            if l >= dims.num_layers {
+                return Err(ModelError::Site {
+                    site: format!("layer({l}).output"),
+                    reason: format!("the model has {} layers", dims.num_layers),
+                });
             }
-            _ => None,
-        };
+            if cache.is_some() {
+                return Err(ModelError::Prompt {
+                    reason: "a forward pass that stops early cannot extend a KV cache".into(),
+                    help: "stop early only in an uncached forward".into(),
+                });
+            }
+        }
         let mut pass = Pass {
             hooks,
             adapters,
@@ -310,7 +317,7 @@ impl LlavaModel {
         }
         let hidden = self.decoder.forward(x, &mut pass, cache)?;
         match readout {
-            Readout::Hidden | Readout::Through(_) => Ok(hidden),
+            Readout::Hidden => Ok(hidden),
             Readout::All => self.decoder.logits(&hidden),
             Readout::Last => {
                 let index = layout
