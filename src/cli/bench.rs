@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1 — fastest for the
+    /// embedded model's small matrices; raise it for large checkpoints].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 pub fn run(args: BenchArgs) -> miette::Result<()> {
@@ -51,6 +55,7 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
             "--cases must be at least 1"
         ));
     }
+    crate::exec::run::set_cpu_threads(args.threads);
     let recipes = if args.recipes.is_empty() {
         DEFAULT_RECIPES
             .iter()
@@ -86,11 +91,12 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
     let rows = bench(&request)?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let header = format!(
-        "bench     model {} · data {} · {} cases each · device {} · {cores} cores · cache {}",
+        "bench     model {} · data {} · {} cases each · device {} · {cores} cores, {} CPU thread(s) for tensor kernels · cache {}",
         model.display(),
         data.display(),
         args.cases,
         args.device,
+        crate::exec::run::cpu_threads().unwrap_or(cores),
         if args.cache { "on" } else { "off" }
     );
     print!("{}", table(&rows, &header));

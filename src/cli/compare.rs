@@ -48,6 +48,10 @@ pub struct CompareArgs {
     /// Also write every report (scores, per-case rows) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1 — fastest for the
+    /// embedded model's small matrices; raise it for large checkpoints].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 pub fn run(args: CompareArgs) -> miette::Result<()> {
@@ -57,6 +61,7 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
             "--limit must be at least 1"
         ));
     }
+    crate::exec::run::set_cpu_threads(args.threads);
     let defaults = |list: &[&str], what: &'static str| {
         list.iter()
             .map(|p| default_path(p, what))

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Most tokens a greedy generation may produce.
     #[arg(long, default_value_t = 16)]
     pub max_new_tokens: usize,
+    /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1 — fastest for the
+    /// embedded model's small matrices; raise it for large checkpoints].
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 pub fn run(args: RunArgs) -> miette::Result<()> {
@@ -81,6 +85,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
             "--batch-size, --max-new-tokens and --limit must be positive"
         ));
     }
+    crate::exec::run::set_cpu_threads(args.threads);
     let limit = if args.all {
         None
     } else {

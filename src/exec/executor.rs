@@ -108,6 +108,8 @@ pub struct Executor {
     pub side: Side,
     /// The side records the prepared state uses: closure keys and value tensor ids.
     pub prepared_side: (Vec<usize>, Vec<candle_core::TensorId>),
+    /// When the prepare step being run started (for the "computed … in N s" notes).
+    pub step_clock: Option<Instant>,
 }
 
 /// Wraps an error with the step it happened in.
@@ -150,6 +152,7 @@ impl Executor {
             adversarial_draws: 0,
             side: Side::default(),
             prepared_side: (Vec::new(), Vec::new()),
+            step_clock: None,
         }
     }
 

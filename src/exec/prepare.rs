@@ -85,10 +85,12 @@ impl Executor {
             if !needed.contains(&step.id) || values.contains(step.id) {
                 continue;
             }
+            self.step_clock = Some(std::time::Instant::now());
             self.prepare_step(step, &steps, &hits, &needed, state, &mut values)
                 .map_err(|e| in_step(step, None, e))?;
         }
         self.prepared = values;
+        self.step_clock = None;
         self.mark_prepared_side(state);
         Ok(())
     }
@@ -204,8 +206,11 @@ impl Executor {
         match self.cache.store(kind, recipe, tensors) {
             Ok(Some(_)) => {
                 let key = self.cache.key(recipe);
+                let took = self.step_clock.map_or(String::new(), |t| {
+                    format!(" in {:.1} s", t.elapsed().as_secs_f64())
+                });
                 self.log.note(format!(
-                    "computed {} of step {} ({}), cached (key {}…)",
+                    "computed {} of step {} ({}){took}, cached (key {}…)",
                     describe(step),
                     step.id,
                     step.origin.at,

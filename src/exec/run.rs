@@ -30,6 +30,33 @@ use crate::sema::{DataSpec, LossKind, Mode, Op};
 /// command (`mkedsl run recipes/elora.edit`) must finish in under three minutes on a 2-core CPU.
 pub const DEFAULT_LIMIT: usize = 24;
 
+/// CPU threads candle's kernels use when neither `--threads` nor `RAYON_NUM_THREADS` says.
+///
+/// candle's CPU backend hands every op to a spinning thread pool and, without
+/// `RAYON_NUM_THREADS`, asks the OS for the core count on every call. For the embedded model's
+/// small matrices the synchronisation costs more than the parallel work saves: on the 2-core
+/// development machine one thread ran `recipes/elora.edit` 2.1× faster (15.7 s vs 32.9 s for
+/// 4 cases under load). Raise it for large checkpoints.
+pub const DEFAULT_THREADS: usize = 1;
+
+/// Sets the CPU threads of candle's kernels. Call it before the first tensor operation (the
+/// thread pools read the setting once); `None` keeps `RAYON_NUM_THREADS` if set, else
+/// [`DEFAULT_THREADS`].
+pub fn set_cpu_threads(threads: Option<usize>) {
+    let n = match threads {
+        Some(n) => n.max(1),
+        None => match std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            Some(n) if n > 0 => n,
+            _ => DEFAULT_THREADS,
+        },
+    };
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+}
+
 /// Where prepare results are cached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum CacheChoice {
@@ -98,6 +125,15 @@ pub struct RunOutcome {
     pub cache_dir: Option<PathBuf>,
     /// `edit.json` files written by `--out`.
     pub artefacts: Vec<PathBuf>,
+    /// CPU threads of the tensor kernels, when set ([`set_cpu_threads`]).
+    pub threads: Option<usize>,
+}
+
+/// The CPU threads candle was told to use, if any.
+pub fn cpu_threads() -> Option<usize> {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
 }
 
 impl RunOutcome {
@@ -108,9 +144,12 @@ impl RunOutcome {
         let p = &self.phases;
         let t = &self.report.timing;
         let per = |s: f64| s / p.edits.max(1) as f64;
+        let threads = self.threads.map_or(String::new(), |n| {
+            format!(", {n} CPU thread{}", if n == 1 { "" } else { "s" })
+        });
         let _ = writeln!(
             out,
-            "time      prepare {:.1} s once; per edit {:.2} s spaces, {:.2} s optimisation, {:.2} s evaluation ({} edits, total {:.1} s)",
+            "time      prepare {:.1} s once; per edit {:.2} s spaces, {:.2} s optimisation, {:.2} s evaluation ({} edits, total {:.1} s{threads})",
             p.prepare_s,
             per(p.spaces_s),
             per(p.optimise_s),
@@ -376,6 +415,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         },
         cache_dir,
         artefacts,
+        threads: cpu_threads(),
     })
 }
 
