@@ -179,8 +179,7 @@ fn check_expr(
     fns: &HashMap<String, FnDef>,
     diags: &mut Vec<Diag>,
 ) {
-    let mut todo = vec![expr];
-    while let Some(e) = todo.pop() {
+    for e in expr.walk() {
         match &e.kind {
             ExprKind::Ident(name) => {
                 let known = scope.iter().any(|f| f.contains(name))
@@ -207,7 +206,7 @@ fn check_expr(
                     });
                 }
             }
-            ExprKind::Call { callee, args } => {
+            ExprKind::Call { callee, .. } => {
                 if !fns.contains_key(&callee.name) && builtins::find(&callee.name).is_none() {
                     let mut candidates: Vec<&str> = fns.keys().map(String::as_str).collect();
                     for n in builtins::names() {
@@ -224,14 +223,6 @@ fn check_expr(
                         None => diag.help("see grammar/REFERENCE.md for the builtins"),
                     });
                 }
-                todo.extend(args.iter().map(|a| &a.value));
-            }
-            ExprKind::List(items) => todo.extend(items.iter()),
-            ExprKind::Member { base, .. } => todo.push(base),
-            ExprKind::Neg(x) => todo.push(x),
-            ExprKind::Binary { lhs, rhs, .. } => {
-                todo.push(lhs);
-                todo.push(rhs);
             }
             _ => {}
         }
