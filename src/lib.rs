@@ -29,6 +29,7 @@ pub mod cli;
 pub mod data;
 pub mod diagnostics;
 pub mod eval;
+pub mod exec;
 pub mod linalg;
 pub mod model;
 pub mod plan;

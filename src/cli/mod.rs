@@ -2,10 +2,13 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod bench;
 pub mod check;
+pub mod compare;
 pub mod eval;
 pub mod infer;
 pub mod plan;
+pub mod run;
 pub mod world;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
@@ -28,6 +31,12 @@ pub enum Command {
     Infer(infer::InferArgs),
     /// Score the unedited model on an MMEdit dataset: the pre-edit row of the papers' tables.
     Eval(eval::EvalArgs),
+    /// Check, plan and run a recipe: edit every case of a dataset and print the metric table.
+    Run(run::RunArgs),
+    /// Time recipes side by side: seconds per edit by phase, and peak memory.
+    Bench(bench::BenchArgs),
+    /// Run recipes on datasets and print one Markdown metric table (the README's results).
+    Compare(compare::CompareArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -39,5 +48,8 @@ pub fn main() -> miette::Result<()> {
         Command::World(args) => world::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Compare(args) => compare::run(args),
     }
 }

@@ -100,6 +100,74 @@ impl Adapters {
         self
     }
 
+    /// The LoRAs attached at `site`, in the order they were added (an editor reads the current
+    /// tensors of the adapters it attached through this and [`Self::set_lora`]).
+    pub fn loras(&self, site: LinearSite) -> &[Lora] {
+        self.loras.get(&site).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Every site that carries at least one LoRA.
+    pub fn lora_sites(&self) -> impl Iterator<Item = LinearSite> + '_ {
+        self.loras.keys().copied()
+    }
+
+    /// Replaces the `index`-th LoRA at `site` (as listed by [`Self::loras`]); the previous one
+    /// is returned. Other handles to the old tensors (a snapshot) are not touched.
+    pub fn set_lora(&mut self, site: LinearSite, index: usize, lora: Lora) -> Result<Lora> {
+        let slot = self
+            .loras
+            .get_mut(&site)
+            .and_then(|list| list.get_mut(index))
+            .ok_or_else(|| ModelError::Site {
+                site: site.to_string(),
+                reason: format!("no LoRA number {index} is attached here"),
+            })?;
+        Ok(std::mem::replace(slot, lora))
+    }
+
+    /// The extra neurons attached to layer `layer`'s FFN, in the order they were added.
+    pub fn neurons_at(&self, layer: usize) -> &[ExtraNeurons] {
+        self.neurons.get(&layer).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Layers that carry extra neurons.
+    pub fn neuron_layers(&self) -> impl Iterator<Item = usize> + '_ {
+        self.neurons.keys().copied()
+    }
+
+    /// Replaces the `index`-th extra-neuron set of layer `layer`; the previous one is returned.
+    pub fn set_neurons(
+        &mut self,
+        layer: usize,
+        index: usize,
+        neurons: ExtraNeurons,
+    ) -> Result<ExtraNeurons> {
+        let slot = self
+            .neurons
+            .get_mut(&layer)
+            .and_then(|list| list.get_mut(index))
+            .ok_or_else(|| ModelError::Site {
+                site: format!("layer({layer}).mlp"),
+                reason: format!("no extra neurons number {index} are attached here"),
+            })?;
+        Ok(std::mem::replace(slot, neurons))
+    }
+
+    /// Every shift, in the order added.
+    pub fn shifts(&self) -> &[(Site, Shift)] {
+        &self.shifts
+    }
+
+    /// Replaces the shift at position `index` of [`Self::shifts`] (its site stays).
+    pub fn set_shift(&mut self, index: usize, shift: Shift) -> Result<Shift> {
+        let len = self.shifts.len();
+        let slot = self.shifts.get_mut(index).ok_or_else(|| ModelError::Site {
+            site: "shift".into(),
+            reason: format!("no shift number {index} (there are {len})"),
+        })?;
+        Ok(std::mem::replace(&mut slot.1, shift))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.loras.is_empty()
             && self.deltas.is_empty()
@@ -286,5 +354,80 @@ impl Adapters {
             });
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::site::Proj;
+    use candle_core::Device;
+
+    fn lora(value: f32) -> Lora {
+        let t = |shape: (usize, usize)| Tensor::full(value, shape, &Device::Cpu).unwrap();
+        Lora {
+            a: t((2, 4)),
+            b: t((3, 2)),
+            scaling: 1.0,
+        }
+    }
+
+    #[test]
+    fn loras_are_listed_and_replaced_by_index_without_touching_clones() {
+        let site = LinearSite::new(1, Proj::Up);
+        let mut adapters = Adapters::new();
+        adapters.lora(site, lora(1.0)).lora(site, lora(2.0));
+        let snapshot = adapters.clone();
+        assert_eq!(adapters.loras(site).len(), 2);
+        assert_eq!(adapters.lora_sites().collect::<Vec<_>>(), vec![site]);
+        let old = adapters.set_lora(site, 1, lora(5.0)).unwrap();
+        assert_eq!(old.a.to_vec2::<f32>().unwrap()[0][0], 2.0);
+        assert_eq!(
+            adapters.loras(site)[1].a.to_vec2::<f32>().unwrap()[0][0],
+            5.0
+        );
+        assert_eq!(
+            snapshot.loras(site)[1].a.to_vec2::<f32>().unwrap()[0][0],
+            2.0
+        );
+        assert!(adapters.set_lora(site, 2, lora(0.0)).is_err());
+        assert!(adapters.loras(LinearSite::new(0, Proj::Down)).is_empty());
+    }
+
+    #[test]
+    fn neurons_and_shifts_are_listed_and_replaced_by_index() {
+        let t = |v: f32, shape: (usize, usize)| Tensor::full(v, shape, &Device::Cpu).unwrap();
+        let n = |v: f32| ExtraNeurons {
+            keys: t(v, (2, 4)),
+            bias: None,
+            values: t(v, (2, 4)),
+            act: Activation::Relu,
+        };
+        let mut adapters = Adapters::new();
+        adapters.neurons(3, n(1.0));
+        adapters.shift(Site::EmbedText, Shift::Tensor(t(1.0, (1, 4))));
+        let snapshot = adapters.clone();
+        assert_eq!(adapters.neuron_layers().collect::<Vec<_>>(), vec![3]);
+        adapters.set_neurons(3, 0, n(2.0)).unwrap();
+        assert_eq!(
+            adapters.neurons_at(3)[0].keys.to_vec2::<f32>().unwrap()[0][0],
+            2.0
+        );
+        assert_eq!(
+            snapshot.neurons_at(3)[0].keys.to_vec2::<f32>().unwrap()[0][0],
+            1.0
+        );
+        assert!(adapters.set_neurons(3, 1, n(0.0)).is_err());
+        assert!(adapters.neurons_at(2).is_empty());
+        adapters
+            .set_shift(0, Shift::Tensor(t(5.0, (1, 4))))
+            .unwrap();
+        let Shift::Tensor(now) = &adapters.shifts()[0].1 else {
+            panic!()
+        };
+        assert_eq!(now.to_vec2::<f32>().unwrap()[0][0], 5.0);
+        assert!(adapters
+            .set_shift(1, Shift::Tensor(t(0.0, (1, 4))))
+            .is_err());
     }
 }

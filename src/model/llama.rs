@@ -317,7 +317,8 @@ impl LlamaDecoder {
             .reshape((b, t, d))?)
     }
 
-    /// Runs every layer on latents `x` `(B, T, hidden)` and returns the final-norm hidden states.
+    /// Runs every layer on latents `x` `(B, T, hidden)` and returns the final-norm hidden states
+    /// (or, when the pass says where to stop, that layer's output without the final norm).
     pub(crate) fn forward(
         &self,
         x: Tensor,
@@ -341,6 +342,9 @@ impl LlamaDecoder {
                 let bias = attention_bias(layout, &[], 0, dtype, &device)?;
                 for (l, layer) in self.layers.iter().enumerate() {
                     x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, None)?;
+                    if pass.stop_after == Some(l) {
+                        return Ok(x);
+                    }
                 }
             }
             Some(cache) => {

@@ -220,7 +220,21 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, None)
+        self.run(latents, hooks, adapters, readout, None, None)
+    }
+
+    /// Runs the decoder only up to layer `last` (inclusive) and returns the residual stream
+    /// leaving it, `(B, T, hidden)`: later layers, the final norm and the logits are skipped.
+    /// For statistics that hooks gather at or before `last` (a covariance at an early layer) at
+    /// a fraction of a full pass's cost; the hooks see exactly what a full pass would show them.
+    pub fn forward_through(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        last: usize,
+    ) -> Result<Tensor> {
+        self.run(latents, hooks, adapters, &Readout::Hidden, None, Some(last))
     }
 
     /// Like [`Self::forward`], continuing from (and extending) a KV cache: the latents are the
@@ -233,7 +247,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, Some(cache))
+        self.run(latents, hooks, adapters, readout, Some(cache), None)
     }
 
     fn run(
@@ -243,6 +257,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
         cache: Option<&mut KvCache>,
+        stop_after: Option<usize>,
     ) -> Result<Tensor> {
         let dims = self.dims();
         adapters.check(&dims, self.dtype)?;
@@ -263,11 +278,26 @@ impl LlavaModel {
                 ),
             });
         }
+        if let Some(l) = stop_after {
+            if l >= dims.num_layers {
+                return Err(ModelError::Site {
+                    site: format!("layer({l}).output"),
+                    reason: format!("the model has {} layers", dims.num_layers),
+                });
+            }
+            if cache.is_some() {
+                return Err(ModelError::Prompt {
+                    reason: "a forward pass that stops early cannot extend a KV cache".into(),
+                    help: "stop early only in an uncached forward".into(),
+                });
+            }
+        }
         let mut pass = Pass {
             hooks,
             adapters,
             layout,
             block_input: None,
+            stop_after,
         };
         let mut x = latents.embeds.to_dtype(self.dtype)?;
         for site in [Site::EmbedVision, Site::EmbedText] {

@@ -17,6 +17,8 @@ pub(crate) struct Pass<'p, 'h> {
     pub layout: &'p TokenLayout,
     /// The current layer's block input, once known.
     pub block_input: Option<Tensor>,
+    /// Stop after this decoder layer and return its output (`LlavaModel::forward_through`).
+    pub stop_after: Option<usize>,
 }
 
 impl Pass<'_, '_> {

@@ -1,0 +1,132 @@
+//! `mkedsl run FILE`: check, plan and execute a recipe over an MMEdit dataset, then print the
+//! metric table with the pre-edit row.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::eval::{ProbeOptions, SetupRequest};
+use crate::exec::run::DEFAULT_LIMIT;
+use crate::exec::{run as run_recipe, CacheChoice, RunRequest};
+use crate::model::device::DeviceKind;
+
+use super::eval::ModeArg;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The recipe (`.edit` file).
+    pub file: PathBuf,
+    /// Checkpoint folder in Hugging Face layout [default: examples/model].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// MMEdit JSON file (E-VQA / E-IC schema) [default: examples/data/evqa.json].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Root of the `image` and `m_loc` paths [default: the data file's folder].
+    #[arg(long)]
+    pub image_root: Option<PathBuf>,
+    /// Root of the `image_rephrase` paths [default: the image root].
+    #[arg(long)]
+    pub rephrase_root: Option<PathBuf>,
+    /// Edit and score only the first N cases [default: 24, so the default run stays short].
+    #[arg(long, conflicts_with = "all")]
+    pub limit: Option<usize>,
+    /// Edit and score every case of the dataset.
+    #[arg(long)]
+    pub all: bool,
+    /// Editing schedule [default: the recipe's `mode`].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Edits per group in sequential mode [default: the recipe's `sequential_k`, else 10].
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Seed of every random draw [default: the recipe's `seed`].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Device to run on: cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceKind,
+    /// Also write the full report (scores, per-case rows) as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write each case's (or sequential group's) edit — LoRA tensors and weight deltas as
+    /// safetensors, with a JSON saying where they apply — under this folder.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Neither read nor write the cache of prepare results.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// Cache folder [default: $MKEDSL_CACHE, else .mkedsl-cache/ beside the model folder].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// MMEdit file of preserved knowledge for a model other than the embedded one (`loc`/`loc_ans`
+    /// give text samples, `image`/`src`/`pred` give VQA samples); never the edit data.
+    #[arg(long)]
+    pub preserve: Option<PathBuf>,
+    /// MMEdit E-IC file of preserved caption samples (`image`/`src`/`pred`).
+    #[arg(long)]
+    pub preserve_captions: Option<PathBuf>,
+    /// Sequences per forward pass of the evaluation.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Most tokens a greedy generation may produce.
+    #[arg(long, default_value_t = 16)]
+    pub max_new_tokens: usize,
+}
+
+pub fn run(args: RunArgs) -> miette::Result<()> {
+    if args.batch_size == 0 || args.max_new_tokens == 0 || args.limit == Some(0) {
+        return Err(miette::miette!(
+            help = "each must be at least 1",
+            "--batch-size, --max-new-tokens and --limit must be positive"
+        ));
+    }
+    let limit = if args.all {
+        None
+    } else {
+        Some(args.limit.unwrap_or(DEFAULT_LIMIT))
+    };
+    let request = RunRequest {
+        setup: SetupRequest {
+            model: args.model,
+            data: args.data,
+            image_root: args.image_root,
+            rephrase_root: args.rephrase_root,
+            limit,
+            device: args.device,
+        },
+        sequential: args.mode.map(|m| m == ModeArg::Sequential),
+        k: args.k,
+        seed: args.seed,
+        json: args.json,
+        out: args.out,
+        cache: match (args.no_cache, args.cache_dir) {
+            (true, _) => CacheChoice::Off,
+            (false, Some(dir)) => CacheChoice::Dir(dir),
+            (false, None) => CacheChoice::Default,
+        },
+        preserve: args.preserve,
+        preserve_captions: args.preserve_captions,
+        probe: ProbeOptions {
+            batch_size: args.batch_size,
+            max_new_tokens: args.max_new_tokens,
+        },
+        verbose: true,
+        ..RunRequest::new(args.file)
+    };
+    let outcome = run_recipe(&request)?;
+    print!("{}", outcome.report.table());
+    println!();
+    print!("{}", outcome.summary());
+    if !outcome.artefacts.is_empty() {
+        println!(
+            "edits     {} artefact(s) written under {}",
+            outcome.artefacts.len(),
+            request
+                .out
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string())
+        );
+    }
+    Ok(())
+}

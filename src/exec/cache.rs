@@ -1,0 +1,330 @@
+//! The on-disk cache of prepare results: covariances, spaces and LoRA initialisations that do not
+//! depend on the edit case.
+//!
+//! An entry is stored under `sha256(model hash + "\n" + step recipe + "\n" + data identity)`:
+//! the plan's cache recipe spells out the operation, resolved site, data set and seed; the model
+//! hash covers the checkpoint folder ([`model_hash`]); the data identity says where preserved
+//! samples come from (world seed or preserve files) and the prompt template that formats them.
+//! Each entry is `KEY.safetensors` (the tensors) and `KEY.json` (what it is, written last, so a
+//! JSON file always names a complete tensor file); both are written atomically (temp + rename).
+//! A second run with the same inputs reuses an entry and says so on stderr.
+//!
+//! The default folder is `$MKEDSL_CACHE`, else `.mkedsl-cache/` beside the model folder
+//! (`examples/.mkedsl-cache/` for the embedded model; git-ignored). `--no-cache` neither reads nor
+//! writes; `--cache-dir DIR` chooses the folder. A cache that cannot be written is reported and
+//! the run goes on without it.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::files::write_atomic;
+use crate::exec::error::{ExecError, Result};
+use crate::exec::preserve::hex;
+use crate::model::checkpoint::weight_files;
+
+/// The environment variable naming the cache folder.
+pub const CACHE_ENV: &str = "MKEDSL_CACHE";
+/// The folder name used beside the model when the variable is not set.
+pub const CACHE_DIR: &str = ".mkedsl-cache";
+
+/// Weight files up to this size are hashed completely; larger ones by header and samples.
+const FULL_HASH_LIMIT: u64 = 512 << 20;
+/// Bytes read at each of the sampled offsets of a large weight file.
+const SAMPLE_BYTES: usize = 1 << 20;
+/// Sampled offsets of a large weight file.
+const SAMPLES: u64 = 64;
+
+/// The folder a run caches in when none is given.
+pub fn default_dir(model_dir: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let parent = model_dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parent.join(CACHE_DIR)
+}
+
+/// A SHA-256 of what makes a checkpoint folder compute what it computes: `config.json`,
+/// `tokenizer.json`, `preprocessor_config.json`, `prompt_template.txt` (when present) and every
+/// weight file. Weight files up to 512 MiB are hashed whole. For larger files (a 7B shard) we
+/// hash the file size, the safetensors header (every tensor's name, dtype, shape and offsets)
+/// and 64 evenly spaced 1 MiB samples of the data: a retrained or differently converted
+/// checkpoint changes these, and hashing 14 GB on every run would cost more than the cache saves.
+pub fn model_hash(model_dir: &Path) -> Result<String> {
+    let mut h = Sha256::new();
+    let read = |path: &Path| -> Result<Vec<u8>> {
+        std::fs::read(path).map_err(|e| ExecError::Write {
+            path: path.to_path_buf(),
+            reason: format!("cannot read it to hash the model: {e}"),
+        })
+    };
+    for name in [
+        "config.json",
+        "tokenizer.json",
+        "preprocessor_config.json",
+        "prompt_template.txt",
+    ] {
+        let path = model_dir.join(name);
+        if path.is_file() {
+            h.update(name.as_bytes());
+            h.update(read(&path)?);
+        }
+    }
+    for file in weight_files(model_dir)? {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned());
+        h.update(name.unwrap_or_default().as_bytes());
+        hash_weight_file(&file, &mut h).map_err(|e| ExecError::Write {
+            path: file.clone(),
+            reason: format!("cannot read it to hash the model: {e}"),
+        })?;
+    }
+    Ok(hex(&h.finalize()))
+}
+
+fn hash_weight_file(path: &Path, h: &mut Sha256) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    h.update(len.to_le_bytes());
+    if len <= FULL_HASH_LIMIT {
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.read_to_end(&mut bytes)?;
+        h.update(&bytes);
+        return Ok(());
+    }
+    // The safetensors header: an 8-byte little-endian length, then that much JSON.
+    let mut n = [0u8; 8];
+    file.read_exact(&mut n)?;
+    let header_len = u64::from_le_bytes(n).min(len.saturating_sub(8));
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)?;
+    h.update(&header);
+    let mut chunk = vec![0u8; SAMPLE_BYTES];
+    for i in 0..SAMPLES {
+        let offset = (len - SAMPLE_BYTES as u64) / (SAMPLES - 1) * i;
+        file.seek(SeekFrom::Start(offset))?;
+        file.read_exact(&mut chunk)?;
+        h.update(&chunk);
+    }
+    Ok(())
+}
+
+/// What an entry's JSON says about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryInfo {
+    /// `covariance`, `space` or `lora_init`.
+    pub kind: String,
+    /// The step's cache recipe.
+    pub recipe: String,
+    pub model_hash: String,
+    pub data: String,
+    pub mkedsl: String,
+}
+
+/// An open cache (or a disabled one).
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: Option<PathBuf>,
+    model_hash: String,
+    data: String,
+}
+
+impl Cache {
+    /// A cache in `dir`; `dir = None` disables it. `model_hash` and `data` are folded into every key.
+    pub fn new(dir: Option<PathBuf>, model_hash: String, data: String) -> Cache {
+        Cache {
+            dir,
+            model_hash,
+            data,
+        }
+    }
+
+    /// A cache that never hits and never writes.
+    pub fn disabled() -> Cache {
+        Cache::new(None, String::new(), String::new())
+    }
+
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// The full key of a step recipe.
+    pub fn key(&self, recipe: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.model_hash.as_bytes());
+        h.update(b"\n");
+        h.update(recipe.as_bytes());
+        h.update(b"\n");
+        h.update(self.data.as_bytes());
+        hex(&h.finalize())
+    }
+
+    fn paths(&self, key: &str) -> Option<(PathBuf, PathBuf)> {
+        let dir = self.dir.as_ref()?;
+        Some((
+            dir.join(format!("{key}.safetensors")),
+            dir.join(format!("{key}.json")),
+        ))
+    }
+
+    /// The tensors stored for `recipe` as `kind`, if a complete, matching entry exists. An
+    /// unreadable entry is treated as absent (it is recomputed and overwritten).
+    pub fn load(
+        &self,
+        kind: &str,
+        recipe: &str,
+        device: &Device,
+    ) -> Option<HashMap<String, Tensor>> {
+        let (tensors, json) = self.paths(&self.key(recipe))?;
+        let info: EntryInfo = serde_json::from_slice(&std::fs::read(json).ok()?).ok()?;
+        let expected = self.info(kind, recipe);
+        if info.kind != expected.kind
+            || info.recipe != expected.recipe
+            || info.model_hash != expected.model_hash
+            || info.data != expected.data
+        {
+            return None;
+        }
+        candle_core::safetensors::load(tensors, device).ok()
+    }
+
+    fn info(&self, kind: &str, recipe: &str) -> EntryInfo {
+        EntryInfo {
+            kind: kind.to_string(),
+            recipe: recipe.to_string(),
+            model_hash: self.model_hash.clone(),
+            data: self.data.clone(),
+            mkedsl: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+
+    /// Stores tensors for `recipe`; returns the JSON file written (`None` when disabled).
+    pub fn store(
+        &self,
+        kind: &str,
+        recipe: &str,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Option<PathBuf>> {
+        let Some((tensor_path, json_path)) = self.paths(&self.key(recipe)) else {
+            return Ok(None);
+        };
+        let fail = |path: &Path, reason: String| ExecError::Write {
+            path: path.to_path_buf(),
+            reason,
+        };
+        save_tensors_atomic(&tensor_path, tensors)?;
+        let mut json = serde_json::to_string_pretty(&self.info(kind, recipe))
+            .map_err(|e| fail(&json_path, e.to_string()))?;
+        json.push('\n');
+        write_atomic(&json_path, json.as_bytes()).map_err(|e| fail(&json_path, e.to_string()))?;
+        Ok(Some(json_path))
+    }
+}
+
+/// Writes tensors as a safetensors file atomically: a temp file in the same folder, renamed.
+pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let fail = |reason: String| ExecError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let cpu: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
+        .collect::<Result<_>>()?;
+    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    candle_core::safetensors::save(&cpu, tmp.path()).map_err(|e| fail(e.to_string()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    tmp.persist(path).map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// The first 12 hex digits of a key, for messages.
+pub fn short(key: &str) -> &str {
+    key.get(..12).unwrap_or(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+
+    #[test]
+    fn entries_round_trip_and_keys_fold_in_model_and_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()), "m1".into(), "d1".into());
+        let t = Tensor::arange(0f64, 6.0, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3))
+            .unwrap();
+        let mut map = HashMap::new();
+        map.insert("layer.1".to_string(), t.clone());
+        assert!(cache.load("space", "null_space(x)", &Device::Cpu).is_none());
+        cache.store("space", "null_space(x)", &map).unwrap();
+        let back = cache.load("space", "null_space(x)", &Device::Cpu).unwrap();
+        assert_eq!(back["layer.1"].dtype(), DType::F64);
+        assert_eq!(
+            back["layer.1"].to_vec2::<f64>().unwrap(),
+            t.to_vec2::<f64>().unwrap()
+        );
+        // The same recipe under another kind, model or data source is a miss.
+        assert!(cache
+            .load("covariance", "null_space(x)", &Device::Cpu)
+            .is_none());
+        let other_model = Cache::new(Some(dir.path().to_path_buf()), "m2".into(), "d1".into());
+        assert!(other_model
+            .load("space", "null_space(x)", &Device::Cpu)
+            .is_none());
+        let other_data = Cache::new(Some(dir.path().to_path_buf()), "m1".into(), "d2".into());
+        assert!(other_data
+            .load("space", "null_space(x)", &Device::Cpu)
+            .is_none());
+        assert_ne!(cache.key("a"), other_model.key("a"));
+        // A disabled cache never hits and never writes.
+        let off = Cache::disabled();
+        assert_eq!(off.store("space", "null_space(x)", &map).unwrap(), None);
+        assert!(off.load("space", "null_space(x)", &Device::Cpu).is_none());
+    }
+
+    #[test]
+    fn the_model_hash_changes_with_the_weights() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-llava");
+        let a = model_hash(&src).unwrap();
+        assert_eq!(a, model_hash(&src).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        for entry in std::fs::read_dir(&src).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+        assert_eq!(a, model_hash(dir.path()).unwrap());
+        let weights = dir.path().join("model.safetensors");
+        let mut bytes = std::fs::read(&weights).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&weights, bytes).unwrap();
+        assert_ne!(a, model_hash(dir.path()).unwrap());
+        assert_eq!(
+            default_dir(Path::new("examples/model")),
+            if std::env::var_os(CACHE_ENV).is_some_and(|d| !d.is_empty()) {
+                PathBuf::from(std::env::var_os(CACHE_ENV).unwrap())
+            } else {
+                PathBuf::from("examples/.mkedsl-cache")
+            }
+        );
+    }
+}

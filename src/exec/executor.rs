@@ -1,0 +1,384 @@
+//! The executor's state and its step dispatcher: one function runs any step of the plan, in any
+//! stage, against the evaluator's [`EditState`].
+//!
+//! Stage-specific work lives beside it: the prepare stage's cache and grouped statistics in
+//! [`super::prepare`], the optimisation loop in [`super::train`]. Every failure is wrapped with
+//! the step that failed (op, recipe line) and, during an edit, the case.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+
+use crate::data::PromptTemplate;
+use crate::eval::EditState;
+use crate::exec::cache::Cache;
+use crate::exec::error::{ExecError, Result};
+use crate::exec::input::EditInput;
+use crate::exec::preserve::{PreserveSource, Sample};
+use crate::exec::rng;
+use crate::exec::sites::stream_taps;
+use crate::exec::spaces::{self, FilterStats, Request};
+use crate::exec::taps::Reading;
+use crate::exec::unike::Side;
+use crate::exec::values::{PerLayer, Value, Values};
+use crate::exec::variants::{self, Search};
+use crate::plan::{Plan, Stage, Step, StepId};
+use crate::sema::{DataSpec, Op, ParamOwner};
+
+/// Seconds spent per phase of the method (the evaluator times pre-edit and scoring itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Phases {
+    /// The prepare stage (statistics, spaces, adapter initialisation), once.
+    pub prepare_s: f64,
+    /// Per-edit work outside training: variants and knowledge spaces.
+    pub spaces_s: f64,
+    /// Training (`train` steps, their bodies included).
+    pub optimise_s: f64,
+    /// Edits performed.
+    pub edits: usize,
+}
+
+/// What ELoRA's similarity filter did for one knowledge-space step over the whole run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KnowledgeSummary {
+    pub cases: usize,
+    pub stats: FilterStats,
+    pub fallbacks: usize,
+}
+
+/// Original next-token log-probabilities of a preserve set, for `kl_to_original`.
+#[derive(Debug, Clone)]
+pub struct KlReference {
+    /// Per batch: the input latents, the positions read and the original `log p` `(N, vocab)`.
+    pub batches: Vec<(
+        crate::model::Latents,
+        Vec<(usize, usize)>,
+        candle_core::Tensor,
+    )>,
+}
+
+/// Messages for the user: collected for the caller, and printed on stderr when `verbose`.
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub notes: Vec<String>,
+    pub verbose: bool,
+    pub bar: ProgressBar,
+}
+
+impl Log {
+    /// Collects notes without printing them.
+    pub fn quiet() -> Self {
+        Self {
+            notes: Vec::new(),
+            verbose: false,
+            bar: ProgressBar::hidden(),
+        }
+    }
+
+    pub fn note(&mut self, message: String) {
+        if self.verbose {
+            self.bar.suspend(|| eprintln!("{message}"));
+        }
+        self.notes.push(message);
+    }
+}
+
+/// A plan being run.
+pub struct Executor {
+    pub plan: Plan,
+    /// The recipe's seed (or `--seed`).
+    pub seed: u64,
+    pub template: PromptTemplate,
+    pub preserve: PreserveSource,
+    pub cache: Cache,
+    /// Results of the prepare stage, kept for every case.
+    pub prepared: Values,
+    /// Tensors frozen so far: `(adapter, tensor)` or model weights.
+    pub frozen: Vec<ParamOwner>,
+    pub kl: HashMap<DataSpec, Arc<KlReference>>,
+    pub samples: HashMap<DataSpec, Arc<Vec<Sample>>>,
+    pub log: Log,
+    pub knowledge: HashMap<StepId, KnowledgeSummary>,
+    pub phases: Phases,
+    /// Adversarial variant sets drawn in the current edit (each its own random stream).
+    pub adversarial_draws: u64,
+    /// What UniKE's installed closures and regulated values were built from.
+    pub side: Side,
+    /// The side records the prepared state uses: closure keys and value tensor ids.
+    pub prepared_side: (Vec<usize>, Vec<candle_core::TensorId>),
+}
+
+/// Wraps an error with the step it happened in.
+pub fn in_step(step: &Step, case: Option<usize>, e: ExecError) -> ExecError {
+    if matches!(e, ExecError::Step { .. }) {
+        return e;
+    }
+    ExecError::Step {
+        step: step.id.to_string(),
+        op: step.op.name(),
+        at: step.origin.at.clone(),
+        case: case.map_or_else(String::new, |c| format!(" on case {c}")),
+        cause: miette::Report::new(e),
+    }
+}
+
+impl Executor {
+    /// An executor for `plan` (its recipe's seed), drawing preserved samples from `preserve`
+    /// formatted with `template`, caching in `cache`.
+    pub fn new(
+        plan: Plan,
+        template: PromptTemplate,
+        preserve: PreserveSource,
+        cache: Cache,
+        log: Log,
+    ) -> Self {
+        Self {
+            seed: plan.recipe.seed,
+            plan,
+            template,
+            preserve,
+            cache,
+            prepared: Values::default(),
+            frozen: Vec::new(),
+            kl: HashMap::new(),
+            samples: HashMap::new(),
+            log,
+            knowledge: HashMap::new(),
+            phases: Phases::default(),
+            adversarial_draws: 0,
+            side: Side::default(),
+            prepared_side: (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// A step of the plan by id.
+    pub fn step(&self, id: StepId) -> Result<&Step> {
+        self.plan
+            .step(id)
+            .ok_or_else(|| ExecError::internal(format!("the plan has no step {id}")))
+    }
+
+    /// The preserve samples of a data set (drawn once per run).
+    pub fn samples(&mut self, spec: &DataSpec) -> Result<Arc<Vec<Sample>>> {
+        if let Some(s) = self.samples.get(spec) {
+            return Ok(s.clone());
+        }
+        let DataSpec::Preserve { text, vqa, caption } = spec else {
+            return Err(ExecError::internal(format!("{spec} is not a preserve set")));
+        };
+        let counts = crate::exec::preserve::Counts {
+            text: *text,
+            vqa: *vqa,
+            caption: *caption,
+        };
+        let samples = Arc::new(self.preserve.samples(counts, self.seed, &self.template)?);
+        self.samples.insert(spec.clone(), samples.clone());
+        Ok(samples)
+    }
+
+    /// Runs the per-edit steps of the plan on one case; returns every step result of the case
+    /// (prepare results included).
+    pub fn edit(&mut self, state: &mut EditState, edit: &EditInput) -> Result<Values> {
+        let mut values = self.prepared.clone();
+        self.adversarial_draws = 0;
+        self.prune_side(state);
+        let steps: Vec<Step> = self.plan.stage(Stage::PerEdit).cloned().collect();
+        for step in &steps {
+            if values.contains(step.id) {
+                continue; // computed together with an earlier step (grouped knowledge spaces)
+            }
+            let started = Instant::now();
+            let is_train = matches!(step.op, Op::Train { .. });
+            self.run_step(step, &steps, state, Some(edit), &mut values)
+                .map_err(|e| in_step(step, Some(edit.case), e))?;
+            let secs = started.elapsed().as_secs_f64();
+            if is_train {
+                self.phases.optimise_s += secs;
+            } else {
+                self.phases.spaces_s += secs;
+            }
+        }
+        self.phases.edits += 1;
+        Ok(values)
+    }
+
+    /// Runs one step; `stage_steps` are the steps of its stage (to group knowledge spaces).
+    pub fn run_step(
+        &mut self,
+        step: &Step,
+        stage_steps: &[Step],
+        state: &mut EditState,
+        edit: Option<&EditInput>,
+        values: &mut Values,
+    ) -> Result<()> {
+        let need_edit = || {
+            edit.ok_or_else(|| {
+                ExecError::internal(format!("`{}` ran outside an edit", step.op.name()))
+            })
+        };
+        match &step.op {
+            Op::Covariance { stream, over } => {
+                let cov = self.covariances(&[(step.id, stream.clone())], over, state, values)?;
+                for (id, c) in cov {
+                    values.insert(id, Value::Covariance(c));
+                }
+            }
+            Op::NullSpace {
+                covariance, cut, ..
+            } => {
+                let per_layer = values
+                    .covariance(*covariance)?
+                    .iter()
+                    .map(|(l, c)| Ok((*l, spaces::null(c, *cut)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                values.insert(step.id, Value::Space(PerLayer(per_layer)));
+            }
+            Op::TopSpace { covariance, rank } => {
+                let per_layer = values
+                    .covariance(*covariance)?
+                    .iter()
+                    .map(|(l, c)| Ok((*l, spaces::top(c, *rank)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                values.insert(step.id, Value::Space(PerLayer(per_layer)));
+            }
+            Op::KnowledgeSpace { variants, .. } => {
+                let edit = need_edit()?;
+                // Every knowledge space over the same variants, not yet computed, shares the
+                // forward passes (stop at the first step that changes the state).
+                let mut group = Vec::new();
+                for s in stage_steps.iter().skip_while(|s| s.id != step.id) {
+                    match &s.op {
+                        Op::KnowledgeSpace { variants: v, .. }
+                            if v == variants && !values.contains(s.id) =>
+                        {
+                            group.push(s.clone())
+                        }
+                        op if op.changes_state() => break,
+                        _ => {}
+                    }
+                }
+                self.knowledge_spaces(&group, state, edit, values)?;
+            }
+            Op::Lora { .. } => self.attach_lora(step, state, values)?,
+            Op::Freeze { params } => {
+                self.frozen.extend(params.iter().map(|p| p.owner.clone()));
+                values.insert(step.id, Value::Done);
+            }
+            Op::Perturb {
+                kinds,
+                count,
+                apply,
+            } => {
+                let edit = need_edit()?;
+                let mut r = rng::stream(
+                    self.seed,
+                    "perturb",
+                    (edit.case as u64) << 20 | u64::from(step.id.0),
+                );
+                let v = variants::perturb(edit, kinds, *count, *apply, &mut r)?;
+                values.insert(step.id, Value::Variants(v));
+            }
+            Op::Adversarial {
+                latents,
+                budget,
+                count,
+                steps,
+                init,
+                norm,
+            } => {
+                let edit = need_edit()?;
+                let draw = self.adversarial_draws;
+                self.adversarial_draws += 1;
+                let mut r = rng::stream(self.seed, "adversarial", (edit.case as u64) << 32 | draw);
+                let search = Search {
+                    budget: *budget,
+                    count: *count,
+                    steps: *steps,
+                    init: *init,
+                    norm: *norm,
+                };
+                let v = variants::adversarial(edit, latents, search, state, &mut r)?;
+                values.insert(step.id, Value::Variants(v));
+            }
+            Op::Train { .. } => {
+                let edit = need_edit()?;
+                self.train(step, state, edit, values)?;
+                values.insert(step.id, Value::Done);
+            }
+            Op::Loss { .. } | Op::Project { .. } => {
+                return Err(ExecError::internal(format!(
+                    "`{}` ran outside its train step",
+                    step.op.name()
+                )))
+            }
+            Op::ExtraNeurons { .. }
+            | Op::LatentIcl { .. }
+            | Op::IncontextMemory { .. }
+            | Op::ContrastiveEncoders { .. }
+            | Op::TruthDirection { .. }
+            | Op::Remember { .. } => self.run_unike(step, state, edit, values)?,
+        }
+        Ok(())
+    }
+
+    /// ELoRA's knowledge spaces of `group` (all over the same variants), sharing the forwards.
+    fn knowledge_spaces(
+        &mut self,
+        group: &[Step],
+        state: &EditState,
+        edit: &EditInput,
+        values: &mut Values,
+    ) -> Result<()> {
+        let mut requests: Vec<(StepId, Option<usize>, Request)> = Vec::new();
+        let mut variants_id = None;
+        for s in group {
+            let Op::KnowledgeSpace {
+                stream,
+                variants,
+                top,
+                keep_above,
+                rank,
+            } = &s.op
+            else {
+                continue;
+            };
+            variants_id = Some(*variants);
+            for (layer, tap) in stream_taps(stream)? {
+                requests.push((
+                    s.id,
+                    layer,
+                    Request {
+                        reading: Reading::resolve(tap, values, state)?,
+                        top: *top,
+                        keep_above: *keep_above,
+                        rank: *rank,
+                    },
+                ));
+            }
+        }
+        let Some(variants_id) = variants_id else {
+            return Ok(());
+        };
+        let variants = values.variants(variants_id)?.clone();
+        let readings: Vec<Reading> = requests.iter().map(|(_, _, r)| r.reading.clone()).collect();
+        let covariances = spaces::row_covariances(state, edit, &variants, &readings)?;
+        let mut by_step: HashMap<StepId, Vec<(Option<usize>, crate::linalg::Subspace)>> =
+            HashMap::new();
+        for ((id, layer, request), covs) in requests.iter().zip(&covariances) {
+            let (space, stats) = spaces::knowledge_space(covs, request)?;
+            let summary = self.knowledge.entry(*id).or_default();
+            summary.cases += 1;
+            summary.stats.variants += stats.variants;
+            summary.stats.kept += stats.kept;
+            summary.stats.similarity_sum += stats.similarity_sum;
+            summary.fallbacks += usize::from(stats.fell_back);
+            by_step.entry(*id).or_default().push((*layer, space));
+        }
+        for (id, spaces) in by_step {
+            values.insert(id, Value::Space(PerLayer(spaces)));
+        }
+        Ok(())
+    }
+}

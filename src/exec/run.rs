@@ -1,0 +1,393 @@
+//! `mkedsl run`'s library entry point: recipe file in, metric table out.
+//!
+//! Everything the recipe and the model's `config.json` can tell is checked before a tensor
+//! exists: the recipe is compiled with the model's dimensions bound, every plan op is checked to
+//! be executable, the preserve data must be available, options that would be ignored are refused.
+//! Then the model and data load, and the evaluator runs the plan as an [`Editor`]
+//! ([`super::PlanEditor`]).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+
+use crate::eval::{
+    default_path, evaluate, progress_bar, EditMode, EditState, EvalOptions, EvalReport,
+    ProbeOptions, Setup, SetupRequest, DEFAULT_DATA, DEFAULT_MODEL,
+};
+use crate::exec::cache::{default_dir, model_hash, Cache};
+use crate::exec::editor::{OutputSink, PlanEditor};
+use crate::exec::error::ExecError;
+use crate::exec::executor::{Executor, KnowledgeSummary, Log, Phases};
+use crate::exec::output::Provenance;
+use crate::exec::preserve::{Counts, PreserveSource};
+use crate::exec::validate::validate;
+use crate::model::{DeviceKind, LlavaConfig};
+use crate::plan::{self, Plan, PlanOptions};
+use crate::sema::{DataSpec, LossKind, Mode, Op};
+
+/// Cases `mkedsl run` edits when neither `--limit` nor `--all` is given: the README's main
+/// command (`mkedsl run recipes/elora.edit`) must finish in under three minutes on a 2-core CPU.
+pub const DEFAULT_LIMIT: usize = 24;
+
+/// Where prepare results are cached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CacheChoice {
+    /// `$MKEDSL_CACHE`, else `.mkedsl-cache/` beside the model folder.
+    #[default]
+    Default,
+    Dir(PathBuf),
+    /// `--no-cache`: neither read nor written.
+    Off,
+}
+
+/// Everything `mkedsl run` can be told.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub recipe: PathBuf,
+    pub setup: SetupRequest,
+    /// `Some(true)` / `Some(false)` override the recipe's mode with sequential / single.
+    pub sequential: Option<bool>,
+    /// Edits per group in sequential mode (default: the recipe's `sequential_k`, else 10).
+    pub k: Option<usize>,
+    /// Overrides the recipe's `seed`.
+    pub seed: Option<u64>,
+    pub json: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub cache: CacheChoice,
+    pub preserve: Option<PathBuf>,
+    pub preserve_captions: Option<PathBuf>,
+    pub probe: ProbeOptions,
+    /// Draw progress and print notes on stderr.
+    pub verbose: bool,
+}
+
+impl RunRequest {
+    /// A request with every default for `recipe`.
+    pub fn new(recipe: PathBuf) -> Self {
+        Self {
+            recipe,
+            setup: SetupRequest::default(),
+            sequential: None,
+            k: None,
+            seed: None,
+            json: None,
+            out: None,
+            cache: CacheChoice::Default,
+            preserve: None,
+            preserve_captions: None,
+            probe: ProbeOptions {
+                batch_size: 16,
+                max_new_tokens: 16,
+            },
+            verbose: false,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub report: EvalReport,
+    pub plan: Plan,
+    /// Messages printed (or, when not verbose, not printed) during the run: cache reuse, …
+    pub notes: Vec<String>,
+    pub phases: Phases,
+    pub knowledge: Vec<(String, KnowledgeSummary)>,
+    pub preserve: String,
+    pub cache_dir: Option<PathBuf>,
+    /// `edit.json` files written by `--out`.
+    pub artefacts: Vec<PathBuf>,
+}
+
+impl RunOutcome {
+    /// The lines printed under the metric table: where the time went, the data the method drew
+    /// on, what the knowledge-space filter did.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let p = &self.phases;
+        let t = &self.report.timing;
+        let per = |s: f64| s / p.edits.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "time      prepare {:.1} s once; per edit {:.2} s spaces, {:.2} s optimisation, {:.2} s evaluation ({} edits, total {:.1} s)",
+            p.prepare_s,
+            per(p.spaces_s),
+            per(p.optimise_s),
+            per(t.score_s) + t.pre_edit_s / p.edits.max(1) as f64,
+            p.edits,
+            t.total_s
+        );
+        if self.plan.metrics.len() < crate::sema::Metric::ALL.len() {
+            let asked: Vec<&str> = self.plan.metrics.iter().map(|m| m.name()).collect();
+            let _ = writeln!(
+                out,
+                "metrics   the recipe evaluates {}; the other columns are computed by the same pass and shown for reference",
+                asked.join(", ")
+            );
+        }
+        let _ = writeln!(out, "preserve  {}", self.preserve);
+        let _ = writeln!(
+            out,
+            "cache     {}",
+            match (
+                &self.cache_dir,
+                self.plan.steps.iter().any(|s| s.cache.is_some())
+            ) {
+                (_, false) => "not used (no cacheable step)".to_string(),
+                (None, true) => "off (--no-cache)".to_string(),
+                (Some(d), true) => d.display().to_string(),
+            }
+        );
+        for (step, k) in &self.knowledge {
+            let n = k.cases.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "knowledge {step}: {:.1} of {} variants kept per case on average (mean similarity {:.3}); clean covariance alone in {} of {} cases",
+                k.stats.kept as f64 / n,
+                k.stats.variants / k.cases.max(1),
+                k.stats.similarity_sum / (k.stats.variants.max(1) as f64),
+                k.fallbacks,
+                k.cases
+            );
+        }
+        out
+    }
+}
+
+/// The preserve data sets a plan draws on.
+fn preserve_sets(plan: &Plan) -> Vec<DataSpec> {
+    let mut out: Vec<DataSpec> = Vec::new();
+    let mut add = |d: &DataSpec| {
+        if matches!(d, DataSpec::Preserve { .. }) && !out.contains(d) {
+            out.push(d.clone());
+        }
+    };
+    for s in &plan.steps {
+        match &s.op {
+            Op::Covariance { over, .. } => add(over),
+            Op::Loss { terms } => {
+                for t in terms {
+                    if let LossKind::KlToOriginal { over } = &t.kind {
+                        add(over);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn counts(d: &DataSpec) -> Counts {
+    match d {
+        DataSpec::Preserve { text, vqa, caption } => Counts {
+            text: *text,
+            vqa: *vqa,
+            caption: *caption,
+        },
+        DataSpec::Hallucinations { .. } => Counts {
+            text: 0,
+            vqa: 0,
+            caption: 0,
+        },
+    }
+}
+
+/// Checks, plans and executes a recipe over a dataset.
+pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
+    let model_dir = match &req.setup.model {
+        Some(p) => p.clone(),
+        None => default_path(DEFAULT_MODEL, "the embedded model")?,
+    };
+    let data = match &req.setup.data {
+        Some(p) => p.clone(),
+        None => default_path(DEFAULT_DATA, "the embedded dataset")?,
+    };
+    let dims = LlavaConfig::from_path(&model_dir)?.dims();
+    let options = PlanOptions {
+        device: match req.setup.device {
+            DeviceKind::Cpu => plan::Device::Cpu,
+            DeviceKind::Cuda => plan::Device::Cuda,
+        },
+    };
+    let mut compiled =
+        crate::compile(&req.recipe, Some(&dims), options).map_err(|f| f.into_report())?;
+    if let Some(seed) = req.seed {
+        compiled.program.recipe.seed = seed;
+        compiled.plan = plan::plan(&compiled.program, &options);
+    }
+    validate(&compiled.plan, &compiled.sources).map_err(|d| d.into_report(&compiled.sources))?;
+    let plan = compiled.plan;
+    let recipe_k = match plan.recipe.mode {
+        Mode::Single => None,
+        Mode::Sequential { k } => Some(k),
+    };
+    let sequential = req.sequential.unwrap_or(recipe_k.is_some());
+    let k = req.k.or(if sequential { recipe_k } else { None });
+    let mode = EditMode::from_flags(sequential, k)?;
+
+    let preserve = PreserveSource::resolve(
+        &model_dir,
+        req.preserve.clone(),
+        req.preserve_captions.clone(),
+    );
+    let sets = preserve_sets(&plan);
+    if sets.is_empty() && matches!(preserve, PreserveSource::Files { .. }) {
+        return Err(ExecError::Option {
+            reason: "--preserve / --preserve-captions were given but the recipe draws no preserved samples".into(),
+            help: "drop them: only `preserve(...)` data (covariances, kl_to_original) reads them".into(),
+        }
+        .into());
+    }
+    for set in &sets {
+        preserve.check(counts(set), &data)?;
+    }
+    let triplets = plan.steps.iter().any(|s| {
+        matches!(
+            &s.op,
+            Op::IncontextMemory {
+                triplets: DataSpec::Hallucinations { .. },
+                ..
+            }
+        )
+    });
+    if triplets && !matches!(preserve, PreserveSource::World { .. }) {
+        return Err(ExecError::Preserve {
+            reason: format!(
+                "the recipe draws hallucination triplets, which come from the embedded world, but `{}` records no world",
+                model_dir.display()
+            ),
+            help: "run UniKE-style recipes on the embedded model (examples/model), whose training.json names its world".into(),
+        }
+        .into());
+    }
+    if req.out.is_some()
+        && plan
+            .steps
+            .iter()
+            .any(|s| matches!(s.op, Op::LatentIcl { .. }))
+    {
+        return Err(ExecError::Option {
+            reason: "--out cannot write this recipe's edit: its latent in-context memory is not part of the edit artefact format".into(),
+            help: "drop --out for recipes with `latent_icl`; LoRA, weight deltas and extra neurons are written".into(),
+        }
+        .into());
+    }
+    if let Some(out) = &req.out {
+        std::fs::create_dir_all(out).map_err(|e| ExecError::Write {
+            path: out.clone(),
+            reason: e.to_string(),
+        })?;
+    }
+
+    let setup = Setup::load(&SetupRequest {
+        model: Some(model_dir.clone()),
+        data: Some(data),
+        ..req.setup.clone()
+    })?;
+    let uses_cache = plan.steps.iter().any(|s| s.cache.is_some());
+    let needs_hash = uses_cache && req.cache != CacheChoice::Off || req.out.is_some();
+    let hash = if needs_hash {
+        model_hash(&model_dir)?
+    } else {
+        String::new()
+    };
+    let cache_dir = match &req.cache {
+        CacheChoice::Off => None,
+        CacheChoice::Dir(d) => Some(d.clone()),
+        CacheChoice::Default => Some(default_dir(&model_dir)),
+    };
+    let data_identity = format!(
+        "preserve: {}; template: {:?}",
+        preserve.identity(),
+        setup.template.template.as_str()
+    );
+    let cache = match &cache_dir {
+        Some(d) if uses_cache => Cache::new(Some(d.clone()), hash.clone(), data_identity),
+        _ => Cache::disabled(),
+    };
+
+    let bar = if req.verbose {
+        progress_bar()
+    } else {
+        ProgressBar::hidden()
+    };
+    let recipe_label = format!("{} ({})", plan.recipe.name, req.recipe.display());
+    let exec = Executor::new(
+        plan.clone(),
+        setup.template.template.clone(),
+        preserve.clone(),
+        cache,
+        Log {
+            notes: Vec::new(),
+            verbose: req.verbose,
+            bar: bar.clone(),
+        },
+    );
+    let out = req.out.as_ref().map(|dir| OutputSink {
+        dir: dir.clone(),
+        provenance: Provenance {
+            recipe: plan.recipe.name.clone(),
+            recipe_file: req.recipe.display().to_string(),
+            model: model_dir.display().to_string(),
+            model_hash: hash.clone(),
+            mode: mode.to_string(),
+            cases: Vec::new(),
+        },
+    });
+    let mut editor = PlanEditor::new(exec, mode, out);
+    let opts = EvalOptions {
+        mode,
+        probe: req.probe,
+        progress: bar,
+    };
+    let info = setup.run_info(&recipe_label, Some(plan.recipe.seed));
+    let mut state = EditState::new(setup.model);
+    let evaluation = evaluate(&mut state, &mut editor, &setup.cases, &opts)?;
+    let artefacts = editor.finish()?;
+    let report = EvalReport::new(info, evaluation);
+    if let Some(path) = &req.json {
+        report.write_json(path)?;
+    }
+    let exec = editor.exec;
+    let mut knowledge: Vec<(String, KnowledgeSummary)> = exec
+        .knowledge
+        .iter()
+        .map(|(id, k)| {
+            let at = plan
+                .step(*id)
+                .map(|s| s.origin.at.clone())
+                .unwrap_or_default();
+            (format!("step {id} ({at})"), *k)
+        })
+        .collect();
+    knowledge.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(RunOutcome {
+        report,
+        plan,
+        notes: exec.log.notes,
+        phases: exec.phases,
+        knowledge,
+        preserve: if sets.is_empty() {
+            "not used".into()
+        } else {
+            preserve.describe()
+        },
+        cache_dir,
+        artefacts,
+    })
+}
+
+/// The recipe files of a folder, sorted (for `mkedsl bench` with no arguments).
+pub fn recipes_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "edit"))
+        .collect();
+    out.sort();
+    out
+}

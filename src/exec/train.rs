@@ -1,0 +1,641 @@
+//! The optimisation loop of a `train` step (REFERENCE.md §4): every step runs the body in order
+//! (variants, the loss), back-propagates the loss, right-multiplies each gradient named by a
+//! `project grad` by its space's projector (times `scale`), lets the optimiser propose an update,
+//! projects the update where a `project update` says so, and applies it.
+//!
+//! Trained tensors become fresh `Var`s for the duration of the step (copies: a tensor the
+//! evaluator's snapshot holds is never written in place) installed in the state — a LoRA's `B`
+//! in the adapters, a weight in the model — so the forward passes see them; every other weight
+//! stays a frozen constant whose matmul stores no gradient. At the end plain copies are written
+//! back. A loss, gradient or update that is not finite stops the edit with a diagnostic.
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Tensor, Var};
+
+use crate::eval::EditState;
+use crate::exec::error::{ExecError, Result};
+use crate::exec::executor::{in_step, Executor};
+use crate::exec::input::EditInput;
+use crate::exec::losses;
+use crate::exec::optim::Optimizer;
+use crate::exec::sites::{layer_name, linear_sites, stream_taps};
+use crate::exec::taps::{deepest, Reading};
+use crate::exec::unike::{NeuronSlot, Regulation, Side};
+use crate::exec::values::{LoraSlot, Value, Values};
+use crate::linalg::Subspace;
+use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
+use crate::plan::{Step, StepId};
+use crate::sema::{
+    AdapterParam, HiddenSpec, LossKind, LossTerm, Op, Param, ParamOwner, Pool, ProjectWhen,
+};
+
+/// Where a trained tensor lives in the state.
+#[derive(Debug, Clone)]
+pub enum Slot {
+    /// A model weight.
+    Weight(LinearSite),
+    LoraA(LoraSlot),
+    LoraB(LoraSlot),
+    /// Extra neurons' keys `(count, d)`.
+    Keys(NeuronSlot),
+    /// Extra neurons' key bias `(count,)`.
+    KeyBias(NeuronSlot),
+    /// Extra neurons' values `(count, d)`; with a regulation, `V` of `V + β·W_ζ ζ`.
+    Values(NeuronSlot, Option<Regulation>),
+    /// UniKE's `W_ζ` `(d, h)`.
+    ZetaMap(NeuronSlot, Regulation),
+}
+
+impl Slot {
+    pub fn read(&self, state: &EditState, side: &Side) -> Result<Tensor> {
+        match self {
+            Slot::Weight(site) => Ok(state.model.linear_weight(*site)?),
+            Slot::LoraA(s) => Ok(lora_at(state, *s)?.a),
+            Slot::LoraB(s) => Ok(lora_at(state, *s)?.b),
+            Slot::Keys(s) => Ok(neurons_at(state, *s)?.keys),
+            Slot::KeyBias(s) => neurons_at(state, *s)?
+                .bias
+                .ok_or_else(|| ExecError::internal("extra neurons without a key bias")),
+            Slot::Values(s, None) => Ok(neurons_at(state, *s)?.values),
+            Slot::Values(s, Some(_)) => Ok(regulated(state, side, *s)?.0),
+            Slot::ZetaMap(s, _) => Ok(regulated(state, side, *s)?.1),
+        }
+    }
+
+    pub fn write(&self, state: &mut EditState, side: &mut Side, t: Tensor) -> Result<()> {
+        match self {
+            Slot::Weight(site) => {
+                state.model.replace_linear_weight(*site, t)?;
+            }
+            Slot::LoraA(s) | Slot::LoraB(s) => {
+                let mut lora = lora_at(state, *s)?;
+                if matches!(self, Slot::LoraA(_)) {
+                    lora.a = t;
+                } else {
+                    lora.b = t;
+                }
+                state.adapters.set_lora(s.site, s.index, lora)?;
+            }
+            Slot::Keys(s) | Slot::KeyBias(s) | Slot::Values(s, None) => {
+                let mut n = neurons_at(state, *s)?;
+                match self {
+                    Slot::Keys(_) => n.keys = t,
+                    Slot::KeyBias(_) => n.bias = Some(t),
+                    _ => n.values = t,
+                }
+                state.adapters.set_neurons(s.layer, s.index, n)?;
+            }
+            Slot::Values(s, Some(reg)) | Slot::ZetaMap(s, reg) => {
+                let (v, w) = regulated(state, side, *s)?;
+                let (v, w) = if matches!(self, Slot::ZetaMap(..)) {
+                    (v, t)
+                } else {
+                    (t, w)
+                };
+                let mut n = neurons_at(state, *s)?;
+                n.values = reg.values(s.layer, &v, &w)?;
+                side.regulated.insert(n.values.id(), (v, w));
+                state.adapters.set_neurons(s.layer, s.index, n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the installed tensor is computed from the trained one (and must be rebuilt after
+    /// every update, not merely updated in place).
+    fn derived(&self) -> bool {
+        matches!(self, Slot::Values(_, Some(_)) | Slot::ZetaMap(..))
+    }
+
+    /// Whether the tensor is stored transposed relative to the recipe's `[rows, columns]`
+    /// (extra neurons' values are `[d, count]` in the language, `(count, d)` in the runtime).
+    fn transposed(&self) -> bool {
+        matches!(self, Slot::Values(..))
+    }
+}
+
+fn lora_at(state: &EditState, s: LoraSlot) -> Result<Lora> {
+    state
+        .adapters
+        .loras(s.site)
+        .get(s.index)
+        .cloned()
+        .ok_or_else(|| ExecError::internal(format!("no LoRA {} at {}", s.index, s.site)))
+}
+
+fn neurons_at(state: &EditState, s: NeuronSlot) -> Result<ExtraNeurons> {
+    state
+        .adapters
+        .neurons_at(s.layer)
+        .get(s.index)
+        .cloned()
+        .ok_or_else(|| {
+            ExecError::internal(format!("no extra neurons {} at layer {}", s.index, s.layer))
+        })
+}
+
+/// `(V, W_ζ)` behind the installed values of a regulated neuron set.
+fn regulated(state: &EditState, side: &Side, s: NeuronSlot) -> Result<(Tensor, Tensor)> {
+    let n = neurons_at(state, s)?;
+    side.regulated.get(&n.values.id()).cloned().ok_or_else(|| {
+        ExecError::internal(format!(
+            "regulated neurons of layer {} lost their W_ζ",
+            s.layer
+        ))
+    })
+}
+
+/// The tensors a parameter names, one per layer.
+pub fn resolve(param: &Param, values: &Values) -> Result<Vec<(usize, Slot)>> {
+    match &param.owner {
+        ParamOwner::Weight { site } => Ok(linear_sites(site)?
+            .into_iter()
+            .map(|s| (s.layer, Slot::Weight(s)))
+            .collect()),
+        ParamOwner::Adapter { adapter, name } => match values.get(*adapter)? {
+            Value::Lora(handle) => handle
+                .slots
+                .iter()
+                .map(|s| match name {
+                    AdapterParam::A => Ok((s.site.layer, Slot::LoraA(*s))),
+                    AdapterParam::B => Ok((s.site.layer, Slot::LoraB(*s))),
+                    other => Err(ExecError::internal(format!(
+                        "a LoRA has no tensor `{}`",
+                        other.name()
+                    ))),
+                })
+                .collect(),
+            Value::Neurons(handle) => handle
+                .slots
+                .iter()
+                .map(|s| {
+                    let slot = match (name, &handle.regulation) {
+                        (AdapterParam::Keys, _) => Slot::Keys(*s),
+                        (AdapterParam::KeyBias, _) => Slot::KeyBias(*s),
+                        (AdapterParam::Values, r) => Slot::Values(*s, r.clone()),
+                        (AdapterParam::ZetaMap, Some(r)) => Slot::ZetaMap(*s, r.clone()),
+                        (other, _) => {
+                            return Err(ExecError::internal(format!(
+                                "these extra neurons have no tensor `{}`",
+                                other.name()
+                            )))
+                        }
+                    };
+                    Ok((s.layer, slot))
+                })
+                .collect(),
+            other => Err(ExecError::internal(format!(
+                "{} is a {}, which has no trainable tensors",
+                adapter,
+                other.kind()
+            ))),
+        },
+    }
+}
+
+/// One trained tensor during a train step.
+struct Trained {
+    /// Index into the train op's `params`.
+    param: usize,
+    layer: usize,
+    slot: Slot,
+    var: Var,
+    name: String,
+}
+
+/// A `project` of the body.
+struct Projection {
+    when: ProjectWhen,
+    owner: ParamOwner,
+    space: StepId,
+    scale: f64,
+}
+
+/// What one forward pass over a set of rows produced for the loss terms.
+struct RowsOut {
+    rows: usize,
+    logits: Option<Tensor>,
+    hidden: Vec<(HiddenSpec, Tensor)>,
+}
+
+fn finite(what: impl FnOnce() -> String, t: &Tensor, k: usize, steps: usize) -> Result<()> {
+    let v = t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    if v.is_finite() {
+        Ok(())
+    } else {
+        Err(ExecError::NonFinite {
+            what: what(),
+            value: v,
+            train_step: k,
+            steps,
+        })
+    }
+}
+
+impl Executor {
+    /// Runs a `train` step on one edit case.
+    pub fn train(
+        &mut self,
+        step: &Step,
+        state: &mut EditState,
+        edit: &EditInput,
+        values: &Values,
+    ) -> Result<()> {
+        let Op::Train {
+            params,
+            steps,
+            optimizer,
+            ..
+        } = &step.op
+        else {
+            return Err(ExecError::internal("train on a step that is not `train`"));
+        };
+        let body: Vec<Step> = self.plan.body(step.id).cloned().collect();
+        for p in params {
+            if self.frozen.contains(&p.owner) {
+                return Err(ExecError::internal(format!(
+                    "{} is frozen but trained",
+                    p.path
+                )));
+            }
+        }
+        let mut trained = Vec::new();
+        for (i, p) in params.iter().enumerate() {
+            for (layer, slot) in resolve(p, values)? {
+                // A copy: the snapshot's tensor is never written in place.
+                let var = Var::from_tensor(&slot.read(state, &self.side)?.detach())?;
+                slot.write(state, &mut self.side, var.as_tensor().clone())?;
+                let name = match &slot {
+                    Slot::Weight(site) => format!("{site}.weight"),
+                    _ => format!("{} at {}", p.path, layer_name(Some(layer))),
+                };
+                trained.push(Trained {
+                    param: i,
+                    layer,
+                    slot,
+                    var,
+                    name,
+                });
+            }
+        }
+        let projections: Vec<Projection> = body
+            .iter()
+            .filter_map(|b| match &b.op {
+                Op::Project {
+                    when,
+                    param,
+                    space,
+                    scale,
+                } => Some(Projection {
+                    when: *when,
+                    owner: param.owner.clone(),
+                    space: *space,
+                    scale: *scale,
+                }),
+                _ => None,
+            })
+            .collect();
+        let body_ids: Vec<StepId> = body.iter().map(|b| b.id).collect();
+        let mut cast: HashMap<(StepId, usize), Subspace> = HashMap::new();
+        let mut opt = Optimizer::new(*optimizer, trained.len());
+        for k in 1..=*steps {
+            let mut vals = values.clone();
+            cast.retain(|(id, _), _| !body_ids.contains(id));
+            let mut loss = None;
+            for b in &body {
+                match &b.op {
+                    Op::Loss { terms } => {
+                        let l = self
+                            .loss(terms, state, edit, &vals)
+                            .map_err(|e| in_step(b, Some(edit.case), e))?;
+                        finite(
+                            || format!("the loss (step {}, {})", b.id, b.origin.at),
+                            &l,
+                            k,
+                            *steps,
+                        )?;
+                        loss = Some(l);
+                    }
+                    Op::Project { .. } => {}
+                    _ => {
+                        self.run_step(b, &body, state, Some(edit), &mut vals)
+                            .map_err(|e| in_step(b, Some(edit.case), e))?;
+                    }
+                }
+            }
+            let loss = loss.ok_or_else(|| ExecError::internal("a train body without a loss"))?;
+            let grads = loss.backward()?;
+            opt.begin_step();
+            for (i, t) in trained.iter().enumerate() {
+                let p = t.var.as_tensor().detach();
+                let mut g = match grads.get(t.var.as_tensor()) {
+                    Some(g) => g.clone(),
+                    None => p.zeros_like()?,
+                };
+                finite(|| format!("the gradient of {}", t.name), &g, k, *steps)?;
+                let owner = params
+                    .get(t.param)
+                    .map(|p| &p.owner)
+                    .ok_or_else(|| ExecError::internal("trained tensor without a parameter"))?;
+                for pr in projections
+                    .iter()
+                    .filter(|pr| pr.when == ProjectWhen::Grad && &pr.owner == owner)
+                {
+                    g = project(&g, pr, t.layer, t.slot.transposed(), &vals, &mut cast)?;
+                }
+                let mut u = opt.update(i, &p, &g)?;
+                for pr in projections
+                    .iter()
+                    .filter(|pr| pr.when == ProjectWhen::Update && &pr.owner == owner)
+                {
+                    u = project(&u, pr, t.layer, t.slot.transposed(), &vals, &mut cast)?;
+                }
+                finite(|| format!("the update of {}", t.name), &u, k, *steps)?;
+                t.var.set(&(p + u)?)?;
+            }
+            // Tensors computed from trained ones (UniKE's V + β·W_ζ ζ) are rebuilt.
+            for t in trained.iter().filter(|t| t.slot.derived()) {
+                t.slot
+                    .write(state, &mut self.side, t.var.as_tensor().clone())?;
+            }
+        }
+        for t in trained {
+            t.slot
+                .write(state, &mut self.side, t.var.as_tensor().detach().copy()?)?;
+        }
+        Ok(())
+    }
+
+    /// `Σ weight · term` of a loss, with the forward passes shared between terms that read the
+    /// same rows (the clean input, or the clean input and one set of variants).
+    fn loss(
+        &self,
+        terms: &[LossTerm],
+        state: &EditState,
+        edit: &EditInput,
+        values: &Values,
+    ) -> Result<Tensor> {
+        let mut needs: Vec<(Option<StepId>, bool, Vec<HiddenSpec>)> = Vec::new();
+        fn slot(
+            needs: &mut Vec<(Option<StepId>, bool, Vec<HiddenSpec>)>,
+            key: Option<StepId>,
+        ) -> usize {
+            match needs.iter().position(|(k, _, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    needs.push((key, false, Vec::new()));
+                    needs.len() - 1
+                }
+            }
+        }
+        for t in terms {
+            match &t.kind {
+                LossKind::Nll { on } => {
+                    let i = slot(&mut needs, *on);
+                    needs[i].1 = true;
+                }
+                LossKind::RankAlign { hidden, over, .. } => {
+                    let i = slot(&mut needs, Some(*over));
+                    needs[i].2.push(hidden.clone());
+                }
+                LossKind::KlToOriginal { .. } => {}
+            }
+        }
+        let mut outs: Vec<(Option<StepId>, RowsOut)> = Vec::new();
+        for (key, logits, hidden) in needs {
+            outs.push((
+                key,
+                self.forward_rows(key, logits, &hidden, state, edit, values)?,
+            ));
+        }
+        let out_of = |key: Option<StepId>| {
+            outs.iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, o)| o)
+                .ok_or_else(|| ExecError::internal("a loss term's forward pass is missing"))
+        };
+        let mut total: Option<Tensor> = None;
+        for t in terms {
+            let value = match &t.kind {
+                LossKind::Nll { on } => {
+                    let o = out_of(*on)?;
+                    let logits = o
+                        .logits
+                        .as_ref()
+                        .ok_or_else(|| ExecError::internal("nll without logits"))?;
+                    losses::target_nll(logits, &edit.target, o.rows)?
+                }
+                LossKind::RankAlign {
+                    hidden,
+                    over,
+                    tau,
+                    anchor,
+                } => {
+                    let o = out_of(Some(*over))?;
+                    let h = o
+                        .hidden
+                        .iter()
+                        .find(|(spec, _)| spec == hidden)
+                        .map(|(_, h)| h)
+                        .ok_or_else(|| {
+                            ExecError::internal("rank_align without its hidden states")
+                        })?;
+                    losses::rank_align(h, *tau, *anchor == crate::sema::Anchor::Detached)?
+                }
+                LossKind::KlToOriginal { over } => self.kl_term(over, state)?,
+            };
+            let weighted = (value * t.weight)?;
+            total = Some(match total {
+                Some(acc) => (acc + weighted)?,
+                None => weighted,
+            });
+        }
+        total.ok_or_else(|| ExecError::internal("a loss without terms"))
+    }
+
+    /// One forward pass over the clean input (and the variants `key`, stacked after it).
+    fn forward_rows(
+        &self,
+        key: Option<StepId>,
+        logits: bool,
+        hidden: &[HiddenSpec],
+        state: &EditState,
+        edit: &EditInput,
+        values: &Values,
+    ) -> Result<RowsOut> {
+        let (embeds, rows) = match key {
+            None => (edit.latents.embeds.clone(), 1),
+            Some(id) => {
+                let v = values.variants(id)?;
+                (
+                    Tensor::cat(&[&edit.latents.embeds, &v.latents], 0)?,
+                    1 + v.count,
+                )
+            }
+        };
+        let mut readings = Vec::new();
+        let mut hooks = Hooks::new();
+        for spec in hidden {
+            let (_, tap) = stream_taps(&spec.stream)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ExecError::internal("a hidden stream without a layer"))?;
+            let reading = Reading::resolve(tap, values, state)?;
+            if !hooks.sites().any(|s| *s == reading.site()) {
+                hooks.capture(reading.site());
+            }
+            readings.push(reading);
+        }
+        let latents = Latents {
+            embeds,
+            layout: edit.layout(rows),
+        };
+        let out = if logits {
+            let readout = Readout::Positions(edit.target_readout(rows));
+            state
+                .model
+                .forward(&latents, &mut hooks, &state.adapters, &readout)?
+        } else {
+            state.model.model.forward_through(
+                &latents,
+                &mut hooks,
+                &state.adapters,
+                deepest(&readings),
+            )?
+        };
+        let mut features = Vec::new();
+        for (spec, reading) in hidden.iter().zip(&readings) {
+            let value = hooks
+                .captured(&reading.site())
+                .first()
+                .map(|t| (*t).clone())
+                .ok_or_else(|| {
+                    ExecError::internal(format!("nothing captured at {}", reading.site()))
+                })?;
+            let pooled = match spec.at {
+                Pool::Last => value.narrow(1, edit.len() - 1, 1)?.squeeze(1)?,
+                Pool::LastPrompt => value.narrow(1, edit.last_prompt(), 1)?.squeeze(1)?,
+                Pool::Mean => value.mean(1)?,
+            };
+            features.push((spec.clone(), reading.apply(&pooled)?));
+        }
+        Ok(RowsOut {
+            rows,
+            logits: logits.then_some(out),
+            hidden: features,
+        })
+    }
+
+    /// `KL(p_original ‖ p_current)` over a preserve set, averaged over every position.
+    fn kl_term(&self, over: &crate::sema::DataSpec, state: &EditState) -> Result<Tensor> {
+        let reference = self
+            .kl
+            .get(over)
+            .ok_or_else(|| ExecError::internal(format!("no original distributions for {over}")))?;
+        let mut total: Option<Tensor> = None;
+        let mut rows = 0usize;
+        for (latents, positions, log_p) in &reference.batches {
+            let logits = state.model.forward(
+                latents,
+                &mut Hooks::new(),
+                &state.adapters,
+                &Readout::Positions(positions.clone()),
+            )?;
+            let kl = (losses::kl_to_original(log_p, &logits)? * positions.len() as f64)?;
+            rows += positions.len();
+            total = Some(match total {
+                Some(t) => (t + kl)?,
+                None => kl,
+            });
+        }
+        let total = total
+            .ok_or_else(|| ExecError::internal(format!("the preserve set {over} is empty")))?;
+        Ok((total / rows.max(1) as f64)?)
+    }
+}
+
+/// `scale · m P` with `P` the projector of the space's subspace at `layer` (for a tensor stored
+/// transposed, `(scale · mᵀ P)ᵀ`).
+fn project(
+    m: &Tensor,
+    pr: &Projection,
+    layer: usize,
+    transposed: bool,
+    values: &Values,
+    cast: &mut HashMap<(StepId, usize), Subspace>,
+) -> Result<Tensor> {
+    let sub = match cast.get(&(pr.space, layer)) {
+        Some(s) => s.clone(),
+        None => {
+            let s = values
+                .space(pr.space)?
+                .get(Some(layer))
+                .ok_or_else(|| {
+                    ExecError::internal(format!(
+                        "space {} has no {}",
+                        pr.space,
+                        layer_name(Some(layer))
+                    ))
+                })?
+                .cast(m.dtype(), m.device())?;
+            cast.insert((pr.space, layer), s.clone());
+            s
+        }
+    };
+    if transposed {
+        return Ok((sub.project_rows(&m.t()?)? * pr.scale)?.t()?.contiguous()?);
+    }
+    Ok((sub.project_rows(m)? * pr.scale)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sema::NodeId;
+    use candle_core::Device;
+
+    #[test]
+    fn projection_right_multiplies_by_the_projector_times_scale() {
+        // Space spanned by (1, 1, 0)/√2 and (0, 0, 1) in R³; P by hand.
+        let s = 0.5f64.sqrt();
+        let basis = Tensor::new(&[[s, 0.0], [s, 0.0], [0.0, 1.0]], &Device::Cpu).unwrap();
+        let sub = Subspace::from_orthonormal_columns(basis).unwrap();
+        let p = [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]];
+        let g = [[1.0, 2.0, 3.0], [-1.0, 0.0, 4.0]];
+        let mut values = Values::default();
+        values.insert(
+            NodeId(7),
+            crate::exec::values::Value::Space(crate::exec::values::PerLayer(vec![(Some(2), sub)])),
+        );
+        let pr = Projection {
+            when: ProjectWhen::Grad,
+            owner: ParamOwner::Adapter {
+                adapter: NodeId(1),
+                name: AdapterParam::B,
+            },
+            space: NodeId(7),
+            scale: 2.0 / 3.0,
+        };
+        let gt = Tensor::new(&g, &Device::Cpu).unwrap();
+        let out = project(&gt, &pr, 2, false, &values, &mut HashMap::new())
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        for i in 0..2 {
+            for j in 0..3 {
+                let want: f64 = (0..3).map(|k| g[i][k] * p[k][j]).sum::<f64>() * 2.0 / 3.0;
+                assert!((out[i][j] - want).abs() < 1e-12, "{out:?}");
+            }
+        }
+        assert!(project(&gt, &pr, 3, false, &values, &mut HashMap::new()).is_err());
+        // A tensor stored transposed is projected on its columns.
+        let back = project(&gt.t().unwrap(), &pr, 2, true, &values, &mut HashMap::new())
+            .unwrap()
+            .t()
+            .unwrap()
+            .to_vec2::<f64>()
+            .unwrap();
+        assert_eq!(back, out);
+    }
+}

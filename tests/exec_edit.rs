@@ -1,0 +1,363 @@
+//! The executor's numerics inside one edit, through its library API on the tiny fixture: ELoRA's
+//! Eq. 8 leaves the model's function unchanged and training moves only `B`, inside the knowledge
+//! space; LPEdit's updates stay in the null space and scale by 1/(1+λ); single editing restores
+//! the model between cases; `--out` artefacts reproduce the edited model.
+
+mod exec_common;
+
+use std::path::Path;
+
+use candle_core::{DType, Tensor};
+use exec_common::*;
+use mkedsl::eval::{EditState, PreparedCase, Setup, SetupRequest};
+use mkedsl::exec::cache::Cache;
+use mkedsl::exec::executor::Log;
+use mkedsl::exec::input::EditInput;
+use mkedsl::exec::output;
+use mkedsl::exec::preserve::PreserveSource;
+use mkedsl::exec::values::Values;
+use mkedsl::exec::{run, Executor};
+use mkedsl::model::{Hooks, LinearSite, Llava, LlavaConfig, Proj, Readout, VisionLanguageModel};
+use mkedsl::plan::PlanOptions;
+use mkedsl::sema::NodeId;
+
+struct Bench {
+    _dir: tempfile::TempDir,
+    setup: Setup,
+    exec: Executor,
+}
+
+fn bench(text: &str, cases: usize) -> Bench {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = embedded_model(dir.path());
+    let data = dataset(dir.path(), cases);
+    let path = recipe(dir.path(), "r.edit", text);
+    let dims = LlavaConfig::from_path(&model).expect("config").dims();
+    let compiled = mkedsl::compile(&path, Some(&dims), PlanOptions::default())
+        .unwrap_or_else(|f| panic!("{}", f.render_plain()));
+    let setup = Setup::load(&SetupRequest {
+        model: Some(model.clone()),
+        data: Some(data),
+        ..SetupRequest::default()
+    })
+    .expect("setup");
+    let exec = Executor::new(
+        compiled.plan,
+        setup.template.template.clone(),
+        PreserveSource::resolve(&model, None, None),
+        Cache::disabled(),
+        Log::quiet(),
+    );
+    Bench {
+        _dir: dir,
+        setup,
+        exec,
+    }
+}
+
+impl Bench {
+    fn edit(&mut self, state: &mut EditState, case: usize) -> (EditInput, Values) {
+        let prepared = PreparedCase::load(&self.setup.cases[case]).expect("images");
+        let input = EditInput::new(state, &prepared).expect("input");
+        let values = self
+            .exec
+            .edit(state, &input)
+            .unwrap_or_else(|e| panic!("{:?}", miette::Report::new(e)));
+        (input, values)
+    }
+}
+
+fn logits(state: &EditState<Llava>, input: &EditInput) -> Tensor {
+    state
+        .model
+        .forward(
+            &input.latents,
+            &mut Hooks::new(),
+            &state.adapters,
+            &Readout::All,
+        )
+        .expect("forward")
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
+
+/// `m (I − P)`: what of each row of `m` lies outside the subspace.
+fn outside(m: &Tensor, space: &mkedsl::linalg::Subspace) -> f64 {
+    let m = m.to_dtype(DType::F64).unwrap();
+    let inside = space
+        .project_rows(&m.to_dtype(space.basis().dtype()).unwrap())
+        .unwrap();
+    max_diff(&m, &inside.to_dtype(DType::F64).unwrap())
+}
+
+const UP1: LinearSite = LinearSite {
+    layer: 1,
+    proj: Proj::Up,
+};
+const DOWN1: LinearSite = LinearSite {
+    layer: 1,
+    proj: Proj::Down,
+};
+
+#[test]
+fn elora_keeps_the_function_at_init_and_trains_b_inside_the_knowledge_space() {
+    let mut b = bench(ELORA, 2);
+    let original = EditState::new(b.setup.model.clone());
+    let mut state = original.clone();
+    b.exec.prepare(&mut state).expect("prepare");
+    // Eq. 8 with W ← W − BA: the weight moved, the function did not.
+    let w0 = original.model.linear_weight(UP1).unwrap();
+    let w1 = state.model.linear_weight(UP1).unwrap();
+    assert!(
+        max_diff(&w0, &w1) > 1e-4,
+        "W was not moved into the adapter"
+    );
+    let lora = state.adapters.loras(UP1)[0].clone();
+    let ba = (lora.b.matmul(&lora.a).unwrap() * lora.scaling).unwrap();
+    assert!(max_diff(&(w1.clone() + ba).unwrap(), &w0) < 1e-5);
+    let prepared_case = PreparedCase::load(&b.setup.cases[0]).unwrap();
+    let probe = EditInput::new(&state, &prepared_case).unwrap();
+    assert!(max_diff(&logits(&original, &probe), &logits(&state, &probe)) < 1e-4);
+    // A lies in the null space of the preserved inputs.
+    let keep = b
+        .exec
+        .prepared
+        .space(NodeId(1))
+        .unwrap()
+        .get(Some(1))
+        .unwrap()
+        .clone();
+    assert!(outside(&lora.a, &keep) < 1e-4);
+
+    let prepared = state.clone();
+    let (_, values) = b.edit(&mut state, 0);
+    let after = state.adapters.loras(UP1)[0].clone();
+    // A frozen, W untouched, B moved — and only inside the knowledge space (SGD on projected
+    // gradients: ΔB = −lr Σ g P, so ΔB (I − P) = 0).
+    assert_eq!(max_diff(&after.a, &lora.a), 0.0);
+    assert_eq!(max_diff(&state.model.linear_weight(UP1).unwrap(), &w1), 0.0);
+    let delta_b = (after.b.clone() - &lora.b).unwrap();
+    assert!(max_diff(&after.b, &lora.b) > 1e-4, "B did not train");
+    let know = values
+        .space(NodeId(5))
+        .unwrap()
+        .get(Some(1))
+        .unwrap()
+        .clone();
+    assert_eq!(know.rank(), 3);
+    assert!(
+        outside(&delta_b, &know) < 1e-5,
+        "ΔB left the knowledge space"
+    );
+    // The snapshot taken before the edit still holds the prepared B (no in-place writes).
+    let kept = prepared.adapters.loras(UP1)[0].clone();
+    assert_eq!(max_diff(&kept.b, &lora.b), 0.0);
+}
+
+const LPEDIT_SGD: &str = r#"
+recipe "LPEdit sgd" { mode: single, seed: 0 }
+use std.spaces
+let tuned = layer(1).mlp.down_proj
+let keep = preserved_null_space(tuned.input, over: preserve(text: 16, vqa: 8, caption: 8), below: 0.5)
+per edit {
+  train tuned.weight for 1 steps with sgd(lr: 0.1) {
+    loss nll(target)
+    project update tuned.weight onto keep scale: SCALE
+  }
+}
+"#;
+
+#[test]
+fn lpedit_updates_stay_in_the_null_space_and_scale_by_one_over_one_plus_lambda() {
+    // Adam, 20 steps (the LPEDIT recipe): every row of ΔW lies in the null space.
+    let mut b = bench(LPEDIT, 1);
+    let mut state = EditState::new(b.setup.model.clone());
+    b.exec.prepare(&mut state).unwrap();
+    let before = state.model.linear_weight(DOWN1).unwrap();
+    b.edit(&mut state, 0);
+    let delta = (state.model.linear_weight(DOWN1).unwrap() - &before).unwrap();
+    let keep = b
+        .exec
+        .prepared
+        .space(NodeId(1))
+        .unwrap()
+        .get(Some(1))
+        .unwrap()
+        .clone();
+    assert!(
+        max_diff(&delta, &delta.zeros_like().unwrap()) > 1e-5,
+        "no update"
+    );
+    assert!(outside(&delta, &keep) < 1e-5, "ΔW left the null space");
+
+    // One SGD step: the update with scale 1/(1+λ) is exactly 1/(1+λ) times the one with scale 1.
+    let delta_with = |scale: &str| {
+        let mut b = bench(&LPEDIT_SGD.replace("SCALE", scale), 1);
+        let mut state = EditState::new(b.setup.model.clone());
+        b.exec.prepare(&mut state).unwrap();
+        let before = state.model.linear_weight(DOWN1).unwrap();
+        b.edit(&mut state, 0);
+        (state.model.linear_weight(DOWN1).unwrap() - before).unwrap()
+    };
+    let full = delta_with("1");
+    let scaled = delta_with("1 / (1 + 0.5)");
+    assert!(max_diff(&full, &full.zeros_like().unwrap()) > 1e-6);
+    assert!(max_diff(&(full * (1.0 / 1.5)).unwrap(), &scaled) < 1e-7);
+}
+
+#[test]
+fn single_mode_restores_the_model_between_cases() {
+    // Case 1 scored after case 0 was edited and undone must score as when edited alone. FT-L is
+    // deterministic (no random draw), so the two runs must agree exactly.
+    let dir = tempfile::tempdir().unwrap();
+    let model = embedded_model(dir.path());
+    let data = dataset(dir.path(), 2);
+    let r = recipe(dir.path(), "ft.edit", FT_L);
+    let both = run(&request(
+        dir.path(),
+        r.clone(),
+        model.clone(),
+        data.clone(),
+        2,
+    ))
+    .unwrap();
+    // A dataset holding only the second case.
+    let text = std::fs::read_to_string(&data).unwrap();
+    let records: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let alone = data.with_file_name("second.json");
+    std::fs::write(&alone, serde_json::to_string(&records[1..]).unwrap()).unwrap();
+    let one = run(&request(dir.path(), r, model, alone, 1)).unwrap();
+    let (a, b) = (&both.report.per_case[1], &one.report.per_case[0]);
+    assert_eq!(a.metrics, b.metrics);
+    assert_eq!(a.generated, b.generated);
+    assert_eq!(a.locality_all_positions, b.locality_all_positions);
+}
+
+#[test]
+fn out_artefacts_reproduce_the_edited_model() {
+    let mut b = bench(ELORA, 1);
+    let original = EditState::new(b.setup.model.clone());
+    let mut state = original.clone();
+    b.exec.prepare(&mut state).unwrap();
+    let (input, _) = b.edit(&mut state, 0);
+    let artefact = output::capture(&state, &original).unwrap();
+    assert_eq!(artefact.loras.len(), 1);
+    assert_eq!(artefact.deltas.len(), 1, "W ← W − BA is a weight delta");
+    let dir = tempfile::tempdir().unwrap();
+    let provenance = output::Provenance {
+        recipe: "ELoRA tiny".into(),
+        recipe_file: "r.edit".into(),
+        model: "tiny".into(),
+        model_hash: "h".into(),
+        mode: "single".into(),
+        cases: vec![0],
+    };
+    let json = output::write(&dir.path().join("case-00000"), &artefact, &provenance).unwrap();
+    assert!(json.is_file());
+    let (back, prov) =
+        output::read(&dir.path().join("case-00000"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!(prov, provenance);
+    let mut applied = original.clone();
+    output::apply(&back, &mut applied).unwrap();
+    let edited = logits(&state, &input);
+    assert!(max_diff(&logits(&applied, &input), &edited) < 1e-4);
+    assert!(
+        max_diff(&logits(&original, &input), &edited) > 1e-3,
+        "the edit changed nothing"
+    );
+}
+
+#[test]
+fn run_writes_one_artefact_per_case_or_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = embedded_model(dir.path());
+    let data = dataset(dir.path(), 3);
+    let r = recipe(dir.path(), "lora.edit", LORA);
+    let out_dir = dir.path().join("edits");
+    let mut req = request(dir.path(), r.clone(), model.clone(), data.clone(), 3);
+    req.out = Some(out_dir.clone());
+    let outcome = run(&req).unwrap();
+    assert_eq!(outcome.artefacts.len(), 3);
+    for (i, case) in outcome.report.per_case.iter().enumerate() {
+        let folder = out_dir.join(format!("case-{:05}", case.index));
+        let (artefact, prov) = output::read(&folder, &candle_core::Device::Cpu).unwrap();
+        assert_eq!(prov.cases, vec![case.index], "artefact {i}");
+        assert_eq!(artefact.loras.len(), 2);
+        assert!(artefact.deltas.is_empty(), "plain LoRA leaves W alone");
+    }
+    let mut req = request(dir.path(), r, model, data, 3);
+    let seq_dir = dir.path().join("seq");
+    req.out = Some(seq_dir.clone());
+    req.sequential = Some(true);
+    req.k = Some(2);
+    let outcome = run(&req).unwrap();
+    assert_eq!(outcome.artefacts.len(), 2);
+    let (_, first) = output::read(&seq_dir.join("group-0000"), &candle_core::Device::Cpu).unwrap();
+    let (_, last) = output::read(&seq_dir.join("group-0001"), &candle_core::Device::Cpu).unwrap();
+    assert_eq!((first.cases.len(), last.cases.len()), (2, 1));
+    assert!(Path::new(&seq_dir)
+        .join("group-0001/edit.safetensors")
+        .is_file());
+}
+
+#[test]
+fn unike_memory_grows_per_edit_and_is_restored_with_the_state() {
+    use mkedsl::exec::unike::current_memory;
+    let mut b = bench(UNIKE, 2);
+    let mut state = EditState::new(b.setup.model.clone());
+    b.exec.prepare(&mut state).unwrap();
+    let prepared = state.clone();
+    let icl_id = NodeId(2);
+    let icl = match b.exec.prepared.get(icl_id).unwrap() {
+        mkedsl::exec::values::Value::Icl(h) => h.clone(),
+        other => panic!("{}", other.kind()),
+    };
+    let entries =
+        |b: &Bench, s: &EditState| current_memory(&icl, s, &b.exec.side).unwrap().entries();
+    assert_eq!(entries(&b, &state), 48);
+    b.edit(&mut state, 0);
+    assert_eq!(entries(&b, &state), 49);
+    // Sequential: the next edit builds on this one.
+    let mut seq = state.clone();
+    b.edit(&mut seq, 1);
+    assert_eq!(entries(&b, &seq), 50);
+    // Single: restoring the snapshot restores the memory.
+    let mut single = prepared.clone();
+    assert_eq!(entries(&b, &single), 48);
+    b.edit(&mut single, 1);
+    assert_eq!(entries(&b, &single), 49);
+    // The regulated neurons trained V and W_ζ, and the installed values are V + β·W_ζ ζ.
+    let neurons = b.exec.prepared.neurons(NodeId(4)).unwrap().clone();
+    let reg = neurons.regulation.clone().expect("regulated");
+    for slot in &neurons.slots {
+        let n = &single.adapters.neurons_at(slot.layer)[slot.index];
+        let (v, w) = b
+            .exec
+            .side
+            .regulated
+            .get(&n.values.id())
+            .expect("recorded")
+            .clone();
+        assert!(
+            max_diff(&w, &w.zeros_like().unwrap()) > 0.0,
+            "W_ζ did not train"
+        );
+        let rebuilt = reg.values(slot.layer, &v, &w).unwrap();
+        assert!(max_diff(&rebuilt, &n.values) < 1e-6);
+        let p = &prepared.adapters.neurons_at(slot.layer)[slot.index];
+        assert_eq!(
+            max_diff(&p.values, &p.values.zeros_like().unwrap()),
+            0.0,
+            "V starts at 0"
+        );
+    }
+}
