@@ -206,23 +206,23 @@ fn check_expr(
                     });
                 }
             }
-            ExprKind::Call { callee, .. } => {
-                if !fns.contains_key(&callee.name) && builtins::find(&callee.name).is_none() {
-                    let mut candidates: Vec<&str> = fns.keys().map(String::as_str).collect();
-                    for n in builtins::names() {
-                        candidates.push(n);
-                    }
-                    let diag = Diag::error(
-                        "mkedsl::name::unknown_fn",
-                        format!("unknown function `{}`", callee.name),
-                        callee.span,
-                    )
-                    .label("no builtin or function has this name");
-                    diags.push(match did_you_mean(&callee.name, candidates) {
-                        Some(best) => diag.help(format!("did you mean `{best}`?")),
-                        None => diag.help("see grammar/REFERENCE.md for the builtins"),
-                    });
+            ExprKind::Call { callee, .. }
+                if !fns.contains_key(&callee.name) && builtins::find(&callee.name).is_none() =>
+            {
+                let mut candidates: Vec<&str> = fns.keys().map(String::as_str).collect();
+                for n in builtins::names() {
+                    candidates.push(n);
                 }
+                let diag = Diag::error(
+                    "mkedsl::name::unknown_fn",
+                    format!("unknown function `{}`", callee.name),
+                    callee.span,
+                )
+                .label("no builtin or function has this name");
+                diags.push(match did_you_mean(&callee.name, candidates) {
+                    Some(best) => diag.help(format!("did you mean `{best}`?")),
+                    None => diag.help("see grammar/REFERENCE.md for the builtins"),
+                });
             }
             _ => {}
         }
