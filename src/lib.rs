@@ -5,4 +5,5 @@ pub mod data;
 pub mod eval;
 pub mod linalg;
 pub mod model;
+pub mod train;
 pub mod world;

@@ -2,8 +2,11 @@
 
 use clap::{Parser, Subcommand};
 
-pub mod world;
+pub mod dataset;
 pub mod infer;
+pub mod knowledge;
+pub mod train;
+pub mod world;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
 #[derive(Debug, Parser)]
@@ -19,6 +22,12 @@ pub enum Command {
     World(world::WorldArgs),
     /// Run a model checkpoint on one prompt (and image) and print the greedy answer.
     Infer(infer::InferArgs),
+    /// Train the embedded tiny LLaVA on the procedural world.
+    Train(train::TrainArgs),
+    /// Measure a model's held-out accuracy on every question family of the world.
+    Knowledge(knowledge::KnowledgeArgs),
+    /// Write the world's E-VQA / E-IC datasets with a model's answers as `pred`.
+    Dataset(dataset::DatasetArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -27,5 +36,8 @@ pub fn main() -> miette::Result<()> {
     match cli.command {
         Command::World(args) => world::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Knowledge(args) => knowledge::run(args),
+        Command::Dataset(args) => dataset::run(args),
     }
 }
