@@ -60,6 +60,24 @@ pub struct TrainArgs {
     /// Model shape: `embedded` (the shipped model) or `tiny` (for smoke tests).
     #[arg(long, default_value = "embedded", value_parser = ["embedded", "tiny"])]
     pub spec: String,
+    /// Override the decoder width.
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Override the number of decoder layers.
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Override the decoder MLP width.
+    #[arg(long)]
+    pub intermediate: Option<usize>,
+    /// Override the vision tower width.
+    #[arg(long)]
+    pub vision_hidden: Option<usize>,
+    /// Override the number of vision layers (features are taken from the second-to-last).
+    #[arg(long)]
+    pub vision_layers: Option<usize>,
+    /// Override the vision MLP width.
+    #[arg(long)]
+    pub vision_intermediate: Option<usize>,
 }
 
 fn parse_weight(text: &str) -> Result<(Family, u32), String> {
@@ -79,10 +97,19 @@ fn parse_weight(text: &str) -> Result<(Family, u32), String> {
 
 /// Runs `mkedsl train`.
 pub fn run(args: TrainArgs) -> miette::Result<()> {
-    let spec = if args.spec == "tiny" {
+    let base = if args.spec == "tiny" {
         ModelSpec::tiny()
     } else {
         ModelSpec::embedded()
+    };
+    let spec = ModelSpec {
+        hidden: args.hidden.unwrap_or(base.hidden),
+        layers: args.layers.unwrap_or(base.layers),
+        intermediate: args.intermediate.unwrap_or(base.intermediate),
+        vision_hidden: args.vision_hidden.unwrap_or(base.vision_hidden),
+        vision_layers: args.vision_layers.unwrap_or(base.vision_layers),
+        vision_intermediate: args.vision_intermediate.unwrap_or(base.vision_intermediate),
+        ..base
     };
     let mix = args
         .family_weights

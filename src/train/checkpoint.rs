@@ -34,6 +34,9 @@ pub struct LossPoint {
     pub loss: f64,
     pub lr: f64,
     pub grad_norm: f64,
+    /// Mean loss per answer token of each family in the window.
+    #[serde(default)]
+    pub per_family: Vec<(String, f64)>,
 }
 
 /// A held-out accuracy measurement during training.

@@ -29,6 +29,6 @@ pub use error::TrainError;
 pub use knowledge::{measure_knowledge, FamilyScore, KnowledgeReport, Miss};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::LrSchedule;
-pub use sequence::{answer_loss, Sequence};
+pub use sequence::{answer_loss, AnswerLoss, Sequence};
 pub use spec::{parameter_count, ModelSpec};
-pub use trainer::{batch_loss, step_examples, train, TrainOptions, TrainSummary};
+pub use trainer::{batch_loss, step_examples, train, BatchLoss, TrainOptions, TrainSummary};

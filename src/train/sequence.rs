@@ -73,19 +73,58 @@ impl Sequence {
     }
 }
 
-/// Summed cross-entropy of the answer tokens of `sequences` and how many tokens it covers.
-/// The sequences run as one right-padded batch; pass sequences of similar length together
-/// (e.g. image and text-only prompts apart) to waste little on padding.
-pub fn answer_loss(model: &LlavaModel, sequences: &[Sequence]) -> Result<(Tensor, usize)> {
+/// Negative log-likelihood of every answer token of a batch of sequences.
+#[derive(Debug, Clone)]
+pub struct AnswerLoss {
+    /// `(N,)`, one entry per answer token (and `</s>`), sequence by sequence.
+    pub nll: Tensor,
+    /// The sequence each entry of `nll` belongs to.
+    pub rows: Vec<usize>,
+}
+
+impl AnswerLoss {
+    /// Number of answer tokens scored.
+    pub fn tokens(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The summed loss, to back-propagate.
+    pub fn sum(&self) -> Result<Tensor> {
+        Ok(self.nll.sum_all()?)
+    }
+
+    /// `(summed loss, tokens)` per sequence, detached (for logging).
+    pub fn per_sequence(&self, sequences: usize) -> Result<Vec<(f64, usize)>> {
+        let values = self
+            .nll
+            .to_dtype(candle_core::DType::F64)?
+            .to_vec1::<f64>()?;
+        let mut out = vec![(0.0, 0); sequences];
+        for (&row, v) in self.rows.iter().zip(values) {
+            if let Some(entry) = out.get_mut(row) {
+                entry.0 += v;
+                entry.1 += 1;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The loss of the answer tokens of `sequences`, run as one right-padded batch; pass sequences
+/// of similar length together (e.g. image and text-only prompts apart) to waste little on
+/// padding.
+pub fn answer_loss(model: &LlavaModel, sequences: &[Sequence]) -> Result<AnswerLoss> {
     let prompts: Vec<Encoded> = sequences.iter().map(|s| s.encoded.clone()).collect();
     let batch = model.batch(&prompts, PadSide::Right)?;
     let latents = model.embed(&batch)?;
     let mut positions = Vec::new();
     let mut labels = Vec::new();
+    let mut rows = Vec::new();
     for (row, seq) in sequences.iter().enumerate() {
         for (col, label) in seq.targets() {
             positions.push((row, col));
             labels.push(label);
+            rows.push(row);
         }
     }
     let n = labels.len();
@@ -95,10 +134,10 @@ pub fn answer_loss(model: &LlavaModel, sequences: &[Sequence]) -> Result<(Tensor
         &Adapters::new(),
         &Readout::Positions(positions),
     )?;
-    let labels = Tensor::from_vec(labels, n, logits.device())?;
+    let labels = Tensor::from_vec(labels, (n, 1), logits.device())?;
     let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let picked = log_probs.gather(&labels.unsqueeze(1)?, 1)?;
-    Ok((picked.sum_all()?.neg()?, n))
+    let nll = log_probs.gather(&labels, 1)?.squeeze(1)?.neg()?;
+    Ok(AnswerLoss { nll, rows })
 }
 
 #[cfg(test)]
@@ -124,15 +163,22 @@ mod tests {
         assert_eq!(targets.first().map(|t| t.0), Some(seq.prompt_len - 1));
 
         let text_seq = Sequence::from_example(&llava, &template, text).unwrap();
-        let (loss, n) = answer_loss(&llava.model, &[seq.clone(), text_seq.clone()]).unwrap();
+        let both = answer_loss(&llava.model, &[seq.clone(), text_seq.clone()]).unwrap();
+        let (loss, n) = (both.sum().unwrap(), both.tokens());
         assert_eq!(n, 5 + 2);
+        let per = both.per_sequence(2).unwrap();
+        assert_eq!((per[0].1, per[1].1), (5, 2));
+        assert!((per[0].0 + per[1].0 - f64::from(loss.to_scalar::<f32>().unwrap())).abs() < 1e-3);
         // A fresh model is close to uniform over the vocabulary: loss ≈ n · ln(vocab).
         let vocab = llava.config().text_config.vocab_size as f32;
         let per_token = loss.to_scalar::<f32>().unwrap() / n as f32;
         assert!((per_token - vocab.ln()).abs() < 0.5, "{per_token}");
         // Batching does not change a sequence's loss.
-        let (alone, _) = answer_loss(&llava.model, &[text_seq]).unwrap();
-        let (first, _) = answer_loss(&llava.model, &[seq]).unwrap();
+        let alone = answer_loss(&llava.model, &[text_seq])
+            .unwrap()
+            .sum()
+            .unwrap();
+        let first = answer_loss(&llava.model, &[seq]).unwrap().sum().unwrap();
         let sum = alone.to_scalar::<f32>().unwrap() + first.to_scalar::<f32>().unwrap();
         assert!((sum - loss.to_scalar::<f32>().unwrap()).abs() < 1e-3);
     }

@@ -194,20 +194,31 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
     while state.step < options.steps {
         let step = state.step;
         let examples = step_examples(&world, options, step);
-        let loss = batch_loss(&llava, &template, &examples)?;
-        let grads = loss.backward()?;
+        let batch = batch_loss(&llava, &template, &examples)?;
+        let grads = batch.loss.backward()?;
         let lr = options.schedule.at(step);
         let stats = optimizer.step(&grads, lr)?;
-        window.add(loss.to_scalar::<f32>()? as f64, stats.grad_norm);
+        window.add(&batch, stats.grad_norm)?;
         state.step += 1;
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
 
         let done = state.step == options.steps;
         if state.step % options.log_every.max(1) == 0 || done {
             let point = window.take(state.step, lr);
+            let families: Vec<String> = point
+                .per_family
+                .iter()
+                .map(|(f, l)| format!("{f} {l:.3}"))
+                .collect();
             log(&format!(
-                "step {:>6}/{}  loss {:.4}  lr {:.2e}  |g| {:.3}  {:.0} s",
-                point.step, options.steps, point.loss, point.lr, point.grad_norm, state.seconds
+                "step {:>6}/{}  loss {:.4}  lr {:.2e}  |g| {:.3}  {:.0} s  [{}]",
+                point.step,
+                options.steps,
+                point.loss,
+                point.lr,
+                point.grad_norm,
+                state.seconds,
+                families.join(", ")
             ));
             state.history.push(point);
         }
@@ -245,16 +256,25 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
     Ok(summary)
 }
 
+/// A batch's mean answer-token loss, and the (detached) summed loss and token count of each
+/// family in it, for the log.
+pub struct BatchLoss {
+    pub loss: Tensor,
+    pub per_family: Vec<(Family, f64, usize)>,
+}
+
 /// Mean answer-token loss of a batch; image and text-only examples run as separate passes.
 pub fn batch_loss(
     llava: &Llava,
     template: &PromptTemplate,
     examples: &[Example],
-) -> Result<Tensor> {
+) -> Result<BatchLoss> {
     let (with_image, text_only): (Vec<&Example>, Vec<&Example>) =
         examples.iter().partition(|e| e.image.is_some());
     let mut total: Option<Tensor> = None;
     let mut tokens = 0;
+    let mut per_family: Vec<(Family, f64, usize)> =
+        Family::ALL.iter().map(|&f| (f, 0.0, 0)).collect();
     for group in [with_image, text_only] {
         if group.is_empty() {
             continue;
@@ -263,8 +283,15 @@ pub fn batch_loss(
             .iter()
             .map(|e| Sequence::from_example(llava, template, e))
             .collect::<Result<Vec<_>>>()?;
-        let (sum, n) = answer_loss(&llava.model, &sequences)?;
-        tokens += n;
+        let loss = answer_loss(&llava.model, &sequences)?;
+        for (e, (sum, n)) in group.iter().zip(loss.per_sequence(group.len())?) {
+            if let Some(entry) = per_family.iter_mut().find(|(f, _, _)| *f == e.family) {
+                entry.1 += sum;
+                entry.2 += n;
+            }
+        }
+        tokens += loss.tokens();
+        let sum = loss.sum()?;
         total = Some(match total {
             Some(t) => (t + sum)?,
             None => sum,
@@ -274,7 +301,10 @@ pub fn batch_loss(
         reason: "a training batch came out empty".into(),
         help: "give at least one family a positive weight".into(),
     })?;
-    Ok((total / tokens.max(1) as f64)?)
+    Ok(BatchLoss {
+        loss: (total / tokens.max(1) as f64)?,
+        per_family,
+    })
 }
 
 fn check_resumable(saved: &TrainState, now: &TrainState, out: &Path) -> Result<()> {
@@ -319,13 +349,24 @@ struct Window {
     loss: f64,
     grad_norm: f64,
     n: usize,
+    per_family: Vec<(Family, f64, usize)>,
 }
 
 impl Window {
-    fn add(&mut self, loss: f64, grad_norm: f64) {
-        self.loss += loss;
+    fn add(&mut self, batch: &BatchLoss, grad_norm: f64) -> Result<()> {
+        self.loss += f64::from(batch.loss.to_scalar::<f32>()?);
         self.grad_norm += grad_norm;
         self.n += 1;
+        for &(family, sum, n) in &batch.per_family {
+            match self.per_family.iter_mut().find(|(f, _, _)| *f == family) {
+                Some(entry) => {
+                    entry.1 += sum;
+                    entry.2 += n;
+                }
+                None => self.per_family.push((family, sum, n)),
+            }
+        }
+        Ok(())
     }
 
     fn take(&mut self, step: usize, lr: f64) -> LossPoint {
@@ -335,6 +376,12 @@ impl Window {
             loss: self.loss / n,
             lr,
             grad_norm: self.grad_norm / n,
+            per_family: self
+                .per_family
+                .iter()
+                .filter(|(_, _, n)| *n > 0)
+                .map(|(f, sum, n)| (f.name().to_string(), sum / *n as f64))
+                .collect(),
         };
         *self = Window::default();
         point
