@@ -103,9 +103,9 @@ fn a_resumed_run_continues_exactly() {
     };
     let run = |llava: &Llava, opt: &mut AdamW, steps: std::ops::Range<usize>| {
         for step in steps {
-            let loss =
+            let batch =
                 batch_loss(llava, &template, &step_examples(&world, &options, step)).unwrap();
-            opt.step(&loss.backward().unwrap(), 1e-2).unwrap();
+            opt.step(&batch.loss.backward().unwrap(), 1e-2).unwrap();
         }
     };
     let weights = |llava: &Llava| -> Vec<f32> {
