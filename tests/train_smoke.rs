@@ -7,7 +7,8 @@ use mkedsl::data::prompt::PromptTemplate;
 use mkedsl::model::{Adapters, Hooks, Llava, LoadOptions, PadSide, Readout, VisionLanguageModel};
 use mkedsl::train::checkpoint::{load_checkpoint, save_checkpoint, TrainState};
 use mkedsl::train::{
-    batch_loss, step_examples, train, AdamW, AdamWConfig, LrSchedule, ModelSpec, TrainOptions,
+    batch_loss, step_conversations, step_examples, train, AdamW, AdamWConfig, LrSchedule,
+    ModelSpec, TrainOptions,
 };
 use mkedsl::world::{train_tokenizer, World};
 
@@ -103,8 +104,12 @@ fn a_resumed_run_continues_exactly() {
     };
     let run = |llava: &Llava, opt: &mut AdamW, steps: std::ops::Range<usize>| {
         for step in steps {
-            let batch =
-                batch_loss(llava, &template, &step_examples(&world, &options, step)).unwrap();
+            let batch = batch_loss(
+                llava,
+                &template,
+                &step_conversations(&world, &options, step),
+            )
+            .unwrap();
             opt.step(&batch.loss.backward().unwrap(), 1e-2).unwrap();
         }
     };

@@ -21,9 +21,12 @@ pub struct TrainArgs {
     /// Optimiser steps.
     #[arg(long, default_value_t = 3000)]
     pub steps: usize,
-    /// Examples per step.
+    /// Conversations per step.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Most questions about one picture in a training conversation (1: single-turn).
+    #[arg(long, default_value_t = 5)]
+    pub max_turns: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f64,
@@ -122,6 +125,7 @@ pub fn run(args: TrainArgs) -> miette::Result<()> {
         spec,
         steps: args.steps,
         batch: args.batch,
+        max_turns: args.max_turns,
         schedule: LrSchedule {
             peak: args.lr,
             warmup: args.warmup,

@@ -2,7 +2,8 @@
 //! that it knows the world, and the MMEdit datasets carrying its real answers.
 //!
 //! ```text
-//! World ──sampler(Train, per-step seed)──▶ Example ─▶ Sequence (template + " answer</s>")
+//! World ──sampler(Train, per-step seed)──▶ Example ─▶ Conversation (more questions, same picture)
+//!   ─▶ Sequence (LLaVA-1.5 turns: "USER: <image>\n{q} ASSISTANT: {a}</s>USER: …")
 //!   ModelSpec::fresh ─▶ Llava (every weight a Var) ─▶ answer_loss (logits at answer rows only)
 //!   ─▶ AdamW (warmup + cosine) ─▶ checkpoint/ (resumable) ─▶ Llava::save(out) + training.json
 //! measure_knowledge(llava, world): held-out greedy exact match per family (`mkedsl knowledge`)
@@ -14,6 +15,7 @@
 
 pub mod answer;
 pub mod checkpoint;
+pub mod conversation;
 pub mod dataset;
 pub mod error;
 pub mod knowledge;
@@ -24,11 +26,14 @@ pub mod spec;
 pub mod trainer;
 
 pub use answer::{greedy_answer, greedy_answers, Question, MAX_ANSWER_TOKENS};
+pub use conversation::{converse, Conversation, ConversationTurn};
 pub use dataset::{write_world_datasets, DatasetPlan};
 pub use error::TrainError;
 pub use knowledge::{measure_knowledge, FamilyScore, KnowledgeReport, Miss};
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::LrSchedule;
-pub use sequence::{answer_loss, AnswerLoss, Sequence};
+pub use sequence::{answer_loss, AnswerLoss, Sequence, Turn};
 pub use spec::{parameter_count, ModelSpec};
-pub use trainer::{batch_loss, step_examples, train, BatchLoss, TrainOptions, TrainSummary};
+pub use trainer::{
+    batch_loss, step_conversations, step_examples, train, BatchLoss, TrainOptions, TrainSummary,
+};

@@ -1,31 +1,41 @@
-//! Examples as teacher-forced sequences, and the loss on their answers.
+//! Training conversations as teacher-forced token sequences, and the loss on their answers.
 //!
-//! A sequence is the templated prompt (`USER: <image>\n{question} ASSISTANT:`) followed by the
-//! answer continuation (` {answer}</s>`). Only the answer tokens and `</s>` are predicted: the
-//! model must not spend capacity learning to reproduce the questions, and it must learn to stop.
-//! Logits are read out only at the positions that predict those tokens, so the vocabulary matmul
-//! and the softmax run on a handful of rows per sequence instead of ~60.
+//! A sequence is LLaVA-1.5's conversation format: the templated first question
+//! (`USER: <image>\n{question} ASSISTANT:`) and its answer (` {answer}</s>`), optionally
+//! followed by more turns about the same picture (`USER: {question} ASSISTANT: {answer}</s>`), as
+//! LLaVA-1.5's own instruction data is. Only answer tokens and their `</s>` are predicted: the
+//! model must not spend capacity learning to reproduce questions, and it must learn to stop.
+//! Logits are read out only at the positions that predict those tokens, so the vocabulary
+//! matmul and the softmax run on a handful of rows per sequence instead of ~60.
+
+use std::ops::Range;
 
 use candle_core::{Tensor, D};
 use image::{DynamicImage, RgbImage};
 
 use crate::data::prompt::{answer_continuation, PromptTemplate};
 use crate::model::{Adapters, Encoded, Hooks, Llava, LlavaModel, PadSide, Readout};
-use crate::world::Example;
 
 use super::error::Result;
 
-/// One prompt with its answer appended.
+/// One question and its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Turn<'a> {
+    pub question: &'a str,
+    pub answer: &'a str,
+}
+
+/// A conversation with its answers' token spans.
 #[derive(Debug, Clone)]
 pub struct Sequence {
-    /// Prompt and answer tokens, image tokens expanded; the image's pixels if any.
+    /// All tokens, image tokens expanded; the image's pixels if any.
     pub encoded: Encoded,
-    /// Number of prompt tokens; the answer starts at this index.
-    pub prompt_len: usize,
+    /// Each turn's answer tokens (answer words and `</s>`), as index ranges into `encoded`.
+    pub answers: Vec<Range<usize>>,
 }
 
 impl Sequence {
-    /// Encodes `question` (and `image`) with `template`, then appends `answer` and `</s>`.
+    /// One question (with `image` if given) and its answer.
     pub fn new(
         llava: &Llava,
         template: &PromptTemplate,
@@ -33,43 +43,65 @@ impl Sequence {
         image: Option<&RgbImage>,
         answer: &str,
     ) -> Result<Sequence> {
-        let prompt = template.prompt(question, image.is_some());
+        Sequence::conversation(llava, template, image, &[Turn { question, answer }])
+    }
+
+    /// A conversation about `image` (the image goes with the first question).
+    pub fn conversation(
+        llava: &Llava,
+        template: &PromptTemplate,
+        image: Option<&RgbImage>,
+        turns: &[Turn],
+    ) -> Result<Sequence> {
         let images: Vec<DynamicImage> = image
             .map(|i| DynamicImage::ImageRgb8(i.clone()))
             .into_iter()
             .collect();
-        let mut encoded = llava.processor.encode(&prompt, &images)?;
-        let prompt_len = encoded.len();
-        let answer_ids = llava
-            .processor
-            .tokenize(&answer_continuation(answer), false)?;
-        encoded.extend(&answer_ids);
-        Ok(Sequence {
-            encoded,
-            prompt_len,
-        })
+        let mut encoded: Option<Encoded> = None;
+        let mut answers = Vec::with_capacity(turns.len());
+        for turn in turns {
+            let enc = match encoded.as_mut() {
+                None => encoded.insert(
+                    llava
+                        .processor
+                        .encode(&template.prompt(turn.question, image.is_some()), &images)?,
+                ),
+                Some(enc) => {
+                    let prompt = template.prompt(turn.question, false);
+                    enc.extend(&llava.processor.tokenize(&prompt, false)?);
+                    enc
+                }
+            };
+            let answer = llava
+                .processor
+                .tokenize(&answer_continuation(turn.answer), false)?;
+            let start = enc.len();
+            enc.extend(&answer);
+            answers.push(start..enc.len());
+        }
+        let encoded = match encoded {
+            Some(e) => e,
+            None => llava.processor.encode("", &images)?,
+        };
+        Ok(Sequence { encoded, answers })
     }
 
-    /// A world example, its picture rendered.
-    pub fn from_example(
-        llava: &Llava,
-        template: &PromptTemplate,
-        example: &Example,
-    ) -> Result<Sequence> {
-        let image = example.image.map(|v| v.render());
-        Sequence::new(
-            llava,
-            template,
-            &example.question,
-            image.as_ref(),
-            &example.answer,
-        )
+    /// Length of the first prompt (where the first answer starts).
+    pub fn prompt_len(&self) -> usize {
+        self.answers.first().map_or(self.encoded.len(), |a| a.start)
     }
 
-    /// `(column predicting, token predicted)` for every answer token.
-    fn targets(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
-        (self.prompt_len..self.encoded.len())
-            .filter_map(|col| Some((col - 1, *self.encoded.input_ids.get(col)?)))
+    /// `(column predicting, token predicted, turn)` for every answer token.
+    fn targets(&self) -> impl Iterator<Item = (usize, u32, usize)> + '_ {
+        self.answers
+            .iter()
+            .enumerate()
+            .flat_map(move |(turn, span)| {
+                span.clone().filter_map(move |col| {
+                    let id = *self.encoded.input_ids.get(col)?;
+                    Some((col.checked_sub(1)?, id, turn))
+                })
+            })
     }
 }
 
@@ -78,14 +110,14 @@ impl Sequence {
 pub struct AnswerLoss {
     /// `(N,)`, one entry per answer token (and `</s>`), sequence by sequence.
     pub nll: Tensor,
-    /// The sequence each entry of `nll` belongs to.
-    pub rows: Vec<usize>,
+    /// `(sequence, turn)` each entry of `nll` belongs to.
+    pub owners: Vec<(usize, usize)>,
 }
 
 impl AnswerLoss {
     /// Number of answer tokens scored.
     pub fn tokens(&self) -> usize {
-        self.rows.len()
+        self.owners.len()
     }
 
     /// The summed loss, to back-propagate.
@@ -93,20 +125,12 @@ impl AnswerLoss {
         Ok(self.nll.sum_all()?)
     }
 
-    /// `(summed loss, tokens)` per sequence, detached (for logging).
-    pub fn per_sequence(&self, sequences: usize) -> Result<Vec<(f64, usize)>> {
-        let values = self
+    /// The detached loss of each token, in `owners` order (for logging).
+    pub fn values(&self) -> Result<Vec<f64>> {
+        Ok(self
             .nll
             .to_dtype(candle_core::DType::F64)?
-            .to_vec1::<f64>()?;
-        let mut out = vec![(0.0, 0); sequences];
-        for (&row, v) in self.rows.iter().zip(values) {
-            if let Some(entry) = out.get_mut(row) {
-                entry.0 += v;
-                entry.1 += 1;
-            }
-        }
-        Ok(out)
+            .to_vec1::<f64>()?)
     }
 }
 
@@ -119,12 +143,12 @@ pub fn answer_loss(model: &LlavaModel, sequences: &[Sequence]) -> Result<AnswerL
     let latents = model.embed(&batch)?;
     let mut positions = Vec::new();
     let mut labels = Vec::new();
-    let mut rows = Vec::new();
+    let mut owners = Vec::new();
     for (row, seq) in sequences.iter().enumerate() {
-        for (col, label) in seq.targets() {
+        for (col, label, turn) in seq.targets() {
             positions.push((row, col));
             labels.push(label);
-            rows.push(row);
+            owners.push((row, turn));
         }
     }
     let n = labels.len();
@@ -137,7 +161,7 @@ pub fn answer_loss(model: &LlavaModel, sequences: &[Sequence]) -> Result<AnswerL
     let labels = Tensor::from_vec(labels, (n, 1), logits.device())?;
     let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     let nll = log_probs.gather(&labels, 1)?.squeeze(1)?.neg()?;
-    Ok(AnswerLoss { nll, rows })
+    Ok(AnswerLoss { nll, owners })
 }
 
 #[cfg(test)]
@@ -146,29 +170,48 @@ mod tests {
     use crate::train::spec::ModelSpec;
     use crate::world::{train_tokenizer, Family, World};
 
-    #[test]
-    fn the_loss_covers_exactly_the_answer_and_eos() {
+    fn tiny() -> (World, Llava) {
         let world = World::new(0);
         let (llava, _) = ModelSpec::tiny()
             .fresh(train_tokenizer(&world).unwrap(), 1)
             .unwrap();
-        let template = PromptTemplate::llava15();
+        (world, llava)
+    }
+
+    fn single(llava: &Llava, e: &crate::world::Example) -> Sequence {
+        let image = e.image.map(|v| v.render());
+        Sequence::new(
+            llava,
+            &PromptTemplate::llava15(),
+            &e.question,
+            image.as_ref(),
+            &e.answer,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_loss_covers_exactly_the_answer_and_eos() {
+        let (world, llava) = tiny();
         let caption = &world.held_out(Family::Caption, 1, 0)[0];
         let text = &world.held_out(Family::TextFact, 1, 0)[0];
-        let seq = Sequence::from_example(&llava, &template, caption).unwrap();
+        let seq = single(&llava, caption);
         // "two large red circles</s>": four words and the stop token.
-        assert_eq!(seq.encoded.len() - seq.prompt_len, 5);
+        assert_eq!(seq.encoded.len() - seq.prompt_len(), 5);
         assert_eq!(seq.encoded.input_ids.last(), Some(&1));
-        let targets: Vec<(usize, u32)> = seq.targets().collect();
-        assert_eq!(targets.first().map(|t| t.0), Some(seq.prompt_len - 1));
+        let targets: Vec<(usize, u32, usize)> = seq.targets().collect();
+        assert_eq!(targets.first().map(|t| t.0), Some(seq.prompt_len() - 1));
 
-        let text_seq = Sequence::from_example(&llava, &template, text).unwrap();
+        let text_seq = single(&llava, text);
         let both = answer_loss(&llava.model, &[seq.clone(), text_seq.clone()]).unwrap();
         let (loss, n) = (both.sum().unwrap(), both.tokens());
         assert_eq!(n, 5 + 2);
-        let per = both.per_sequence(2).unwrap();
-        assert_eq!((per[0].1, per[1].1), (5, 2));
-        assert!((per[0].0 + per[1].0 - f64::from(loss.to_scalar::<f32>().unwrap())).abs() < 1e-3);
+        assert_eq!(
+            both.owners,
+            [(0, 0), (0, 0), (0, 0), (0, 0), (0, 0), (1, 0), (1, 0)]
+        );
+        let values: f64 = both.values().unwrap().iter().sum();
+        assert!((values - f64::from(loss.to_scalar::<f32>().unwrap())).abs() < 1e-3);
         // A fresh model is close to uniform over the vocabulary: loss ≈ n · ln(vocab).
         let vocab = llava.config().text_config.vocab_size as f32;
         let per_token = loss.to_scalar::<f32>().unwrap() / n as f32;
@@ -181,5 +224,45 @@ mod tests {
         let first = answer_loss(&llava.model, &[seq]).unwrap().sum().unwrap();
         let sum = alone.to_scalar::<f32>().unwrap() + first.to_scalar::<f32>().unwrap();
         assert!((sum - loss.to_scalar::<f32>().unwrap()).abs() < 1e-3);
+    }
+
+    #[test]
+    fn a_conversation_tokenizes_like_its_text_and_scores_every_answer() {
+        let (_, llava) = tiny();
+        let template = PromptTemplate::llava15();
+        let turns = [
+            Turn {
+                question: "what colour are the objects?",
+                answer: "red",
+            },
+            Turn {
+                question: "how many objects are there?",
+                answer: "two",
+            },
+        ];
+        let image = image::RgbImage::new(48, 48);
+        let seq = Sequence::conversation(&llava, &template, Some(&image), &turns).unwrap();
+        // The same text tokenized in one piece (image tokens expanded the same way).
+        let text = "USER: <image>\nwhat colour are the objects? ASSISTANT: red</s>USER: how many objects are there? ASSISTANT: two</s>";
+        let whole = llava
+            .processor
+            .encode(text, &[DynamicImage::ImageRgb8(image)])
+            .unwrap();
+        assert_eq!(seq.encoded.input_ids, whole.input_ids);
+        assert_eq!(seq.answers.len(), 2);
+        let words: Vec<String> = seq
+            .answers
+            .iter()
+            .map(|span| {
+                llava
+                    .processor
+                    .tokenizer()
+                    .decode(&seq.encoded.input_ids[span.clone()], false)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(words, ["red </s>", "two </s>"]);
+        let loss = answer_loss(&llava.model, &[seq]).unwrap();
+        assert_eq!(loss.owners, [(0, 0), (0, 0), (0, 1), (0, 1)]);
     }
 }

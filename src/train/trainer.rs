@@ -15,17 +15,18 @@ use serde::Serialize;
 use crate::data::files::write_atomic;
 use crate::data::prompt::PromptTemplate;
 use crate::model::Llava;
-use crate::world::rng::mix64;
+use crate::world::rng::{mix64, WorldRng};
 use crate::world::{train_tokenizer, Example, Family, FamilyMix, Split, World};
 
 use super::checkpoint::{
     load_checkpoint, remove_checkpoints, save_checkpoint, EvalPoint, LossPoint, TrainState,
 };
+use super::conversation::{converse, Conversation};
 use super::error::{Result, TrainError};
 use super::knowledge::{measure_knowledge, KnowledgeReport};
 use super::optim::{AdamW, AdamWConfig};
 use super::schedule::LrSchedule;
-use super::sequence::{answer_loss, Sequence};
+use super::sequence::answer_loss;
 use super::spec::{parameter_count, ModelSpec};
 
 /// Seed of the held-out sample the periodic evaluations use (fixed, so evaluations compare).
@@ -45,8 +46,10 @@ pub struct TrainOptions {
     pub world_seed: u64,
     pub spec: ModelSpec,
     pub steps: usize,
-    /// Examples per step.
+    /// Conversations per step (each starts with one sampled example).
     pub batch: usize,
+    /// Most questions per picture in one training conversation (1: single-turn only).
+    pub max_turns: usize,
     pub schedule: LrSchedule,
     pub optimizer: AdamWConfig,
     pub mix: FamilyMix,
@@ -74,6 +77,7 @@ impl TrainOptions {
             spec: ModelSpec::embedded(),
             steps,
             batch: 32,
+            max_turns: 5,
             schedule: LrSchedule {
                 peak: 2e-3,
                 warmup: 100.min(steps / 10 + 1),
@@ -143,13 +147,29 @@ pub struct TrainSummary {
     pub knowledge: KnowledgeReport,
 }
 
-/// The batch of step `step`: its own stream of the training split.
+/// The sampled examples of step `step`: its own stream of the training split.
 pub fn step_examples(world: &World, options: &TrainOptions, step: usize) -> Vec<Example> {
-    let stream = mix64(options.seed ^ mix64(step as u64));
     world
-        .sampler(Split::Train, stream, options.mix.clone())
+        .sampler(
+            Split::Train,
+            step_stream(options, step),
+            options.mix.clone(),
+        )
         .take(options.batch)
         .collect()
+}
+
+/// The batch of step `step`: each sampled example opens a conversation about its picture.
+pub fn step_conversations(world: &World, options: &TrainOptions, step: usize) -> Vec<Conversation> {
+    let mut rng = WorldRng::derive(world.seed, "turns", step_stream(options, step));
+    step_examples(world, options, step)
+        .into_iter()
+        .map(|e| converse(world, e, options.max_turns, &mut rng))
+        .collect()
+}
+
+fn step_stream(options: &TrainOptions, step: usize) -> u64 {
+    mix64(options.seed ^ mix64(step as u64))
 }
 
 /// Trains a model as `options` says, logging progress lines to `log`, and saves it (Hugging
@@ -193,8 +213,8 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
     let mut window = Window::default();
     while state.step < options.steps {
         let step = state.step;
-        let examples = step_examples(&world, options, step);
-        let batch = batch_loss(&llava, &template, &examples)?;
+        let conversations = step_conversations(&world, options, step);
+        let batch = batch_loss(&llava, &template, &conversations)?;
         let grads = batch.loss.backward()?;
         let lr = options.schedule.at(step);
         let stats = optimizer.step(&grads, lr)?;
@@ -263,14 +283,15 @@ pub struct BatchLoss {
     pub per_family: Vec<(Family, f64, usize)>,
 }
 
-/// Mean answer-token loss of a batch; image and text-only examples run as separate passes.
+/// Mean answer-token loss of a batch; conversations with and without a picture run as separate
+/// passes.
 pub fn batch_loss(
     llava: &Llava,
     template: &PromptTemplate,
-    examples: &[Example],
+    conversations: &[Conversation],
 ) -> Result<BatchLoss> {
-    let (with_image, text_only): (Vec<&Example>, Vec<&Example>) =
-        examples.iter().partition(|e| e.image.is_some());
+    let (with_image, text_only): (Vec<&Conversation>, Vec<&Conversation>) =
+        conversations.iter().partition(|c| c.image.is_some());
     let mut total: Option<Tensor> = None;
     let mut tokens = 0;
     let mut per_family: Vec<(Family, f64, usize)> =
@@ -281,13 +302,17 @@ pub fn batch_loss(
         }
         let sequences = group
             .iter()
-            .map(|e| Sequence::from_example(llava, template, e))
+            .map(|c| c.sequence(llava, template))
             .collect::<Result<Vec<_>>>()?;
         let loss = answer_loss(&llava.model, &sequences)?;
-        for (e, (sum, n)) in group.iter().zip(loss.per_sequence(group.len())?) {
-            if let Some(entry) = per_family.iter_mut().find(|(f, _, _)| *f == e.family) {
-                entry.1 += sum;
-                entry.2 += n;
+        for (&(row, turn), value) in loss.owners.iter().zip(loss.values()?) {
+            let family = group
+                .get(row)
+                .and_then(|c| c.turns.get(turn))
+                .map(|t| t.family);
+            if let Some(entry) = per_family.iter_mut().find(|(f, _, _)| Some(*f) == family) {
+                entry.1 += value;
+                entry.2 += 1;
             }
         }
         tokens += loss.tokens();
