@@ -36,6 +36,7 @@ pub mod plan;
 pub mod sema;
 pub mod source;
 pub mod syntax;
+pub mod train;
 pub mod world;
 
 use std::path::Path;

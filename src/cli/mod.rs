@@ -5,10 +5,13 @@ use clap::{Parser, Subcommand};
 pub mod bench;
 pub mod check;
 pub mod compare;
+pub mod dataset;
 pub mod eval;
 pub mod infer;
+pub mod knowledge;
 pub mod plan;
 pub mod run;
+pub mod train;
 pub mod world;
 
 /// mkedsl — write a knowledge-editing method as a recipe, check it, plan it, run it.
@@ -37,6 +40,12 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run recipes on datasets and print one Markdown metric table (the README's results).
     Compare(compare::CompareArgs),
+    /// Train the embedded tiny LLaVA on the procedural world.
+    Train(train::TrainArgs),
+    /// Measure a model's held-out accuracy on every question family of the world.
+    Knowledge(knowledge::KnowledgeArgs),
+    /// Write the world's E-VQA / E-IC datasets with a model's answers as `pred`.
+    Dataset(dataset::DatasetArgs),
 }
 
 /// Parses the arguments and runs the chosen subcommand.
@@ -51,5 +60,8 @@ pub fn main() -> miette::Result<()> {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Knowledge(args) => knowledge::run(args),
+        Command::Dataset(args) => dataset::run(args),
     }
 }

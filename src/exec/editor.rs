@@ -80,7 +80,7 @@ impl PlanEditor {
             EditMode::Sequential { k } => {
                 let mut cases = self.pending.take().map(|(_, c)| c).unwrap_or_default();
                 cases.push(case);
-                if self.edits % k.max(1) == 0 {
+                if self.edits.is_multiple_of(k.max(1)) {
                     let group = (self.edits - 1) / k.max(1);
                     self.write(&artefact, cases, format!("group-{group:04}"))
                 } else {

@@ -48,15 +48,18 @@ pub struct KnowledgeSummary {
     pub fallbacks: usize,
 }
 
+/// One preserve batch of a [`KlReference`]: the input latents, the `(row, column)` positions
+/// read, and the original model's `log p` there, `(N, vocab)`.
+pub type KlBatch = (
+    crate::model::Latents,
+    Vec<(usize, usize)>,
+    candle_core::Tensor,
+);
+
 /// Original next-token log-probabilities of a preserve set, for `kl_to_original`.
 #[derive(Debug, Clone)]
 pub struct KlReference {
-    /// Per batch: the input latents, the positions read and the original `log p` `(N, vocab)`.
-    pub batches: Vec<(
-        crate::model::Latents,
-        Vec<(usize, usize)>,
-        candle_core::Tensor,
-    )>,
+    pub batches: Vec<KlBatch>,
 }
 
 /// Messages for the user: collected for the caller, and printed on stderr when `verbose`.

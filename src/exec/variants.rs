@@ -268,8 +268,8 @@ mod tests {
         }
         // Rows 1 and 3 are noisy at the prompt's text columns only (0, 1, 6, 7).
         for row in [1, 3] {
-            for c in 0..10 {
-                let moved = rows[row][c].iter().any(|x| *x != 1.0);
+            for (c, column) in rows[row].iter().enumerate().take(10) {
+                let moved = column.iter().any(|x| *x != 1.0);
                 assert_eq!(moved, [0, 1, 6, 7].contains(&c), "row {row} column {c}");
             }
         }

@@ -179,8 +179,7 @@ fn check_expr(
     fns: &HashMap<String, FnDef>,
     diags: &mut Vec<Diag>,
 ) {
-    let mut todo = vec![expr];
-    while let Some(e) = todo.pop() {
+    for e in expr.walk() {
         match &e.kind {
             ExprKind::Ident(name) => {
                 let known = scope.iter().any(|f| f.contains(name))
@@ -207,31 +206,23 @@ fn check_expr(
                     });
                 }
             }
-            ExprKind::Call { callee, args } => {
-                if !fns.contains_key(&callee.name) && builtins::find(&callee.name).is_none() {
-                    let mut candidates: Vec<&str> = fns.keys().map(String::as_str).collect();
-                    for n in builtins::names() {
-                        candidates.push(n);
-                    }
-                    let diag = Diag::error(
-                        "mkedsl::name::unknown_fn",
-                        format!("unknown function `{}`", callee.name),
-                        callee.span,
-                    )
-                    .label("no builtin or function has this name");
-                    diags.push(match did_you_mean(&callee.name, candidates) {
-                        Some(best) => diag.help(format!("did you mean `{best}`?")),
-                        None => diag.help("see grammar/REFERENCE.md for the builtins"),
-                    });
+            ExprKind::Call { callee, .. }
+                if !fns.contains_key(&callee.name) && builtins::find(&callee.name).is_none() =>
+            {
+                let mut candidates: Vec<&str> = fns.keys().map(String::as_str).collect();
+                for n in builtins::names() {
+                    candidates.push(n);
                 }
-                todo.extend(args.iter().map(|a| &a.value));
-            }
-            ExprKind::List(items) => todo.extend(items.iter()),
-            ExprKind::Member { base, .. } => todo.push(base),
-            ExprKind::Neg(x) => todo.push(x),
-            ExprKind::Binary { lhs, rhs, .. } => {
-                todo.push(lhs);
-                todo.push(rhs);
+                let diag = Diag::error(
+                    "mkedsl::name::unknown_fn",
+                    format!("unknown function `{}`", callee.name),
+                    callee.span,
+                )
+                .label("no builtin or function has this name");
+                diags.push(match did_you_mean(&callee.name, candidates) {
+                    Some(best) => diag.help(format!("did you mean `{best}`?")),
+                    None => diag.help("see grammar/REFERENCE.md for the builtins"),
+                });
             }
             _ => {}
         }

@@ -283,23 +283,10 @@ fn stmt_calls(stmt: &Stmt, out: &mut Vec<(String, Span)>) {
     }
 }
 
-/// Every call in an expression. Iterative, so long operator chains cannot exhaust the stack.
+/// Every call in an expression.
 pub fn expr_calls(expr: &Expr, out: &mut Vec<(String, Span)>) {
-    let mut todo = vec![expr];
-    while let Some(e) = todo.pop() {
-        match &e.kind {
-            ExprKind::Call { callee, args } => {
-                out.push((callee.name.clone(), callee.span));
-                todo.extend(args.iter().map(|a| &a.value));
-            }
-            ExprKind::List(items) => todo.extend(items.iter()),
-            ExprKind::Member { base, .. } => todo.push(base),
-            ExprKind::Neg(x) => todo.push(x),
-            ExprKind::Binary { lhs, rhs, .. } => {
-                todo.push(lhs);
-                todo.push(rhs);
-            }
-            _ => {}
-        }
-    }
+    out.extend(expr.walk().filter_map(|e| match &e.kind {
+        ExprKind::Call { callee, .. } => Some((callee.name.clone(), callee.span)),
+        _ => None,
+    }));
 }

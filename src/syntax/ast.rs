@@ -129,6 +129,28 @@ pub struct Expr {
     pub span: Span,
 }
 
+impl Expr {
+    /// This expression and every expression inside it, depth first. Iterative rather than
+    /// recursive, so a long operator chain cannot exhaust the stack of a checking pass.
+    pub fn walk(&self) -> impl Iterator<Item = &Expr> {
+        let mut todo = vec![self];
+        std::iter::from_fn(move || {
+            let e = todo.pop()?;
+            match &e.kind {
+                ExprKind::Call { args, .. } => todo.extend(args.iter().map(|a| &a.value)),
+                ExprKind::List(items) => todo.extend(items.iter()),
+                ExprKind::Member { base, .. } | ExprKind::Neg(base) => todo.push(base),
+                ExprKind::Binary { lhs, rhs, .. } => {
+                    todo.push(lhs);
+                    todo.push(rhs);
+                }
+                _ => {}
+            }
+            Some(e)
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum BinOp {
     Add,
