@@ -199,7 +199,7 @@ impl Executor {
                     .ok_or_else(|| ExecError::internal(format!("nothing captured at {site}")))?;
                 for (row, &(prompt_last, last)) in columns.iter().enumerate() {
                     let at_col = |c: usize| -> Result<Tensor> { Ok(value.get(row)?.get(c)?) };
-                    if row % 2 == 0 {
+                    if row.is_multiple_of(2) {
                         sem[i].push(at_col(prompt_last)?);
                         pos[i].push(at_col(last)?);
                     } else {
