@@ -406,7 +406,10 @@ impl Executor {
                         }
                     };
                     // W ← W − (alpha/rank)·BA: the adapted layer starts equal to W.
-                    let moved = (w.to_dtype(DType::F64)? - (b.matmul(&a)? * scaling)?)?;
+                    // (On the CPU in f64, where A and B were computed.)
+                    let ba = b.to_dtype(DType::F64)?.matmul(&a.to_dtype(DType::F64)?)?;
+                    let w64 = w.to_device(&Device::Cpu)?.to_dtype(DType::F64)?;
+                    let moved = (w64 - (ba * scaling)?)?;
                     state
                         .model
                         .replace_linear_weight(*s, moved.to_dtype(dtype)?.to_device(&device)?)?;

@@ -193,7 +193,7 @@ pub fn icl_shift(
     let k = top_k.min(n).max(1);
     // Retrieval: cosine similarity of each token's layer input with every h_sem; top k on the CPU.
     let sims = unit_rows(&q.detach())?
-        .matmul(&m.sem_unit.to_dtype(dtype)?.t()?)?
+        .matmul(&m.sem_unit.to_dtype(dtype)?.to_device(q.device())?.t()?)?
         .to_dtype(DType::F32)?
         .to_device(&Device::Cpu)?
         .to_vec2::<f32>()?;
@@ -224,7 +224,9 @@ pub fn icl_shift(
             let pair = enc
                 .layer(layer)
                 .ok_or_else(|| fail(format!("no encoders for layer {layer}")))?;
-            let know = unit_rows(&pair.semantic.forward(&h_know)?)?;
+            // The encoders live on the CPU in f32; `to_device` and `to_dtype` are differentiable.
+            let cpu = |x: &Tensor| x.to_device(&Device::Cpu)?.to_dtype(DType::F32);
+            let know = unit_rows(&pair.semantic.forward(&cpu(&h_know)?)?)?;
             // h[-1]: each row's last real token in this call.
             let last: Vec<u32> = view
                 .layout
@@ -233,10 +235,16 @@ pub fn icl_shift(
                 .map(|i| i.unwrap_or(0))
                 .collect();
             let last = Tensor::from_vec(last, b, q.device())?;
-            let anchor = unit_rows(&pair.semantic.forward(&h_flat.index_select(&last, 0)?)?)?;
+            let anchor = unit_rows(
+                &pair
+                    .semantic
+                    .forward(&cpu(&h_flat.index_select(&last, 0)?)?)?,
+            )?;
             let per_row = anchor.unsqueeze(1)?.broadcast_as((b, t, anchor.dim(1)?))?;
             let cos = (know * per_row.reshape((b * t, ()))?)?.sum_keepdim(1)?;
             cos.clamp(0.0, 1.0)?
+                .to_device(q.device())?
+                .to_dtype(dtype)?
         }
     };
     let shift = (h_know - &h_flat)?.broadcast_mul(&(1.0 - alpha)?)?;
@@ -273,7 +281,10 @@ impl Regulation {
 
     /// `V + β·(W_ζ ζ)` broadcast over the neurons: `(count, d)`.
     pub fn values(&self, layer: usize, v: &Tensor, w_zeta: &Tensor) -> Result<Tensor> {
-        let z = self.zeta(layer)?.to_dtype(w_zeta.dtype())?;
+        let z = self
+            .zeta(layer)?
+            .to_dtype(w_zeta.dtype())?
+            .to_device(w_zeta.device())?;
         let shift = (w_zeta.matmul(&z.unsqueeze(1)?)?.squeeze(1)? * self.beta)?;
         Ok(v.broadcast_add(&shift.unsqueeze(0)?)?)
     }
