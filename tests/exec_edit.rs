@@ -361,3 +361,85 @@ fn unike_memory_grows_per_edit_and_is_restored_with_the_state() {
         );
     }
 }
+
+#[test]
+fn adversarial_variants_stay_in_the_budget_ball_and_raise_the_target_loss() {
+    use mkedsl::exec::losses::per_row_nll;
+    use mkedsl::exec::rng;
+    use mkedsl::exec::variants::{adversarial, Search};
+    use mkedsl::model::batch::TokenKind;
+    use mkedsl::sema::site::{Stream, StreamPoint};
+    use mkedsl::sema::{AdvInit, Norm};
+    let b = bench(FT_L, 1);
+    let state = EditState::new(b.setup.model.clone());
+    let prepared = PreparedCase::load(&b.setup.cases[0]).unwrap();
+    let edit = EditInput::new(&state, &prepared).unwrap();
+    let stream = |point| Stream {
+        path: "embed".into(),
+        point,
+        layers: None,
+        width: None,
+    };
+    let latents = [
+        stream(StreamPoint::EmbedVision),
+        stream(StreamPoint::EmbedText),
+    ];
+    let eps = 0.5;
+    let nll = |embeds: &Tensor, rows: usize| -> f64 {
+        let logits = state
+            .model
+            .forward(
+                &mkedsl::model::Latents {
+                    embeds: embeds.clone(),
+                    layout: edit.layout(rows),
+                },
+                &mut Hooks::new(),
+                &state.adapters,
+                &Readout::Positions(edit.target_readout(rows)),
+            )
+            .unwrap();
+        per_row_nll(&logits, &edit.target, rows)
+            .unwrap()
+            .mean_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let clean = nll(&edit.latents.embeds, 1);
+    for norm in [Norm::L2, Norm::Linf] {
+        let search = Search {
+            budget: eps,
+            count: 3,
+            steps: 2,
+            init: AdvInit::Zero,
+            norm,
+        };
+        let v = adversarial(&edit, &latents, search, &state, &mut rng::stream(0, "t", 0)).unwrap();
+        let delta = (v.latents.clone() - edit.repeated(3).unwrap()).unwrap();
+        let rows = delta.to_vec3::<f32>().unwrap();
+        for row in &rows {
+            // Only input columns move; the target's tokens stay as they are.
+            for (c, col) in row.iter().enumerate() {
+                if !edit.input_columns().contains(&c) {
+                    assert!(col.iter().all(|x| *x == 0.0), "target column {c} moved");
+                }
+            }
+            let flat: Vec<f64> = row.iter().flatten().map(|x| f64::from(*x)).collect();
+            match norm {
+                Norm::L2 => assert!(flat.iter().map(|x| x * x).sum::<f64>().sqrt() <= eps + 1e-4),
+                Norm::Linf => assert!(flat.iter().all(|x| x.abs() <= eps + 1e-6)),
+            }
+            assert!(flat.iter().any(|x| *x != 0.0));
+        }
+        // Both streams were perturbed.
+        let kinds = edit.kinds();
+        let moved = |k: TokenKind| {
+            (0..edit.len()).any(|c| kinds[c] == k && rows[0][c].iter().any(|x| *x != 0.0))
+        };
+        assert!(moved(TokenKind::Visual) && moved(TokenKind::Text));
+        assert!(
+            nll(&v.latents, 3) > clean,
+            "{norm:?}: ascent did not raise the loss"
+        );
+    }
+}
