@@ -223,7 +223,7 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
         state.seconds = seconds_before + started.elapsed().as_secs_f64();
 
         let done = state.step == options.steps;
-        if state.step % options.log_every.max(1) == 0 || done {
+        if state.step.is_multiple_of(options.log_every.max(1)) || done {
             let point = window.take(state.step, lr);
             let families: Vec<String> = point
                 .per_family
@@ -242,14 +242,17 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
             ));
             state.history.push(point);
         }
-        if options.eval_every > 0 && state.step % options.eval_every == 0 && !done {
+        if options.eval_every > 0 && state.step.is_multiple_of(options.eval_every) && !done {
             let report = measure_knowledge(&llava, &world, options.eval_per_family, EVAL_SEED)?;
             log(&format!("eval step {}: {}", state.step, report.line()));
             state
                 .evals
                 .push(eval_point(state.step, state.seconds, &report));
         }
-        if options.checkpoint_every > 0 && state.step % options.checkpoint_every == 0 && !done {
+        if options.checkpoint_every > 0
+            && state.step.is_multiple_of(options.checkpoint_every)
+            && !done
+        {
             save_checkpoint(out, &llava, &optimizer, &state)?;
         }
     }
