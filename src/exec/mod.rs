@@ -13,13 +13,17 @@
 //!                                                    (batched), knowledge spaces, train (loss,
 //!                                                    backward, project grad, optimiser, project
 //!                                                    update, apply); --out artefacts
+//! bench / compare                        recipes side by side: phase timings, metric tables
 //! ```
 //!
 //! Step results live in [`values::Values`] by step id; adapters' tensors live in the evaluator's
 //! [`crate::eval::EditState`], so its snapshot/restore undoes every edit (single editing) and
 //! sequential edits build on each other. Files: `preserve` (where preserved samples come from),
-//! `variants`, `spaces`, `losses`, `optim`, `train`, `cache`, `output`, `validate` (what is
-//! refused before any tensor exists), `bench`.
+//! `input` (the edit case as tensors), `taps` (reading streams, also inside adapters),
+//! `variants` (ELoRA's perturbations, ASAM's adversarial latents), `spaces` (null, top and
+//! knowledge spaces), `losses`, `optim`, `train`, `unike` + `unike_ops` (UniKE's memory,
+//! encoders, neurons, latent ICL), `cache`, `output` (`--out`), `validate` (what is refused
+//! before any tensor exists), `bench`, `compare`.
 
 pub mod bench;
 pub mod cache;

@@ -1,8 +1,10 @@
-//! What `mkedsl run` refuses before any tensor exists: plan operations this executor cannot run
-//! faithfully, named with the recipe line they come from.
+//! What `mkedsl run` refuses before any tensor exists, named with the recipe line it comes from.
 //!
-//! Every operation the planner can emit either runs as REFERENCE.md §9 says or is rejected here
-//! with "not executable in this version" — never skipped, never approximated.
+//! Every operation the planner can emit runs as REFERENCE.md §9 says — all seventeen ops are
+//! implemented — except two shapes the checker accepts but the executor cannot honour, which are
+//! rejected here rather than skipped or approximated: `rank_align` over a `hidden(...)` of an
+//! embedding or of several layers (ASAM reads one edit layer), and `remember` of a memory that no
+//! `latent_icl` reads (it could have no effect).
 
 use crate::diagnostics::{Diag, Diagnostics};
 use crate::plan::{Plan, Step};
