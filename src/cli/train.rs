@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::train::{train, AdamWConfig, LrSchedule, ModelSpec, TrainOptions};
+use crate::train::{train, AdamWConfig, LrSchedule, ModelSpec, PretrainOptions, TrainOptions};
 use crate::world::{Family, FamilyMix};
 
 /// Train a small LLaVA-architecture model from scratch on the embedded world.
@@ -57,6 +57,15 @@ pub struct TrainArgs {
     /// Log the mean loss every N steps.
     #[arg(long, default_value_t = 25)]
     pub log_every: usize,
+    /// Stage-1 vision pretraining steps before the conversation training (0 skips it).
+    #[arg(long, default_value_t = 0)]
+    pub vision_steps: usize,
+    /// Pictures per stage-1 step.
+    #[arg(long, default_value_t = 64)]
+    pub vision_batch: usize,
+    /// Keep the vision tower fixed after stage 1 (as LLaVA keeps CLIP fixed).
+    #[arg(long)]
+    pub freeze_vision: bool,
     /// Continue from the checkpoint in --out if there is one.
     #[arg(long)]
     pub resume: bool,
@@ -142,6 +151,17 @@ pub fn run(args: TrainArgs) -> miette::Result<()> {
         eval_per_family: args.eval_per_family,
         checkpoint_every: args.checkpoint_every,
         log_every: args.log_every,
+        pretrain: (args.vision_steps > 0).then_some(PretrainOptions {
+            steps: args.vision_steps,
+            batch: args.vision_batch,
+            schedule: LrSchedule {
+                peak: args.lr,
+                warmup: 50.min(args.vision_steps / 10 + 1),
+                total: args.vision_steps,
+                floor: args.lr_floor,
+            },
+        }),
+        freeze_vision: args.freeze_vision,
         resume: args.resume,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };

@@ -64,14 +64,22 @@ pub struct AdamW {
 
 const STEP_KEY: &str = "adamw.steps";
 
+/// Every variable of `varmap` with its name.
+pub fn named_vars(varmap: &VarMap) -> Result<Vec<(String, Var)>> {
+    let vars = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("the VarMap lock is poisoned".into()))?;
+    Ok(vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+}
+
 impl AdamW {
     pub fn new(varmap: &VarMap, config: AdamWConfig) -> Result<Self> {
-        let vars = varmap
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("the VarMap lock is poisoned".into()))?;
-        let mut named: Vec<(String, Var)> =
-            vars.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        Self::over(named_vars(varmap)?, config)
+    }
+
+    /// The optimiser over the given named variables (kept in name order).
+    pub fn over(mut named: Vec<(String, Var)>, config: AdamWConfig) -> Result<Self> {
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let slots = named
             .into_iter()

@@ -24,7 +24,8 @@ use super::checkpoint::{
 use super::conversation::{converse, Conversation};
 use super::error::{Result, TrainError};
 use super::knowledge::{measure_knowledge, KnowledgeReport};
-use super::optim::{AdamW, AdamWConfig};
+use super::optim::{named_vars, AdamW, AdamWConfig};
+use super::pretrain::{pretrain_vision, PretrainOptions, PretrainSummary};
 use super::schedule::LrSchedule;
 use super::sequence::answer_loss;
 use super::spec::{parameter_count, ModelSpec};
@@ -61,6 +62,10 @@ pub struct TrainOptions {
     pub checkpoint_every: usize,
     /// Loss logged every this many steps.
     pub log_every: usize,
+    /// Stage 1 (vision pretraining) before the conversation training; `None` skips it.
+    pub pretrain: Option<PretrainOptions>,
+    /// Stage 2 leaves the vision tower as stage 1 left it (only the projector and decoder learn).
+    pub freeze_vision: bool,
     /// Continue from the checkpoint in `out`, if one exists.
     pub resume: bool,
     /// The command line that started the run (recorded in training.json).
@@ -90,6 +95,8 @@ impl TrainOptions {
             eval_per_family: 32,
             checkpoint_every: 250,
             log_every: 25,
+            pretrain: None,
+            freeze_vision: false,
             resume: false,
             command: String::new(),
         }
@@ -136,6 +143,8 @@ pub struct TrainSummary {
     pub command: String,
     pub options: TrainOptions,
     pub parameters: usize,
+    /// Stage 1, when it ran in this invocation.
+    pub vision: Option<PretrainSummary>,
     pub steps: usize,
     /// Training wall time, summed over resumed runs (final evaluation excluded).
     pub wall_seconds: f64,
@@ -185,15 +194,23 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
     let tokenizer = train_tokenizer(&world)?;
     let (llava, mut varmap) = options.spec.fresh(tokenizer, options.seed)?;
     let parameters = parameter_count(&varmap);
-    let mut optimizer = AdamW::new(&varmap, options.optimizer)?;
+    // LLaVA keeps its CLIP tower frozen while the projector and the language model learn; with
+    // stage 1 in place of CLIP's pretraining, `freeze_vision` does the same.
+    let trained: Vec<_> = named_vars(&varmap)?
+        .into_iter()
+        .filter(|(name, _)| !(options.freeze_vision && name.starts_with("vision_tower.")))
+        .collect();
+    let mut optimizer = AdamW::over(trained, options.optimizer)?;
     let mut state = TrainState {
         seed: options.seed,
         world_seed: options.world_seed,
         batch: options.batch,
         ..TrainState::default()
     };
+    let mut resumed = false;
     if options.resume {
         if let Some(saved) = load_checkpoint(out, &mut varmap, &mut optimizer)? {
+            resumed = true;
             check_resumable(&saved, &state, out)?;
             log(&format!(
                 "resumed at step {} ({:.0} s trained)",
@@ -206,6 +223,17 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
         "training {parameters} parameters for {} steps, batch {}, world {}, seed {}",
         options.steps, options.batch, options.world_seed, options.seed
     ));
+
+    let mut vision = None;
+    if let (Some(pre), false) = (&options.pretrain, resumed) {
+        log(&format!(
+            "stage 1: vision pretraining, {} steps of {} pictures",
+            pre.steps, pre.batch
+        ));
+        let summary = pretrain_vision(&llava, &varmap, &world, pre, options.seed, log)?;
+        state.seconds += summary.seconds;
+        vision = Some(summary);
+    }
 
     let template = PromptTemplate::llava15();
     let started = Instant::now();
@@ -267,6 +295,7 @@ pub fn train(options: &TrainOptions, log: &mut dyn FnMut(&str)) -> Result<TrainS
         command: options.command.clone(),
         options: options.clone(),
         parameters,
+        vision,
         steps: state.step,
         wall_seconds: state.seconds,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),

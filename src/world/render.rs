@@ -130,7 +130,7 @@ fn inside_shape(shape: Shape, dx: f32, dy: f32, h: f32) -> bool {
 fn draw_scene(canvas: &mut Canvas, scene: &Scene, rng: &mut WorldRng) {
     let colour = jittered(scene.colour, rng);
     let (width, jitter_one, jitter_many) = match scene.size {
-        Size::Small => (rng.range_i32(12, 14), 3, 4),
+        Size::Small => (rng.range_i32(12, 14), 1, 1),
         Size::Large => (rng.range_i32(20, 22), 1, 1),
     };
     let h = width as f32 / 2.0;
