@@ -185,7 +185,7 @@ fn eval_rejects_bad_inputs_with_diagnostics() {
     ]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("no case to evaluate"),
+        stderr(&out).contains("--limit must be positive"),
         "{}",
         stderr(&out)
     );

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod dataset;
 pub mod eval;
 pub mod infer;
+pub mod inputs;
 pub mod knowledge;
 pub mod plan;
 pub mod run;

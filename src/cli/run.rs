@@ -5,29 +5,17 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::eval::{ProbeOptions, SetupRequest};
+use super::eval::ModeArg;
+use super::inputs::EditDataArgs;
 use crate::exec::run::DEFAULT_LIMIT;
 use crate::exec::{run as run_recipe, CacheChoice, RunRequest};
-use crate::model::device::DeviceKind;
-
-use super::eval::ModeArg;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The recipe (`.edit` file).
     pub file: PathBuf,
-    /// Checkpoint folder in Hugging Face layout [default: examples/model].
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// MMEdit JSON file (E-VQA / E-IC schema) [default: examples/data/evqa.json].
-    #[arg(long)]
-    pub data: Option<PathBuf>,
-    /// Root of the `image` and `m_loc` paths [default: the data file's folder].
-    #[arg(long)]
-    pub image_root: Option<PathBuf>,
-    /// Root of the `image_rephrase` paths [default: the image root].
-    #[arg(long)]
-    pub rephrase_root: Option<PathBuf>,
+    #[command(flatten)]
+    pub inputs: EditDataArgs,
     /// Edit and score only the first N cases [default: 24, so the default run stays short].
     #[arg(long, conflicts_with = "all")]
     pub limit: Option<usize>,
@@ -43,9 +31,6 @@ pub struct RunArgs {
     /// Seed of every random draw [default: the recipe's `seed`].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Device to run on: cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceKind,
     /// Also write the full report (scores, per-case rows) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -66,12 +51,6 @@ pub struct RunArgs {
     /// MMEdit E-IC file of preserved caption samples (`image`/`src`/`pred`).
     #[arg(long)]
     pub preserve_captions: Option<PathBuf>,
-    /// Sequences per forward pass of the evaluation.
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// Most tokens a greedy generation may produce.
-    #[arg(long, default_value_t = 16)]
-    pub max_new_tokens: usize,
     /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1 — fastest for the
     /// embedded model's small matrices; raise it for large checkpoints].
     #[arg(long)]
@@ -79,27 +58,15 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> miette::Result<()> {
-    if args.batch_size == 0 || args.max_new_tokens == 0 || args.limit == Some(0) {
-        return Err(miette::miette!(
-            help = "each must be at least 1",
-            "--batch-size, --max-new-tokens and --limit must be positive"
-        ));
-    }
     crate::exec::run::set_cpu_threads(args.threads);
     let limit = if args.all {
         None
     } else {
         Some(args.limit.unwrap_or(DEFAULT_LIMIT))
     };
+    let (setup, probe) = args.inputs.into_request(limit)?;
     let request = RunRequest {
-        setup: SetupRequest {
-            model: args.model,
-            data: args.data,
-            image_root: args.image_root,
-            rephrase_root: args.rephrase_root,
-            limit,
-            device: args.device,
-        },
+        setup,
         sequential: args.mode.map(|m| m == ModeArg::Sequential),
         k: args.k,
         seed: args.seed,
@@ -112,10 +79,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         },
         preserve: args.preserve,
         preserve_captions: args.preserve_captions,
-        probe: ProbeOptions {
-            batch_size: args.batch_size,
-            max_new_tokens: args.max_new_tokens,
-        },
+        probe,
         verbose: true,
         ..RunRequest::new(args.file)
     };

@@ -102,7 +102,7 @@ pub fn pretrain_vision(
     let device = llava.model.device().clone();
     // Each head reads every image token at once (the projector's output, flattened).
     let width = llava.config().text_config.hidden_size * llava.config().image_tokens();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(mix64(seed ^ 0x5EED_0F_1A));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(mix64(seed ^ 0x5EED_0F1A));
     let heads = classes(world)
         .iter()
         .map(|&k| {
