@@ -178,7 +178,8 @@ fn the_papers_hyperparameters_reach_the_plan() {
         "\"sigma\":0.01",
         "\"keep_above\":0.05",
         "\"steps\":70",
-        "\"lr\":0.01",
+        // G.4 says 0.01; the recipe takes 10 for the embedded model (its comment says why).
+        "\"lr\":10.0",
     ] {
         assert!(text.contains(needle), "ELoRA plan lacks {needle}");
     }
