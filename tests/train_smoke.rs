@@ -169,3 +169,74 @@ fn nonsense_options_are_diagnostics() {
     let err = train(&options, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("learning rate"), "{err}");
 }
+
+/// The largest absolute difference between same-named tensors whose name starts with `prefix`.
+fn max_change(a: &Llava, b: &Llava, prefix: &str) -> f32 {
+    let before: std::collections::HashMap<String, Tensor> =
+        a.model.named_tensors().into_iter().collect();
+    let mut worst = 0f32;
+    let mut seen = 0;
+    for (name, t) in b.model.named_tensors() {
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        seen += 1;
+        let d = (t - &before[&name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        worst = worst.max(d);
+    }
+    assert!(seen > 0, "no tensor under {prefix}");
+    worst
+}
+
+/// Stage 1 (`--vision-steps`) trains the vision tower; `--freeze-vision` leaves it as stage 1
+/// left it while the projector and decoder learn.
+#[test]
+fn vision_pretraining_trains_the_tower_and_freezing_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = |seed| {
+        let tok = train_tokenizer(&World::new(0)).unwrap();
+        ModelSpec::tiny().fresh(tok, seed).unwrap().0
+    };
+    let run = |name: &str, pretrain: bool| {
+        let out = dir.path().join(name);
+        let mut options = tiny_options(out.clone(), 4);
+        options.freeze_vision = true;
+        options.pretrain = pretrain.then_some(mkedsl::train::PretrainOptions {
+            steps: 4,
+            batch: 8,
+            schedule: LrSchedule {
+                peak: 1e-2,
+                warmup: 1,
+                total: 4,
+                floor: 0.1,
+            },
+        });
+        let summary = train(&options, &mut |_| {}).unwrap();
+        (summary, Llava::load(&out, &LoadOptions::default()).unwrap())
+    };
+    let initial = fresh(tiny_options(dir.path().into(), 4).seed);
+
+    let (summary, frozen) = run("frozen", false);
+    assert!(summary.vision.is_none());
+    assert_eq!(max_change(&initial, &frozen, "vision_tower."), 0.0);
+    assert!(max_change(&initial, &frozen, "multi_modal_projector.") > 0.0);
+
+    let (summary, pretrained) = run("pretrained", true);
+    let vision = summary.vision.expect("stage 1 ran");
+    assert_eq!(vision.steps, 4);
+    assert_eq!(
+        vision.accuracy.len(),
+        mkedsl::train::pretrain::ATTRIBUTES.len()
+    );
+    assert!(vision.accuracy.iter().all(|(_, a)| (0.0..=1.0).contains(a)));
+    assert!(max_change(&initial, &pretrained, "vision_tower.") > 0.0);
+}
