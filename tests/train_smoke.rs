@@ -12,6 +12,8 @@ use mkedsl::train::{
 };
 use mkedsl::world::{train_tokenizer, World};
 
+mod common;
+
 fn tiny_options(out: std::path::PathBuf, steps: usize) -> TrainOptions {
     TrainOptions {
         spec: ModelSpec::tiny(),
@@ -171,30 +173,18 @@ fn nonsense_options_are_diagnostics() {
 }
 
 /// The largest absolute difference between same-named tensors whose name starts with `prefix`.
-fn max_change(a: &Llava, b: &Llava, prefix: &str) -> f32 {
+fn max_change(a: &Llava, b: &Llava, prefix: &str) -> f64 {
     let before: std::collections::HashMap<String, Tensor> =
         a.model.named_tensors().into_iter().collect();
-    let mut worst = 0f32;
-    let mut seen = 0;
-    for (name, t) in b.model.named_tensors() {
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        seen += 1;
-        let d = (t - &before[&name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        worst = worst.max(d);
-    }
-    assert!(seen > 0, "no tensor under {prefix}");
-    worst
+    let changes: Vec<f64> = b
+        .model
+        .named_tensors()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, t)| common::max_abs_diff(&t, &before[&name]))
+        .collect();
+    assert!(!changes.is_empty(), "no tensor under {prefix}");
+    changes.into_iter().fold(0.0, f64::max)
 }
 
 /// Stage 1 (`--vision-steps`) trains the vision tower; `--freeze-vision` leaves it as stage 1
