@@ -85,9 +85,7 @@ fn a_failing_run_exits_non_zero_with_a_diagnostic() {
     let dir = tempfile::tempdir().unwrap();
     let model = embedded_model(dir.path());
     let data = dataset(dir.path(), 1);
-    let absurd = FT_L
-        .replace("adam(lr: 0.01)", "sgd(lr: 1e30)")
-        .replace("loss nll(target)", "loss 1e30 * nll(target)");
+    let absurd = diverging_ft_l();
     let r = recipe(dir.path(), "diverge.edit", &absurd);
     let out = mkedsl(&[
         "run",

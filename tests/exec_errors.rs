@@ -62,10 +62,7 @@ fn a_diverging_edit_is_a_diagnostic_naming_the_step_and_the_case() {
     let dir = tempfile::tempdir().unwrap();
     let model = embedded_model(dir.path());
     let data = dataset(dir.path(), 1);
-    // Finite but absurd: the first update overflows f32.
-    let absurd = FT_L
-        .replace("adam(lr: 0.01)", "sgd(lr: 1e30)")
-        .replace("loss nll(target)", "loss 1e30 * nll(target)");
+    let absurd = diverging_ft_l();
     let r = recipe(dir.path(), "diverge.edit", &absurd);
     let err = run(&request(dir.path(), r, model, data, 1)).expect_err("diverges");
     let text = render(&err);

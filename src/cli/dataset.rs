@@ -35,13 +35,7 @@ pub struct DatasetArgs {
 
 /// Runs `mkedsl dataset`.
 pub fn run(args: DatasetArgs) -> miette::Result<()> {
-    let llava = Llava::load(
-        &args.model,
-        &LoadOptions {
-            device: args.device.open()?,
-            ..LoadOptions::default()
-        },
-    )?;
+    let llava = Llava::load(&args.model, &LoadOptions::on(args.device)?)?;
     let world = World::new(args.world_seed);
     let plan = DatasetPlan {
         evqa: args.evqa,

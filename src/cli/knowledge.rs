@@ -35,13 +35,7 @@ pub struct KnowledgeArgs {
 
 /// Runs `mkedsl knowledge`.
 pub fn run(args: KnowledgeArgs) -> miette::Result<()> {
-    let llava = Llava::load(
-        &args.model,
-        &LoadOptions {
-            device: args.device.open()?,
-            ..LoadOptions::default()
-        },
-    )?;
+    let llava = Llava::load(&args.model, &LoadOptions::on(args.device)?)?;
     let world = World::new(args.world_seed);
     let report = measure_knowledge(&llava, &world, args.per_family, args.seed)?;
     println!(

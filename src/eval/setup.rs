@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::DType;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::{load_dataset, Dataset, ImageRoots};
@@ -96,13 +95,7 @@ impl Setup {
                 data: format!("`{}`", data.display()),
             });
         }
-        let model = Llava::load(
-            &model_dir,
-            &LoadOptions {
-                device: req.device.open()?,
-                dtype: DType::F32,
-            },
-        )?;
+        let model = Llava::load(&model_dir, &LoadOptions::on(req.device)?)?;
         Ok(Setup {
             model_dir,
             model,

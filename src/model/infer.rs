@@ -43,14 +43,7 @@ pub struct InferOutput {
 
 /// Loads the checkpoint and answers the prompt.
 pub fn infer(req: &InferRequest) -> Result<InferOutput> {
-    let device = req.device.open()?;
-    let llava = Llava::load(
-        &req.model,
-        &LoadOptions {
-            device,
-            dtype: DType::F32,
-        },
-    )?;
+    let llava = Llava::load(&req.model, &LoadOptions::on(req.device)?)?;
     let images = match &req.image {
         Some(path) => vec![load_image(path)?],
         None => vec![],

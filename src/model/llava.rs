@@ -10,6 +10,7 @@ use crate::model::batch::{gather_rows, Batch, Encoded, Latents, PadSide};
 use crate::model::checkpoint;
 use crate::model::clip::ClipVision;
 use crate::model::config::{FeatureSelect, LlavaConfig, ModelDims};
+use crate::model::device::DeviceKind;
 use crate::model::error::{ModelError, Result};
 use crate::model::hooks::Hooks;
 use crate::model::llama::{KvCache, LlamaDecoder};
@@ -31,6 +32,16 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
         }
+    }
+}
+
+impl LoadOptions {
+    /// F32 weights on the device a command line named; opening it fails where there is no GPU.
+    pub fn on(kind: DeviceKind) -> Result<Self> {
+        Ok(Self {
+            device: kind.open()?,
+            dtype: DType::F32,
+        })
     }
 }
 

@@ -108,6 +108,12 @@ per edit {
 }
 "#;
 
+/// FT-L made to diverge: finite numbers whose first update overflows f32.
+pub fn diverging_ft_l() -> String {
+    FT_L.replace("adam(lr: 0.01)", "sgd(lr: 1e30)")
+        .replace("loss nll(target)", "loss 1e30 * nll(target)")
+}
+
 /// Plain LoRA on layer 1's FFN.
 pub const LORA: &str = r#"
 recipe "LoRA tiny" { mode: single, seed: 0 }
