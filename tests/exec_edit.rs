@@ -310,56 +310,59 @@ fn run_writes_one_artefact_per_case_or_group() {
 }
 
 #[test]
-fn unike_memory_grows_per_edit_and_is_restored_with_the_state() {
-    use mkedsl::exec::unike::current_memory;
+fn unike_edit_state_is_adapter_data_restored_exactly_and_accumulated_sequentially() {
+    // The fixture recipe edits layers(-2..): its memory and neurons sit in the last two layers.
     let mut b = bench(UNIKE, 2);
     let mut state = EditState::new(b.setup.model.clone());
     b.exec.prepare(&mut state).unwrap();
-    let prepared = state.clone();
-    let icl_id = NodeId(2);
-    let icl = match b.exec.prepared.get(icl_id).unwrap() {
-        mkedsl::exec::values::Value::Icl(h) => h.clone(),
-        other => panic!("{}", other.kind()),
+    let prepared = state.snapshot();
+    let probe = {
+        let case = PreparedCase::load(&b.setup.cases[1]).expect("images");
+        EditInput::new(&state, &case).expect("input")
     };
-    let entries =
-        |b: &Bench, s: &EditState| current_memory(&icl, s, &b.exec.side).unwrap().entries();
-    assert_eq!(entries(&b, &state), 48);
+    let before = logits(&state, &probe);
+    let last = state.model.dims().num_layers - 1;
+    let entries = |s: &EditState| s.adapters.memories_at(last)[0].entries();
+    let neuron_sets = |s: &EditState| s.adapters.neurons_at(last).len();
+    assert_eq!((entries(&state), neuron_sets(&state)), (48, 0));
     b.edit(&mut state, 0);
-    assert_eq!(entries(&b, &state), 49);
-    // Sequential: the next edit builds on this one.
+    // The edit joined the memory and brought its own regulated neurons, trained.
+    assert_eq!((entries(&state), neuron_sets(&state)), (49, 1));
+    let n = &state.adapters.neurons_at(last)[0];
+    let reg = n.regulation.as_ref().expect("regulated by ζ");
+    assert!(
+        max_diff(&reg.map, &reg.map.zeros_like().unwrap()) > 0.0,
+        "W_ζ trained"
+    );
+    assert!(
+        max_diff(&n.values, &n.values.zeros_like().unwrap()) > 0.0,
+        "V trained"
+    );
+    let shift = (n.effective_values().unwrap() - &n.values).unwrap();
+    let want = (reg.map.matmul(&reg.zeta.unsqueeze(1).unwrap()).unwrap() * reg.beta)
+        .unwrap()
+        .squeeze(1)
+        .unwrap();
+    assert!(
+        max_diff(&shift.get(0).unwrap(), &want) < 1e-6,
+        "V + β·W_ζ ζ"
+    );
+    assert!(
+        max_diff(&logits(&state, &probe), &before) > 0.0,
+        "the edit changed the model"
+    );
+    // Sequential: the next edit builds on this one, with pairs of its own.
     let mut seq = state.clone();
     b.edit(&mut seq, 1);
-    assert_eq!(entries(&b, &seq), 50);
-    // Single: restoring the snapshot restores the memory.
-    let mut single = prepared.clone();
-    assert_eq!(entries(&b, &single), 48);
-    b.edit(&mut single, 1);
-    assert_eq!(entries(&b, &single), 49);
-    // The regulated neurons trained V and W_ζ, and the installed values are V + β·W_ζ ζ.
-    let neurons = b.exec.prepared.neurons(NodeId(4)).unwrap().clone();
-    let reg = neurons.regulation.clone().expect("regulated");
-    for slot in &neurons.slots {
-        let n = &single.adapters.neurons_at(slot.layer)[slot.index];
-        let (v, w) = b
-            .exec
-            .side
-            .regulated
-            .get(&n.values.id())
-            .expect("recorded")
-            .clone();
-        assert!(
-            max_diff(&w, &w.zeros_like().unwrap()) > 0.0,
-            "W_ζ did not train"
-        );
-        let rebuilt = reg.values(slot.layer, &v, &w).unwrap();
-        assert!(max_diff(&rebuilt, &n.values) < 1e-6);
-        let p = &prepared.adapters.neurons_at(slot.layer)[slot.index];
-        assert_eq!(
-            max_diff(&p.values, &p.values.zeros_like().unwrap()),
-            0.0,
-            "V starts at 0"
-        );
-    }
+    assert_eq!((entries(&seq), neuron_sets(&seq)), (50, 2));
+    // Single: restoring returns the memory, the neurons and the logits exactly.
+    state.restore(&prepared);
+    assert_eq!((entries(&state), neuron_sets(&state)), (48, 0));
+    assert_eq!(
+        max_diff(&logits(&state, &probe), &before),
+        0.0,
+        "bit for bit"
+    );
 }
 
 #[test]

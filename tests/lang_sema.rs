@@ -56,9 +56,10 @@ per edit {{
             .map(|s| (s.stage, s.hoisted))
             .collect()
     };
-    // Covariance, null space and adapter depend on nothing per edit: hoisted, in written order.
+    // Covariance and null space depend on nothing per edit: hoisted, in written order.
     assert_eq!(stage_of("null_space"), vec![(Stage::Prepare, true)]);
-    assert_eq!(stage_of("lora"), vec![(Stage::Prepare, true)]);
+    // An adapter written in `per edit` is attached per edit (sequential edits each get one).
+    assert_eq!(stage_of("lora"), vec![(Stage::PerEdit, false)]);
     // The perturbed variants read the edit case; the knowledge space reads them.
     assert_eq!(stage_of("perturb"), vec![(Stage::PerEdit, false)]);
     assert_eq!(stage_of("knowledge_space"), vec![(Stage::PerEdit, false)]);

@@ -71,6 +71,8 @@ shipped! {
     lpedit_on_evqa: "lpedit.edit", "evqa.json";
     elora_on_evqa: "elora.edit", "evqa.json";
     elora_on_eic: "elora.edit", "eic.json";
+    /// Prepares its memory (2,000 triplets) and encoders from scratch, about a minute.
+    unike_on_evqa: "unike.edit", "evqa.json";
     /// About a minute: LAR regenerates adversaries and a KL batch at every step.
     #[ignore]
     asam_on_evqa: "asam.edit", "evqa.json";

@@ -172,6 +172,7 @@ fn extra_neurons_keys_bias_values() {
                 bias: Some(bias.as_tensor().clone()),
                 values: values.as_tensor().clone(),
                 act: Activation::Silu,
+                regulation: None,
             },
         );
         nll(&s, &s.latents, &mut Hooks::new(), &adapters)

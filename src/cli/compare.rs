@@ -11,13 +11,14 @@ use crate::exec::run::DEFAULT_LIMIT;
 use crate::exec::CacheChoice;
 use crate::model::device::DeviceKind;
 
-/// Recipes compared when none is named: the baselines, then the two null-space methods.
-pub const DEFAULT_RECIPES: [&str; 5] = [
+/// Recipes compared when none is named: the baselines, the two null-space methods, UniKE.
+pub const DEFAULT_RECIPES: [&str; 6] = [
     "recipes/ft_l.edit",
     "recipes/lora.edit",
     "recipes/lora_null.edit",
     "recipes/lpedit.edit",
     "recipes/elora.edit",
+    "recipes/unike.edit",
 ];
 
 /// Datasets compared when none is named.
@@ -25,7 +26,7 @@ pub const DEFAULT_DATASETS: [&str; 2] = ["examples/data/evqa.json", "examples/da
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Recipes to run [default: ft_l, lora, lora_null, lpedit, elora from recipes/].
+    /// Recipes to run [default: ft_l, lora, lora_null, lpedit, elora, unike from recipes/].
     pub recipes: Vec<PathBuf>,
     /// MMEdit files to run them on (repeat the flag) [default: examples/data/evqa.json and eic.json].
     #[arg(long)]

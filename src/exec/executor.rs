@@ -21,7 +21,6 @@ use crate::exec::rng;
 use crate::exec::sites::stream_taps;
 use crate::exec::spaces::{self, FilterStats, Request};
 use crate::exec::taps::Reading;
-use crate::exec::unike::Side;
 use crate::exec::values::{PerLayer, Value, Values};
 use crate::exec::variants::{self, Search};
 use crate::plan::{Plan, Stage, Step, StepId};
@@ -107,10 +106,6 @@ pub struct Executor {
     pub phases: Phases,
     /// Adversarial variant sets drawn in the current edit (each its own random stream).
     pub adversarial_draws: u64,
-    /// What UniKE's installed closures and regulated values were built from.
-    pub side: Side,
-    /// The side records the prepared state uses: closure keys and value tensor ids.
-    pub prepared_side: (Vec<usize>, Vec<candle_core::TensorId>),
     /// When the prepare step being run started (for the "computed … in N s" notes).
     pub step_clock: Option<Instant>,
 }
@@ -153,8 +148,6 @@ impl Executor {
             knowledge: HashMap::new(),
             phases: Phases::default(),
             adversarial_draws: 0,
-            side: Side::default(),
-            prepared_side: (Vec::new(), Vec::new()),
             step_clock: None,
         }
     }
@@ -189,7 +182,6 @@ impl Executor {
     pub fn edit(&mut self, state: &mut EditState, edit: &EditInput) -> Result<Values> {
         let mut values = self.prepared.clone();
         self.adversarial_draws = 0;
-        self.prune_side(state);
         let steps: Vec<Step> = self.plan.stage(Stage::PerEdit).cloned().collect();
         for step in &steps {
             if values.contains(step.id) {

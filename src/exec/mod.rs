@@ -21,8 +21,8 @@
 //! sequential edits build on each other. Files: `preserve` (where preserved samples come from),
 //! `input` (the edit case as tensors), `taps` (reading streams, also inside adapters),
 //! `variants` (ELoRA's perturbations, ASAM's adversarial latents), `spaces` (null, top and
-//! knowledge spaces), `losses`, `optim`, `train`, `unike` + `unike_ops` (UniKE's memory,
-//! encoders, neurons, latent ICL), `cache`, `output` (`--out`), `validate` (what is refused
+//! knowledge spaces), `losses`, `optim`, `train`, `unike` + `unike_ops` (UniKE's triplet states,
+//! encoders, ζ, extra neurons and `remember`; the latent ICL read itself is `model::memory`), `cache`, `output` (`--out`), `validate` (what is refused
 //! before any tensor exists), `bench`, `compare`.
 
 pub mod bench;

@@ -161,7 +161,8 @@ pub fn write(dir: &Path, artefact: &Artefact, provenance: &Provenance) -> Result
             format!("neurons.{i}.values"),
         );
         tensors.insert(k.clone(), n.keys.detach());
-        tensors.insert(v.clone(), n.values.detach());
+        // Regulated values are written as used (UniKE Eq. 6: V + β·W_ζ ζ).
+        tensors.insert(v.clone(), n.effective_values()?.detach());
         if let Some(bias) = &n.bias {
             tensors.insert(b.clone(), bias.detach());
         }
@@ -241,6 +242,7 @@ pub fn read(dir: &Path, device: &candle_core::Device) -> Result<(Artefact, Prove
                 bias: n.key_bias.as_deref().map(get).transpose()?,
                 values: get(&n.values)?,
                 act: Activation::Silu,
+                regulation: None,
             },
         ));
     }
@@ -278,6 +280,7 @@ pub fn apply(artefact: &Artefact, state: &mut EditState) -> Result<()> {
                     bias: n.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?,
                     values: n.values.to_dtype(dtype)?,
                     act,
+                    regulation: None,
                 },
             );
         }

@@ -91,7 +91,6 @@ impl Executor {
         }
         self.prepared = values;
         self.step_clock = None;
-        self.mark_prepared_side(state);
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use crate::exec::losses;
 use crate::exec::optim::Optimizer;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
 use crate::exec::taps::{deepest, Reading};
-use crate::exec::unike::{NeuronSlot, Regulation, Side};
+use crate::exec::unike::NeuronSlot;
 use crate::exec::values::{LoraSlot, Value, Values};
 use crate::linalg::Subspace;
 use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
@@ -41,14 +41,14 @@ pub enum Slot {
     Keys(NeuronSlot),
     /// Extra neurons' key bias `(count,)`.
     KeyBias(NeuronSlot),
-    /// Extra neurons' values `(count, d)`; with a regulation, `V` of `V + β·W_ζ ζ`.
-    Values(NeuronSlot, Option<Regulation>),
+    /// Extra neurons' values `(count, d)` (`V` of `V + β·W_ζ ζ` when regulated).
+    Values(NeuronSlot),
     /// UniKE's `W_ζ` `(d, h)`.
-    ZetaMap(NeuronSlot, Regulation),
+    ZetaMap(NeuronSlot),
 }
 
 impl Slot {
-    pub fn read(&self, state: &EditState, side: &Side) -> Result<Tensor> {
+    pub fn read(&self, state: &EditState) -> Result<Tensor> {
         match self {
             Slot::Weight(site) => Ok(state.model.linear_weight(*site)?),
             Slot::LoraA(s) => Ok(lora_at(state, *s)?.a),
@@ -57,13 +57,15 @@ impl Slot {
             Slot::KeyBias(s) => neurons_at(state, *s)?
                 .bias
                 .ok_or_else(|| ExecError::internal("extra neurons without a key bias")),
-            Slot::Values(s, None) => Ok(neurons_at(state, *s)?.values),
-            Slot::Values(s, Some(_)) => Ok(regulated(state, side, *s)?.0),
-            Slot::ZetaMap(s, _) => Ok(regulated(state, side, *s)?.1),
+            Slot::Values(s) => Ok(neurons_at(state, *s)?.values),
+            Slot::ZetaMap(s) => neurons_at(state, *s)?
+                .regulation
+                .map(|r| r.map)
+                .ok_or_else(|| ExecError::internal("extra neurons without W_ζ")),
         }
     }
 
-    pub fn write(&self, state: &mut EditState, side: &mut Side, t: Tensor) -> Result<()> {
+    pub fn write(&self, state: &mut EditState, t: Tensor) -> Result<()> {
         match self {
             Slot::Weight(site) => {
                 state.model.replace_linear_weight(*site, t)?;
@@ -77,35 +79,21 @@ impl Slot {
                 }
                 state.adapters.set_lora(s.site, s.index, lora)?;
             }
-            Slot::Keys(s) | Slot::KeyBias(s) | Slot::Values(s, None) => {
+            Slot::Keys(s) | Slot::KeyBias(s) | Slot::Values(s) | Slot::ZetaMap(s) => {
                 let mut n = neurons_at(state, *s)?;
                 match self {
                     Slot::Keys(_) => n.keys = t,
                     Slot::KeyBias(_) => n.bias = Some(t),
-                    _ => n.values = t,
+                    Slot::Values(_) => n.values = t,
+                    _ => match n.regulation.as_mut() {
+                        Some(r) => r.map = t,
+                        None => return Err(ExecError::internal("extra neurons without W_ζ")),
+                    },
                 }
-                state.adapters.set_neurons(s.layer, s.index, n)?;
-            }
-            Slot::Values(s, Some(reg)) | Slot::ZetaMap(s, reg) => {
-                let (v, w) = regulated(state, side, *s)?;
-                let (v, w) = if matches!(self, Slot::ZetaMap(..)) {
-                    (v, t)
-                } else {
-                    (t, w)
-                };
-                let mut n = neurons_at(state, *s)?;
-                n.values = reg.values(s.layer, &v, &w)?;
-                side.regulated.insert(n.values.id(), (v, w));
                 state.adapters.set_neurons(s.layer, s.index, n)?;
             }
         }
         Ok(())
-    }
-
-    /// Whether the installed tensor is computed from the trained one (and must be rebuilt after
-    /// every update, not merely updated in place).
-    fn derived(&self) -> bool {
-        matches!(self, Slot::Values(_, Some(_)) | Slot::ZetaMap(..))
     }
 
     /// Whether the tensor is stored transposed relative to the recipe's `[rows, columns]`
@@ -135,17 +123,6 @@ fn neurons_at(state: &EditState, s: NeuronSlot) -> Result<ExtraNeurons> {
         })
 }
 
-/// `(V, W_ζ)` behind the installed values of a regulated neuron set.
-fn regulated(state: &EditState, side: &Side, s: NeuronSlot) -> Result<(Tensor, Tensor)> {
-    let n = neurons_at(state, s)?;
-    side.regulated.get(&n.values.id()).cloned().ok_or_else(|| {
-        ExecError::internal(format!(
-            "regulated neurons of layer {} lost their W_ζ",
-            s.layer
-        ))
-    })
-}
-
 /// The tensors a parameter names, one per layer.
 pub fn resolve(param: &Param, values: &Values) -> Result<Vec<(usize, Slot)>> {
     match &param.owner {
@@ -170,11 +147,11 @@ pub fn resolve(param: &Param, values: &Values) -> Result<Vec<(usize, Slot)>> {
                 .slots
                 .iter()
                 .map(|s| {
-                    let slot = match (name, &handle.regulation) {
+                    let slot = match (name, handle.regulated) {
                         (AdapterParam::Keys, _) => Slot::Keys(*s),
                         (AdapterParam::KeyBias, _) => Slot::KeyBias(*s),
-                        (AdapterParam::Values, r) => Slot::Values(*s, r.clone()),
-                        (AdapterParam::ZetaMap, Some(r)) => Slot::ZetaMap(*s, r.clone()),
+                        (AdapterParam::Values, _) => Slot::Values(*s),
+                        (AdapterParam::ZetaMap, true) => Slot::ZetaMap(*s),
                         (other, _) => {
                             return Err(ExecError::internal(format!(
                                 "these extra neurons have no tensor `{}`",
@@ -264,8 +241,8 @@ impl Executor {
         for (i, p) in params.iter().enumerate() {
             for (layer, slot) in resolve(p, values)? {
                 // A copy: the snapshot's tensor is never written in place.
-                let var = Var::from_tensor(&slot.read(state, &self.side)?.detach())?;
-                slot.write(state, &mut self.side, var.as_tensor().clone())?;
+                let var = Var::from_tensor(&slot.read(state)?.detach())?;
+                slot.write(state, var.as_tensor().clone())?;
                 let name = match &slot {
                     Slot::Weight(site) => format!("{site}.weight"),
                     _ => format!("{} at {}", p.path, layer_name(Some(layer))),
@@ -354,15 +331,9 @@ impl Executor {
                 finite(|| format!("the update of {}", t.name), &u, k, *steps)?;
                 t.var.set(&(p + u)?)?;
             }
-            // Tensors computed from trained ones (UniKE's V + β·W_ζ ζ) are rebuilt.
-            for t in trained.iter().filter(|t| t.slot.derived()) {
-                t.slot
-                    .write(state, &mut self.side, t.var.as_tensor().clone())?;
-            }
         }
         for t in trained {
-            t.slot
-                .write(state, &mut self.side, t.var.as_tensor().detach().copy()?)?;
+            t.slot.write(state, t.var.as_tensor().detach().copy()?)?;
         }
         Ok(())
     }

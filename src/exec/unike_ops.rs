@@ -18,13 +18,15 @@ use crate::exec::rng;
 use crate::exec::sites::{layers, stream_taps, Tap};
 use crate::exec::taps::{deepest, Reading};
 use crate::exec::unike::{
-    current_memory, fresh_neurons, icl_closure, install_memory, train_encoders, truth_direction,
-    EncoderPair, EncoderTraining, Encoders, Gate, IclHandle, Memory, Mlp, NeuronHandle, NeuronSlot,
-    Regulation,
+    fresh_neurons, train_encoders, truth_direction, EncoderPair, EncoderTraining, Encoders,
+    IclHandle, Memory, NeuronHandle, NeuronSlot,
 };
 use crate::exec::values::{PerLayer, Value, Values};
-use crate::model::site::{LayerPoint, Site};
-use crate::model::{Activation, Hooks, Latents, PadSide, Shift, VisionLanguageModel};
+use crate::model::nn::mlp::Mlp;
+use crate::model::site::Site;
+use crate::model::{
+    Activation, Hooks, LatentMemory, Latents, MemoryGate, PadSide, VisionLanguageModel,
+};
 use crate::plan::{Step, StepId};
 use crate::sema::site::Stream;
 use crate::sema::{Alpha, DataSpec, Op};
@@ -191,20 +193,37 @@ impl Executor {
             model
                 .model
                 .forward_through(&latents, &mut hooks, &state.adapters, last)?;
+            // Flat `(row · T + column)` indices of each kind of state: compact copies, so the
+            // memory does not keep every batch's activations alive through row views.
+            let t_len = latents.layout.seq();
+            let flat = |keep: usize, col: fn(&(usize, usize)) -> usize| -> Vec<u32> {
+                columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(row, _)| row % 2 == keep)
+                    .map(|(row, c)| (row * t_len + col(c)) as u32)
+                    .collect()
+            };
+            let picks = [
+                flat(0, |c| c.0), // h_sem: the question's last token, positive row
+                flat(0, |c| c.1), // h_pos: the last token, positive row
+                flat(1, |c| c.1), // h_neg: the last token, negative row
+            ];
             for (i, (_, site)) in sites.iter().enumerate() {
                 let value = hooks
                     .captured(site)
                     .first()
                     .map(|t| (*t).detach())
                     .ok_or_else(|| ExecError::internal(format!("nothing captured at {site}")))?;
-                for (row, &(prompt_last, last)) in columns.iter().enumerate() {
-                    let at_col = |c: usize| -> Result<Tensor> { Ok(value.get(row)?.get(c)?) };
-                    if row.is_multiple_of(2) {
-                        sem[i].push(at_col(prompt_last)?);
-                        pos[i].push(at_col(last)?);
-                    } else {
-                        neg[i].push(at_col(last)?);
-                    }
+                let (b, t, d) = value.dims3()?;
+                let rows = value.reshape((b * t, d))?;
+                for (store, pick) in [&mut sem, &mut pos, &mut neg].into_iter().zip(&picks) {
+                    let index = Tensor::from_slice(pick, pick.len(), rows.device())?;
+                    store[i].push(
+                        rows.index_select(&index, 0)?
+                            .to_device(&Device::Cpu)?
+                            .to_dtype(DType::F32)?,
+                    );
                 }
             }
             done += chunk.len();
@@ -212,11 +231,7 @@ impl Executor {
                 .bar
                 .set_message(format!("prepare: {done}/{} triplets", triplets.len()));
         }
-        let stack = |rows: &[Tensor]| -> Result<Tensor> {
-            Ok(Tensor::stack(rows, 0)?
-                .to_device(&Device::Cpu)?
-                .to_dtype(DType::F32)?)
-        };
+        let stack = |rows: &[Tensor]| -> Result<Tensor> { Ok(Tensor::cat(rows, 0)?) };
         Memory::new(
             sites
                 .iter()
@@ -331,37 +346,52 @@ impl Executor {
                 let act = Activation::from_name(act_name).ok_or_else(|| {
                     ExecError::internal(format!("the model's activation `{act_name}` is unknown"))
                 })?;
-                let regulation = match regulate {
-                    Some(r) => Some(Regulation {
-                        beta: r.beta,
-                        zeta: values
-                            .direction(r.direction)?
-                            .iter()
-                            .filter_map(|(l, z)| l.map(|l| (l, z.clone())))
-                            .collect(),
-                    }),
+                let zeta = match regulate {
+                    Some(r) => Some((values.direction(r.direction)?.clone(), r.beta)),
                     None => None,
                 };
+                // Each edit draws its own keys (sequential editing adds fresh pairs per edit).
+                let case = edit.map_or(0, |e| e.case as u64 + 1);
                 let mut slots = Vec::new();
                 for &layer in layers(&site.layers)? {
                     let mut r = rng::stream(
                         self.seed,
                         "extra-neurons",
-                        u64::from(step.id.0) << 16 | layer as u64,
+                        case << 32 | u64::from(step.id.0) << 16 | layer as u64,
                     );
-                    let mut n = fresh_neurons(*count, dims.hidden, act, dtype, &device, &mut r)?;
-                    if let Some(reg) = &regulation {
-                        let width = reg.zeta(layer)?.dim(0)?;
-                        let w_zeta = Tensor::zeros((dims.hidden, width), dtype, &device)?;
-                        let v = n.values.clone();
-                        n.values = reg.values(layer, &v, &w_zeta)?;
-                        self.side.regulated.insert(n.values.id(), (v, w_zeta));
-                    }
+                    let regulation = match &zeta {
+                        Some((per, beta)) => {
+                            let z = per
+                                .iter()
+                                .find(|(l, _)| *l == Some(layer))
+                                .map(|(_, z)| z)
+                                .ok_or_else(|| {
+                                    ExecError::internal(format!("no ζ for layer {layer}"))
+                                })?;
+                            Some((z, *beta))
+                        }
+                        None => None,
+                    };
+                    let n = fresh_neurons(
+                        *count,
+                        dims.hidden,
+                        act,
+                        regulation,
+                        dtype,
+                        &device,
+                        &mut r,
+                    )?;
                     let index = state.adapters.neurons_at(layer).len();
                     state.adapters.neurons(layer, n);
                     slots.push(NeuronSlot { layer, index });
                 }
-                values.insert(step.id, Value::Neurons(NeuronHandle { slots, regulation }));
+                values.insert(
+                    step.id,
+                    Value::Neurons(NeuronHandle {
+                        slots,
+                        regulated: regulate.is_some(),
+                    }),
+                );
             }
             Op::LatentIcl {
                 site,
@@ -370,33 +400,49 @@ impl Executor {
                 alpha,
             } => {
                 let mem = values.memory(*memory)?.clone();
-                let gate = match alpha {
-                    Alpha::Fixed { value } => Gate::Fixed(*value),
-                    Alpha::SemanticGate { encoders } => {
-                        Gate::Semantic(values.encoders(*encoders)?.clone())
-                    }
-                };
-                let mut shifts = Vec::new();
+                let dtype = state.model.dtype();
+                let device = state.model.device().clone();
+                let on_model =
+                    |t: &Tensor| -> Result<Tensor> { Ok(t.to_dtype(dtype)?.to_device(&device)?) };
+                let mut slots = Vec::new();
                 for (layer, _) in stream_taps(site)? {
                     let layer =
                         layer.ok_or_else(|| ExecError::internal("latent ICL outside a layer"))?;
-                    let f = icl_closure(mem.clone(), layer, *top_k, gate.clone());
-                    self.side
-                        .memories
-                        .insert(crate::exec::unike::closure_key(&f), mem.clone());
-                    let index = state.adapters.shifts().len();
-                    state
-                        .adapters
-                        .shift(Site::Layer(layer, LayerPoint::AttnOutput), Shift::Fn(f));
-                    shifts.push((layer, index));
+                    let m = mem.layer(layer).ok_or_else(|| {
+                        ExecError::internal(format!("the memory has no layer {layer}"))
+                    })?;
+                    let gate = match alpha {
+                        Alpha::Fixed { value } => MemoryGate::Fixed(*value),
+                        Alpha::SemanticGate { encoders } => {
+                            let enc = values.encoders(*encoders)?;
+                            let pair = enc.layer(layer).ok_or_else(|| {
+                                ExecError::internal(format!("no encoders for layer {layer}"))
+                            })?;
+                            let layers = pair
+                                .semantic
+                                .layers
+                                .iter()
+                                .map(|(w, b)| Ok((on_model(w)?, on_model(b)?)))
+                                .collect::<Result<Vec<_>>>()?;
+                            MemoryGate::Semantic(Arc::new(Mlp { layers }))
+                        }
+                    };
+                    let latent = LatentMemory::new(
+                        &on_model(&m.sem)?,
+                        on_model(&m.pos)?,
+                        on_model(&m.centre)?,
+                        *top_k,
+                        gate,
+                    )?;
+                    let index = state.adapters.memories_at(layer).len();
+                    state.adapters.memory(layer, latent);
+                    slots.push((layer, index));
                 }
                 values.insert(
                     step.id,
                     Value::Icl(IclHandle {
                         memory: *memory,
-                        top_k: *top_k,
-                        gate,
-                        shifts,
+                        slots,
                     }),
                 );
             }
@@ -404,17 +450,20 @@ impl Executor {
                 let edit =
                     edit.ok_or_else(|| ExecError::internal("`remember` ran outside an edit"))?;
                 let icls: Vec<IclHandle> = values.icls_of(*memory).into_iter().cloned().collect();
-                let first = icls.first().ok_or_else(|| {
-                    ExecError::internal("`remember` of a memory no latent ICL reads")
-                })?;
-                let current = current_memory(first, state, &self.side)?;
-                // Read the edit case with this memory's own shifts switched off.
+                if icls.is_empty() {
+                    return Err(ExecError::internal(
+                        "`remember` of a memory no latent ICL reads",
+                    ));
+                }
+                // Read the edit case with this memory's own retrieval switched off.
                 let mut off = state.adapters.clone();
-                let zero = Tensor::zeros(1, state.model.dtype(), state.model.device())?;
-                for icl in &icls {
-                    for (_, index) in &icl.shifts {
-                        off.set_shift(*index, Shift::Tensor(zero.clone()))?;
-                    }
+                for (layer, index) in icls.iter().flat_map(|i| &i.slots) {
+                    let m = &state.adapters.memories_at(*layer)[*index];
+                    let inert = LatentMemory {
+                        gate: MemoryGate::Fixed(0.0),
+                        ..m.clone()
+                    };
+                    off.set_memory(*layer, *index, inert)?;
                 }
                 let sites = memory_sites(&self.memory_stream(*memory)?)?;
                 let readings: Vec<Reading> = sites.iter().map(|(_, s)| Reading::Site(*s)).collect();
@@ -432,7 +481,6 @@ impl Executor {
                     &off,
                     deepest(&readings),
                 )?;
-                let mut added = Vec::new();
                 for (l, s) in &sites {
                     let v = hooks
                         .captured(s)
@@ -440,19 +488,15 @@ impl Executor {
                         .map(|t| (*t).detach())
                         .ok_or_else(|| ExecError::internal(format!("nothing captured at {s}")))?
                         .get(0)?;
-                    let sem = v
-                        .get(edit.last_prompt())?
-                        .to_device(&Device::Cpu)?
-                        .to_dtype(DType::F32)?;
-                    let pos = v
-                        .get(edit.len() - 1)?
-                        .to_device(&Device::Cpu)?
-                        .to_dtype(DType::F32)?;
-                    added.push((*l, sem, pos));
-                }
-                let next = Arc::new(current.with(&added)?);
-                for icl in &icls {
-                    install_memory(icl, next.clone(), state, &mut self.side)?;
+                    let sem = v.get(edit.last_prompt())?.unsqueeze(0)?;
+                    let pos = v.get(edit.len() - 1)?.unsqueeze(0)?;
+                    for (layer, index) in icls.iter().flat_map(|i| &i.slots) {
+                        if layer == l {
+                            let grown = state.adapters.memories_at(*layer)[*index]
+                                .with_entries(&sem, &pos)?;
+                            state.adapters.set_memory(*layer, *index, grown)?;
+                        }
+                    }
                 }
                 values.insert(step.id, Value::Done);
             }
@@ -464,51 +508,5 @@ impl Executor {
             }
         }
         Ok(())
-    }
-
-    /// Forgets side records no longer reachable from `state` or the prepared state.
-    pub fn prune_side(&mut self, state: &EditState) {
-        let mut live_closures: Vec<usize> = self.prepared_side.0.clone();
-        let mut live_values = self.prepared_side.1.clone();
-        for (_, s) in state.adapters.shifts() {
-            if let Shift::Fn(f) = s {
-                live_closures.push(crate::exec::unike::closure_key(f));
-            }
-        }
-        for layer in state.adapters.neuron_layers().collect::<Vec<_>>() {
-            for n in state.adapters.neurons_at(layer) {
-                live_values.push(n.values.id());
-            }
-        }
-        self.side.memories.retain(|k, _| live_closures.contains(k));
-        self.side.regulated.retain(|k, _| live_values.contains(k));
-    }
-
-    /// Remembers which side records the prepared state uses (they stay for every case).
-    pub fn mark_prepared_side(&mut self, state: &EditState) {
-        let closures = state
-            .adapters
-            .shifts()
-            .iter()
-            .filter_map(|(_, s)| match s {
-                Shift::Fn(f) => Some(crate::exec::unike::closure_key(f)),
-                Shift::Tensor(_) => None,
-            })
-            .collect();
-        let values = state
-            .adapters
-            .neuron_layers()
-            .collect::<Vec<_>>()
-            .into_iter()
-            .flat_map(|l| {
-                state
-                    .adapters
-                    .neurons_at(l)
-                    .iter()
-                    .map(|n| n.values.id())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        self.prepared_side = (closures, values);
     }
 }

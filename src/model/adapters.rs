@@ -1,5 +1,5 @@
 //! Persistent, explicit modifications of a frozen model: LoRA, weight deltas, extra FFN
-//! key-value neurons and additive shifts at sites.
+//! key-value neurons, latent key-value memories read by attention, and additive shifts at sites.
 //!
 //! Adapters hold plain tensors. A tensor that is a `candle_core::Var` (or computed from one, like
 //! UniKE's `W_V^extra + β ζ'`) is trainable and receives gradients; any other tensor is frozen
@@ -14,6 +14,7 @@ use candle_core::{DType, Tensor};
 use crate::model::config::ModelDims;
 use crate::model::error::{ModelError, Result};
 use crate::model::hooks::{add_broadcast, SiteView};
+use crate::model::memory::{LatentMemory, MemoryGate};
 use crate::model::nn::activation::Activation;
 use crate::model::nn::frozen::matmul_t;
 use crate::model::site::{LinearSite, Site};
@@ -39,6 +40,32 @@ pub struct ExtraNeurons {
     /// Values, `(n_extra, hidden)`.
     pub values: Tensor,
     pub act: Activation,
+    /// UniKE Eq. 6: the values are used as `V + β·W_ζ ζ`.
+    pub regulation: Option<NeuronRegulation>,
+}
+
+/// UniKE Eq. 6's regulation of extra values by the truthfulness direction: `ζ′ = W_ζ ζ` is added,
+/// times β, to every extra value. `W_ζ` is trained with the values; ζ is fixed.
+#[derive(Debug, Clone)]
+pub struct NeuronRegulation {
+    /// `W_ζ`, `(hidden, width of ζ)`.
+    pub map: Tensor,
+    /// ζ, `(width,)`.
+    pub zeta: Tensor,
+    pub beta: f64,
+}
+
+impl ExtraNeurons {
+    /// The values the FFN adds, `(n_extra, hidden)`: `V`, or `V + β·W_ζ ζ` when regulated.
+    pub fn effective_values(&self) -> candle_core::Result<Tensor> {
+        match &self.regulation {
+            None => Ok(self.values.clone()),
+            Some(r) => {
+                let shift = (r.map.matmul(&r.zeta.unsqueeze(1)?)?.squeeze(1)? * r.beta)?;
+                self.values.broadcast_add(&shift.unsqueeze(0)?)
+            }
+        }
+    }
 }
 
 /// A closure computing an additive shift from a site view (e.g. UniKE's latent in-context shift).
@@ -68,6 +95,7 @@ pub struct Adapters {
     loras: BTreeMap<LinearSite, Vec<Lora>>,
     deltas: BTreeMap<LinearSite, Vec<Tensor>>,
     neurons: BTreeMap<usize, Vec<ExtraNeurons>>,
+    memories: BTreeMap<usize, Vec<LatentMemory>>,
     shifts: Vec<(Site, Shift)>,
 }
 
@@ -153,6 +181,35 @@ impl Adapters {
         Ok(std::mem::replace(slot, neurons))
     }
 
+    /// Adds a latent key-value memory read by layer `layer`'s attention.
+    pub fn memory(&mut self, layer: usize, memory: LatentMemory) -> &mut Self {
+        self.memories.entry(layer).or_default().push(memory);
+        self
+    }
+
+    /// The memories layer `layer` reads, in the order they were added.
+    pub fn memories_at(&self, layer: usize) -> &[LatentMemory] {
+        self.memories.get(&layer).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Replaces the `index`-th memory of layer `layer`; the previous one is returned.
+    pub fn set_memory(
+        &mut self,
+        layer: usize,
+        index: usize,
+        memory: LatentMemory,
+    ) -> Result<LatentMemory> {
+        let slot = self
+            .memories
+            .get_mut(&layer)
+            .and_then(|list| list.get_mut(index))
+            .ok_or_else(|| ModelError::Site {
+                site: format!("layer({layer}).attn"),
+                reason: format!("no memory number {index} is attached here"),
+            })?;
+        Ok(std::mem::replace(slot, memory))
+    }
+
     /// Every shift, in the order added.
     pub fn shifts(&self) -> &[(Site, Shift)] {
         &self.shifts
@@ -172,6 +229,7 @@ impl Adapters {
         self.loras.is_empty()
             && self.deltas.is_empty()
             && self.neurons.is_empty()
+            && self.memories.is_empty()
             && self.shifts.is_empty()
     }
 
@@ -285,6 +343,39 @@ impl Adapters {
                 }
             }
         }
+        for (layer, list) in &self.memories {
+            let name = format!("layer({layer}).attn");
+            layer_ok(*layer, name.clone())?;
+            for m in list {
+                let (n, d) = m
+                    .values
+                    .dims2()
+                    .map_err(|_| bad(name.clone(), "memory states must be a matrix".into()))?;
+                if d != dims.hidden || m.keys.dims() != [n, d] || m.centre.dims() != [d] {
+                    return Err(bad(
+                        name,
+                        format!(
+                            "a memory of {n} states of width {d} (keys {:?}, centre {:?}) does not fit a layer of width {}",
+                            m.keys.dims(),
+                            m.centre.dims(),
+                            dims.hidden
+                        ),
+                    ));
+                }
+                if let MemoryGate::Semantic(enc) = &m.gate {
+                    if enc.input_width() != Some(d) || enc.output_width() != Some(d) {
+                        return Err(bad(
+                            name,
+                            format!(
+                                "the gate's semantic encoder maps {:?} to {:?} values; the memory's states have {d}",
+                                enc.input_width(),
+                                enc.output_width()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         for (site, _) in &self.shifts {
             site.check(dims)
                 .map_err(|reason| bad(site.to_string(), reason))?;
@@ -347,7 +438,8 @@ impl Adapters {
                 pre = pre.broadcast_add(b)?;
             }
             let o = n.act.forward(&pre)?;
-            let out = matmul_t(&o, &n.values.t()?)?;
+            let values = n.effective_values()?;
+            let out = matmul_t(&o, &values.t()?)?;
             total = Some(match total {
                 Some(t) => (t + out)?,
                 None => out,
@@ -402,6 +494,7 @@ mod tests {
             bias: None,
             values: t(v, (2, 4)),
             act: Activation::Relu,
+            regulation: None,
         };
         let mut adapters = Adapters::new();
         adapters.neurons(3, n(1.0));

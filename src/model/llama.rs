@@ -178,6 +178,7 @@ impl DecoderLayer {
             pass.linear(lin(Proj::V), &self.self_attn.v_proj, h)?,
             shape.kv_heads,
         )?;
+        let memory_query = q.clone();
         let q = rotary.apply(&q)?;
         let mut k = rotary.apply(&k)?;
         let mut v = v;
@@ -198,6 +199,7 @@ impl DecoderLayer {
             .transpose(1, 2)?
             .reshape((b, t, shape.heads * hd))?;
         let y = pass.linear(lin(Proj::O), &self.self_attn.o_proj, y)?;
+        let y = self.read_memories(l, &x, &memory_query, y, shape, pass)?;
         let y = pass.at(site(LayerPoint::AttnOutput), y)?;
         let x = (x + y)?;
 
@@ -218,6 +220,60 @@ impl DecoderLayer {
         let x = pass.at(site(LayerPoint::Output), x)?;
         pass.block_input = None;
         Ok(x)
+    }
+}
+
+impl DecoderLayer {
+    /// UniKE Eq. 2 / 7 at this layer (see [`crate::model::memory`]): every memory attached here
+    /// mixes `h_know = Attn(x, X_know, X_know)`, computed with this layer's own norm and
+    /// projections, into the attention output `y` with its gate's α. `query` is the layer's
+    /// query `(B, heads, T, hd)` before rotary positions.
+    fn read_memories(
+        &self,
+        l: usize,
+        x: &Tensor,
+        query: &Tensor,
+        y: Tensor,
+        shape: &Shape,
+        pass: &Pass,
+    ) -> Result<Tensor> {
+        let memories = pass.adapters.memories_at(l);
+        if memories.iter().all(|m| m.is_inert()) {
+            return Ok(y);
+        }
+        let (b, t, d) = x.dims3()?;
+        let (rows, heads, kv, hd) = (b * t, shape.heads, shape.kv_heads, shape.head_dim);
+        let x = x.reshape((rows, d))?;
+        let query = query
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((rows, heads, 1, hd))?;
+        let lin = |p: Proj| LinearSite::new(l, p);
+        let mut y = y.reshape((rows, d))?;
+        for memory in memories.iter().filter(|m| !m.is_inert()) {
+            let (index, k) = memory.retrieve(&x)?;
+            let gathered = memory.values.index_select(&index, 0)?;
+            let normed = self.input_layernorm.forward(&gathered)?;
+            let heads_of = |z: Tensor| -> Result<Tensor> {
+                let z = z
+                    .reshape((rows, k, kv, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+                Ok(repeat_kv(&z, heads / kv)?)
+            };
+            let keys =
+                heads_of(pass.linear_unhooked(lin(Proj::K), &self.self_attn.k_proj, &normed)?)?;
+            let values =
+                heads_of(pass.linear_unhooked(lin(Proj::V), &self.self_attn.v_proj, &normed)?)?;
+            let scores = (query.matmul(&keys.t()?.contiguous()?)? / (hd as f64).sqrt())?;
+            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let mixed = probs.matmul(&values)?.reshape((rows, heads * hd))?;
+            let know = pass.linear_unhooked(lin(Proj::O), &self.self_attn.o_proj, &mixed)?;
+            let weights = probs.mean(1)?.reshape((rows, k))?;
+            let alpha = memory.alpha(&weights, &gathered.reshape((rows, k, d))?, &x)?;
+            y = (&y + (know - &y)?.broadcast_mul(&alpha)?)?;
+        }
+        Ok(y.reshape((b, t, d))?)
     }
 }
 

@@ -52,11 +52,19 @@ impl Pass<'_, '_> {
     /// output hooks.
     pub fn linear(&mut self, site: LinearSite, layer: &Linear, x: Tensor) -> Result<Tensor> {
         let x = self.at(Site::proj_input(site), x)?;
+        let y = self.linear_unhooked(site, layer, &x)?;
+        self.at(Site::proj_output(site), y)
+    }
+
+    /// The same linear with its adapters (deltas, LoRA) but without its sites: a layer's
+    /// projections applied to something that is not the layer's own stream (UniKE's memory
+    /// states), which hooks at those sites must not see.
+    pub fn linear_unhooked(&self, site: LinearSite, layer: &Linear, x: &Tensor) -> Result<Tensor> {
         let weight = self.adapters.effective_weight(site, layer.weight())?;
-        let mut y = layer.forward_with(&x, &weight)?;
-        if let Some(extra) = self.adapters.lora_output(site, &x)? {
+        let mut y = layer.forward_with(x, &weight)?;
+        if let Some(extra) = self.adapters.lora_output(site, x)? {
             y = (y + extra)?;
         }
-        self.at(Site::proj_output(site), y)
+        Ok(y)
     }
 }

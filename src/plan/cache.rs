@@ -35,7 +35,7 @@ pub(super) fn cache_keys(steps: &[Scheduled], seed: u64) -> HashMap<NodeId, Cach
             }
             Op::ContrastiveEncoders { memory, hidden, depth, lr, steps, batch } => key_of(memory).map(|k| {
                 format!(
-                    "contrastive_encoders({k}; hidden: {hidden}; depth: {depth}; lr: {lr:?}; steps: {steps}; batch: {batch}; seed: {seed})"
+                    "contrastive_encoders({k}; hidden: {hidden}; depth: {depth}; lr: {lr:?}; steps: {steps}; batch: {batch}; centred, semantic to state width, temperature 0.1; seed: {seed})"
                 )
             }),
             Op::TruthDirection { encoders } => key_of(encoders).map(|k| format!("truth_direction({k})")),

@@ -8,7 +8,9 @@
 //! - if it reads the model, no per-edit state change (training, freezing, attaching) may come
 //!   before it in the block, or it would see a different model;
 //! - if it changes state, every node before it in the block must have been hoisted too, so the
-//!   order of state changes is kept.
+//!   order of state changes is kept;
+//! - it does not attach an adapter: one written in `per edit` is attached per edit (in
+//!   sequential editing each edit adds its own).
 
 use std::collections::{HashMap, HashSet};
 
@@ -42,7 +44,7 @@ pub(super) fn schedule(nodes: &[Node]) -> Vec<Scheduled> {
                 let changes = op.changes_state();
                 let pure = !reads_model && !changes;
                 let order_ok = pure || (changes && !any_kept) || (!changes && !state_kept);
-                if !op.reads_edit() && !per_edit_input && order_ok {
+                if !op.reads_edit() && !op.attaches() && !per_edit_input && order_ok {
                     (Stage::Prepare, true, None)
                 } else {
                     kept.insert(node.id);

@@ -57,6 +57,8 @@ pub(super) enum NodeInfo {
     Variants,
     Memory {
         at: Stream,
+        /// Triplets the memory starts with (edits join it with `remember`).
+        entries: usize,
     },
     Encoders {
         memory: NodeId,

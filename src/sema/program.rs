@@ -657,4 +657,14 @@ impl Op {
                 | Op::Loss { .. }
         )
     }
+
+    /// Whether the operation attaches a new adapter. Written in `per edit`, it attaches one per
+    /// edit: in sequential editing each edit gets its own (T-Patcher's and UniKE's extra
+    /// neurons), so it is never hoisted even though it does not read the edit.
+    pub fn attaches(&self) -> bool {
+        matches!(
+            self,
+            Op::Lora { .. } | Op::ExtraNeurons { .. } | Op::LatentIcl { .. }
+        )
+    }
 }

@@ -172,9 +172,9 @@ let edit_layers = layers(-2..)
 let memory = incontext_memory(hallucinations(count: 48), at: edit_layers.input)
 let encoders = contrastive_encoders(memory, hidden: 8, depth: 2, lr: 1e-3, steps: 20, batch: 16)
 let icl = gated_icl(edit_layers.attn.output, memory, top_k: 4, encoders: encoders)
-let neurons = regulated_neurons(edit_layers, count: 4, encoders: encoders, beta: 0.1)
 per edit {
   remember(memory)
+  let neurons = regulated_neurons(edit_layers, count: 4, encoders: encoders, beta: 0.1)
   train neurons for 30 steps with adam(lr: 2e-2) { loss nll(target) }
 }
 "#;

@@ -5,5 +5,6 @@
 pub mod activation;
 pub mod frozen;
 pub mod linear;
+pub mod mlp;
 pub mod norm;
 pub mod rotary;

@@ -390,21 +390,31 @@ fn latent_icl(c: &mut Checker<'_>, args: &Args) -> Value {
     let Some(memory) = c.node_arg(args, "memory") else {
         return Value::Poison;
     };
-    if let (Some(crate::sema::checker::NodeInfo::Memory { at }), Some(layers)) =
-        (c.node_info(memory).cloned(), site.layers.as_ref())
-    {
-        if let Some(ml) = at.layers.as_ref() {
-            if !layers.within(ml) {
-                return c.error(
-                    Diag::error(
-                        "mkedsl::site::memory_layers",
-                        format!("the memory holds states of {ml} but the shift is at {layers}"),
-                        args.span("memory"),
-                    )
-                    .label("memory from other layers")
-                    .help("build the memory at the layers where the attention output is shifted"),
-                );
-            }
+    let Some(NodeInfo::Memory { at, entries }) = c.node_info(memory).cloned() else {
+        return Value::Poison;
+    };
+    if at.point.canonical() != StreamPoint::LayerInput {
+        return c.error(
+            Diag::error(
+                "mkedsl::site::memory_stream",
+                format!("latent in-context editing retrieves with the layer input, but this memory holds `{at}`"),
+                args.span("memory"),
+            )
+            .label("memory of another stream")
+            .help("build the memory at `LAYERS.input`: UniKE's keys and attended states are pre-attention hidden states (§3.2)"),
+        );
+    }
+    if let (Some(ml), Some(layers)) = (at.layers.as_ref(), site.layers.as_ref()) {
+        if !layers.within(ml) {
+            return c.error(
+                Diag::error(
+                    "mkedsl::site::memory_layers",
+                    format!("the memory holds states of {ml} but the shift is at {layers}"),
+                    args.span("memory"),
+                )
+                .label("memory from other layers")
+                .help("build the memory at the layers where the attention output is shifted"),
+            );
         }
     }
     let Some(top_k) = c.at_least(
@@ -415,6 +425,15 @@ fn latent_icl(c: &mut Checker<'_>, args: &Args) -> Value {
     ) else {
         return Value::Poison;
     };
+    if !c.not_above(
+        top_k,
+        Some(entries),
+        args.span("top_k"),
+        "top_k",
+        format!("the memory starts with {entries} triplets; retrieve at most that many, or build it from more"),
+    ) {
+        return Value::Poison;
+    }
     let alpha = match args.value("alpha") {
         Value::Gate(Alpha::SemanticGate { encoders }) => {
             if let Some(NodeInfo::Encoders {

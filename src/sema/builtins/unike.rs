@@ -134,7 +134,7 @@ fn incontext_memory(c: &mut Checker<'_>, args: &Args) -> Value {
             triplets,
             at: at.clone(),
         },
-        NodeInfo::Memory { at },
+        NodeInfo::Memory { at, entries: count },
         shape,
         args.call,
     );
@@ -166,7 +166,7 @@ fn contrastive_encoders(c: &mut Checker<'_>, args: &Args) -> Value {
         return Value::Poison;
     };
     let width = match c.node_info(memory) {
-        Some(NodeInfo::Memory { at }) => at.width,
+        Some(NodeInfo::Memory { at, .. }) => at.width,
         _ => None,
     };
     let id = c.add_node(
@@ -197,7 +197,7 @@ fn truth_direction(c: &mut Checker<'_>, args: &Args) -> Value {
         _ => return Value::Poison,
     };
     let layers = match c.node_info(memory) {
-        Some(NodeInfo::Memory { at }) => at.layers.clone(),
+        Some(NodeInfo::Memory { at, .. }) => at.layers.clone(),
         _ => None,
     };
     let id = c.add_node(
