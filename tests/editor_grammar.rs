@@ -91,15 +91,17 @@ fn every_keyword_builtin_stdlib_function_and_metric_is_highlighted() {
     for line in reference.lines().filter(|l| l.starts_with("### `")) {
         wanted.push(
             line.trim_start_matches("### `")
-                .trim_end_matches('`')
+                .split('`')
+                .next()
+                .unwrap()
                 .to_string(),
         );
     }
     // Standard-library functions, from the files.
     for entry in std::fs::read_dir("stdlib").expect("stdlib") {
         let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for line in text.lines().filter(|l| l.starts_with("fn ")) {
-            wanted.push(line[3..].split('(').next().unwrap().trim().to_string());
+        for name in text.lines().filter_map(|l| l.strip_prefix("fn ")) {
+            wanted.push(name.split('(').next().unwrap().trim().to_string());
         }
     }
     wanted.extend(

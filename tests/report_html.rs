@@ -176,7 +176,10 @@ fn inputs_that_are_not_results_are_refused() {
     );
     let (code, _, err) = mkedsl(&["report", "examples/model/config.json", "--out", &out]);
     assert_ne!(code, 0);
-    assert!(err.contains("neither a `run` report"), "{err}");
+    assert!(
+        err.contains("is not a results file") && err.contains("(with `points`)"),
+        "{err}"
+    );
     let (code, _, err) = mkedsl(&["report", "no/such.json", "--out", &out]);
     assert_ne!(code, 0);
     assert!(err.contains("cannot read"), "{err}");

@@ -37,8 +37,11 @@ pub fn write_for<T: Serialize>(
     mut extra: Vec<(String, String)>,
     out: &Path,
 ) -> miette::Result<()> {
-    let value = serde_json::to_value(results)
+    // The same bytes `--json` writes (pretty, fields in declaration order, a final newline), so
+    // the page's digest is that of the JSON file.
+    let mut text = serde_json::to_string_pretty(results)
         .map_err(|e| miette::miette!("cannot serialise the results: {e}"))?;
+    text.push('\n');
     let name = json.map_or_else(
         || "(results of this command; not written as JSON)".to_string(),
         |p| p.display().to_string(),
@@ -46,7 +49,7 @@ pub fn write_for<T: Serialize>(
     let command: Vec<String> = std::env::args().collect();
     extra.push(("command".into(), command.join(" ")));
     extra.push(("version".into(), env!("CARGO_PKG_VERSION").to_string()));
-    crate::report::from_value(&name, &value, extra, out)?;
+    crate::report::from_json(&name, text.as_bytes(), extra, out)?;
     println!("report    {}", out.display());
     Ok(())
 }

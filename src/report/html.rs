@@ -463,7 +463,7 @@ fn sweep(out: &mut String, n: usize, input: &Input, s: &Sweep) -> Result<(), Str
         }
         let mut values: Vec<(f64, Vec<Scores>)> = by_value.into_values().collect();
         values.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let log_x = values[0].0 > 0.0 && values[values.len() - 1].0 / values[0].0 >= 100.0;
+        let log_x = values[0].0 > 0.0 && values[values.len() - 1].0 / values[0].0 >= 30.0;
         let lines: Vec<Line> = (0..5)
             .map(|m| Line {
                 name: names[m].clone(),

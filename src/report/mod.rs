@@ -9,7 +9,7 @@
 //! The inputs are what `run --json`, `compare --json` and `bench --json` write, and sweep files
 //! (layout in the README, section "Reports"); [`read`] accepts missing and extra fields, so files
 //! from other mkedsl versions still report. `run`, `compare` and `bench` take `--report FILE` to
-//! write the page directly ([`from_value`]).
+//! write the page directly ([`from_json`]).
 
 pub mod html;
 pub mod plots;
@@ -118,19 +118,21 @@ pub fn report_files(files: &[PathBuf], out: &Path) -> Result<(), ReportError> {
     write(out, &render(inputs)?)
 }
 
-/// For `--report` on a command that has just written (or could have written) `value` as its
-/// JSON: the page for that one result. `name` is how the page names it (the `--json` path, or a
+/// For `--report` on a command that has just made `json` (the bytes its `--json` writes): the
+/// page for that one result. `name` is how the page names it (the `--json` path, or a
 /// description); `extra` is provenance the JSON does not hold.
-pub fn from_value(
+pub fn from_json(
     name: &str,
-    value: &serde_json::Value,
+    json: &[u8],
     extra: Vec<(String, String)>,
     out: &Path,
 ) -> Result<(), ReportError> {
-    let mut text =
-        serde_json::to_string_pretty(value).map_err(|e| ReportError::Plot(e.to_string()))?;
-    text.push('\n');
-    let mut input = input(name.to_string(), text.as_bytes(), value, 0)?;
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| ReportError::Shape {
+            path: PathBuf::from(name),
+            reason: format!("not JSON ({e})"),
+        })?;
+    let mut input = input(name.to_string(), json, &value, 0)?;
     input.extra = extra;
     write(out, &render(vec![input])?)
 }
