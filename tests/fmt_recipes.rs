@@ -63,7 +63,7 @@ fn mess_up(text: &str) -> String {
 /// A plan as JSON, without the `file:line:column` of each step's origin (formatting moves text).
 fn plan_shape(recipe: &Path, library: &Library, text: &str) -> serde_json::Value {
     let mut sources = SourceMap::new();
-    let id = sources.add(&recipe.display().to_string(), text, false);
+    let id = sources.add(recipe.display().to_string(), text, false);
     let tree =
         syntax::parse(&sources, id).unwrap_or_else(|d| panic!("{}", d.render_plain(&sources)));
     let program = sema::check_with(&tree, &mut sources, None, library)

@@ -516,9 +516,9 @@ fn bench(out: &mut String, n: usize, input: &Input, rows: &[BenchRow]) -> Result
         input_ref(n)
     );
     for r in rows {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<tr><td>{}</td><td class=\"n\">{}</td>{}{}{}{}<td class=\"n\">{:.3}</td>{}<td class=\"n\">{}</td><td class=\"n\">{}</td></tr>\n",
+            "<tr><td>{}</td><td class=\"n\">{}</td>{}{}{}{}<td class=\"n\">{:.3}</td>{}<td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             esc(&r.recipe),
             r.cases.map_or("–".into(), |c| c.to_string()),
             secs(r.prepare_s),

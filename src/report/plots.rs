@@ -39,11 +39,14 @@ pub struct Bars {
     pub values: Vec<Option<Score>>,
 }
 
-/// One named line: (x, mean, interval) points in x order.
+/// A point of a line: x, the mean, and its interval (or spread) if any.
+pub type Point = (f64, f64, Option<(f64, f64)>);
+
+/// One named line, points in x order.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub name: String,
-    pub points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    pub points: Vec<Point>,
 }
 
 type Drawn = Result<(), Box<dyn std::error::Error>>;
