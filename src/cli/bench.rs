@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Also write the rows as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write an HTML report (tables, time per phase and memory plots, provenance) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1 — fastest for the
     /// embedded model's small matrices; raise it for large checkpoints].
     #[arg(long)]
@@ -100,6 +103,25 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
         if args.cache { "on" } else { "off" }
     );
     print!("{}", table(&rows, &header));
+    if let Some(page) = &args.report {
+        let extra = vec![
+            ("model".to_string(), model.display().to_string()),
+            ("data".to_string(), data.display().to_string()),
+            ("device".to_string(), args.device.to_string()),
+            (
+                "threads".to_string(),
+                format!(
+                    "{} of {cores} cores",
+                    crate::exec::run::cpu_threads().unwrap_or(cores)
+                ),
+            ),
+            (
+                "prepare cache".to_string(),
+                if args.cache { "on" } else { "off" }.to_string(),
+            ),
+        ];
+        super::report::write_for(&rows, args.json.as_deref(), extra, page)?;
+    }
     if let Some(path) = args.json {
         let mut text = serde_json::to_string_pretty(&rows)
             .map_err(|e| miette::miette!("cannot serialise the rows: {e}"))?;

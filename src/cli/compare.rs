@@ -49,6 +49,9 @@ pub struct CompareArgs {
     /// Also write every report (scores, per-case rows) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write an HTML report (tables, grouped bars, provenance) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1 — fastest for the
     /// embedded model's small matrices; raise it for large checkpoints].
     #[arg(long)]
@@ -126,6 +129,9 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
     );
     println!();
     print!("{}", markdown(&cells));
+    if let Some(page) = &args.report {
+        super::report::write_for(&cells, args.json.as_deref(), Vec::new(), page)?;
+    }
     if let Some(path) = args.json {
         let mut text = serde_json::to_string_pretty(&cells)
             .map_err(|e| miette::miette!("cannot serialise the reports: {e}"))?;

@@ -7,10 +7,12 @@ pub mod check;
 pub mod compare;
 pub mod dataset;
 pub mod eval;
+pub mod fmt;
 pub mod infer;
 pub mod inputs;
 pub mod knowledge;
 pub mod plan;
+pub mod report;
 pub mod run;
 pub mod train;
 pub mod world;
@@ -41,6 +43,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run recipes on datasets and print one Markdown metric table (the README's results).
     Compare(compare::CompareArgs),
+    /// Write one self-contained HTML page (tables, plots, provenance) from results files.
+    Report(report::ReportArgs),
+    /// Rewrite recipes in the canonical layout (comments kept), or check that they are.
+    Fmt(fmt::FmtArgs),
     /// Train the embedded tiny LLaVA on the procedural world.
     Train(train::TrainArgs),
     /// Measure a model's held-out accuracy on every question family of the world.
@@ -61,6 +67,8 @@ pub fn main() -> miette::Result<()> {
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Fmt(args) => fmt::run(args),
+        Command::Report(args) => report::run(args),
         Command::Train(args) => train::run(args),
         Command::Knowledge(args) => knowledge::run(args),
         Command::Dataset(args) => dataset::run(args),

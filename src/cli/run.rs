@@ -34,6 +34,9 @@ pub struct RunArgs {
     /// Also write the full report (scores, per-case rows) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write an HTML report (tables, plots, provenance) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Write each case's (or sequential group's) edit — LoRA tensors and weight deltas as
     /// safetensors, with a JSON saying where they apply — under this folder.
     #[arg(long)]
@@ -65,6 +68,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         Some(args.limit.unwrap_or(DEFAULT_LIMIT))
     };
     let (setup, probe) = args.inputs.into_request(limit)?;
+    let report = args.report;
     let request = RunRequest {
         setup,
         sequential: args.mode.map(|m| m == ModeArg::Sequential),
@@ -84,6 +88,9 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         ..RunRequest::new(args.file)
     };
     let outcome = run_recipe(&request)?;
+    if let Some(page) = &report {
+        super::report::write_for(&outcome.report, request.json.as_deref(), Vec::new(), page)?;
+    }
     print!("{}", outcome.report.table());
     println!();
     print!("{}", outcome.summary());
