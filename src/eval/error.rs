@@ -60,6 +60,19 @@ pub enum EvalError {
         reason: String,
     },
 
+    /// An answer to score holds a word the tokenizer does not know (it would become `<unk>`).
+    #[error("case {case}: `{field}` ({text:?}) holds the word `{word}`, which is outside the model's vocabulary")]
+    #[diagnostic(
+        code(mkedsl::eval::unknown_word),
+        help("the word would silently become <unk> and be scored (and edited towards) as such; use words the model's tokenizer knows, or a tokenizer that can spell any text")
+    )]
+    UnknownWord {
+        case: usize,
+        field: &'static str,
+        text: String,
+        word: String,
+    },
+
     /// A metric primitive rejected what the model produced.
     #[error("case {case}: cannot score {probe}")]
     #[diagnostic(code(mkedsl::eval::metric))]
@@ -69,6 +82,18 @@ pub enum EvalError {
         #[source]
         #[diagnostic_source]
         source: MetricError,
+    },
+
+    /// The model produced NaN or infinite logits: never scored (NaN would match NaN).
+    #[error("case {case}: the model's logits on the {probe} prompt are not finite ({value})")]
+    #[diagnostic(
+        code(mkedsl::eval::non_finite),
+        help("weights are checked finite at load, so an edit made them overflow: lower the learning rate, the steps or the loss weights of the recipe's `train` statement")
+    )]
+    NonFinite {
+        case: usize,
+        probe: &'static str,
+        value: f32,
     },
 
     /// An option that cannot take effect was given (rejected rather than silently ignored).
@@ -98,6 +123,18 @@ pub enum EvalError {
         help("this is a bug in mkedsl; please report it with the command that caused it")
     )]
     Internal { reason: String },
+
+    /// Writing the JSON report failed after the run; the report was kept elsewhere.
+    #[error("cannot write the report to `{}`: {reason}; {}", path.display(), match kept { Some(k) => format!("it was saved to `{}` instead (the table above holds the scores)", k.display()), None => "the table above holds the scores".to_string() })]
+    #[diagnostic(
+        code(mkedsl::eval::report_kept),
+        help("give --json a file path in a writable folder with free space")
+    )]
+    ReportKept {
+        path: PathBuf,
+        reason: String,
+        kept: Option<PathBuf>,
+    },
 
     /// Writing the JSON report failed.
     #[error("cannot write `{}`: {reason}", path.display())]

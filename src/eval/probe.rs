@@ -261,6 +261,25 @@ impl<'a> Probe<'a> {
         if ids.is_empty() {
             return Err(bad("tokenises to no token".into()));
         }
+        if let Some(unk) = model.unk_token_id() {
+            if ids.contains(&unk) && !self.answer.contains("<unk>") {
+                // Name the word: an answer the model cannot spell would be scored (and
+                // trained towards) as `<unk>`.
+                let mut word = self.answer.trim().to_string();
+                for w in self.answer.split_whitespace() {
+                    if model.tokenize(w)?.contains(&unk) {
+                        word = w.to_string();
+                        break;
+                    }
+                }
+                return Err(EvalError::UnknownWord {
+                    case,
+                    field: self.field,
+                    text: self.answer.to_string(),
+                    word,
+                });
+            }
+        }
         if ids.len() >= encoded.len() {
             return Err(bad(format!(
                 "has {} tokens, leaving no prompt in a sequence of {}",
@@ -346,6 +365,15 @@ fn run_sequences<M: VisionLanguageModel>(
             let n = s.positions().len() * vocab;
             let rows = values.get(offset..offset + n).unwrap_or_default();
             offset += n;
+            // NaN logits give the same argmax before and after an edit: scored, they would
+            // count as perfect locality. A model that produces them is reported instead.
+            if let Some(bad) = rows.iter().find(|v| !v.is_finite()) {
+                return Err(EvalError::NonFinite {
+                    case: s.case,
+                    probe: s.probe,
+                    value: *bad,
+                });
+            }
             out.push(reduce(s, rows, vocab).map_err(|source| EvalError::Metric {
                 case: s.case,
                 probe: s.probe,

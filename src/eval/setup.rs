@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{load_dataset, Dataset, ImageRoots};
+use crate::data::{load_dataset_with, Dataset, ImageRoots};
 use crate::eval::case::EvalCase;
 use crate::eval::editor::{EditState, Identity};
 use crate::eval::error::{EvalError, Result};
@@ -54,6 +54,8 @@ pub struct SetupRequest {
     /// Evaluate only the first `limit` kept records.
     pub limit: Option<usize>,
     pub device: DeviceKind,
+    /// Allow image paths that leave the image roots (`--images-anywhere`).
+    pub images_anywhere: bool,
 }
 
 /// A loaded model with its template, and the cases to evaluate.
@@ -87,7 +89,7 @@ impl Setup {
         if let Some(root) = &req.rephrase_root {
             roots.rephrase = root.clone();
         }
-        let dataset = load_dataset(&data, &roots)?;
+        let dataset = load_dataset_with(&data, &roots, req.images_anywhere)?;
         let template = resolve_template(&model_dir)?;
         let cases = EvalCase::from_dataset(&dataset, &template.template, req.limit);
         if cases.is_empty() {
