@@ -8,7 +8,7 @@
 //! weights; an error must name the file (or the record) it is about.
 //!
 //! The default run tries 24 cases of each; `cargo test --test robust_damage -- --ignored` runs
-//! 1,000 of each (the count is printed).
+//! 5,000 of each (the count is printed).
 
 mod robust_common;
 
@@ -244,11 +244,11 @@ proptest! {
     }
 }
 
-/// The long run: 1,000 damaged checkpoints and 1,000 damaged record files.
+/// The long run: 5,000 damaged checkpoints and 5,000 damaged record files.
 #[test]
 #[ignore]
 fn long_run_of_random_damage() {
-    const CASES: u32 = 1000;
+    const CASES: u32 = 5000;
     let mut runner = proptest::test_runner::TestRunner::new(config(CASES));
     runner
         .run(&damage(), |d| check_checkpoint(&d))

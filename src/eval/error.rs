@@ -60,19 +60,6 @@ pub enum EvalError {
         reason: String,
     },
 
-    /// An answer to score holds a word the tokenizer does not know (it would become `<unk>`).
-    #[error("case {case}: `{field}` ({text:?}) holds the word `{word}`, which is outside the model's vocabulary")]
-    #[diagnostic(
-        code(mkedsl::eval::unknown_word),
-        help("the word would silently become <unk> and be scored (and edited towards) as such; use words the model's tokenizer knows, or a tokenizer that can spell any text")
-    )]
-    UnknownWord {
-        case: usize,
-        field: &'static str,
-        text: String,
-        word: String,
-    },
-
     /// A metric primitive rejected what the model produced.
     #[error("case {case}: cannot score {probe}")]
     #[diagnostic(code(mkedsl::eval::metric))]

@@ -261,25 +261,6 @@ impl<'a> Probe<'a> {
         if ids.is_empty() {
             return Err(bad("tokenises to no token".into()));
         }
-        if let Some(unk) = model.unk_token_id() {
-            if ids.contains(&unk) && !self.answer.contains("<unk>") {
-                // Name the word: an answer the model cannot spell would be scored (and
-                // trained towards) as `<unk>`.
-                let mut word = self.answer.trim().to_string();
-                for w in self.answer.split_whitespace() {
-                    if model.tokenize(w)?.contains(&unk) {
-                        word = w.to_string();
-                        break;
-                    }
-                }
-                return Err(EvalError::UnknownWord {
-                    case,
-                    field: self.field,
-                    text: self.answer.to_string(),
-                    word,
-                });
-            }
-        }
         if ids.len() >= encoded.len() {
             return Err(bad(format!(
                 "has {} tokens, leaving no prompt in a sequence of {}",

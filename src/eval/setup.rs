@@ -108,6 +108,35 @@ impl Setup {
         })
     }
 
+    /// One warning per answer word the model's tokenizer cannot spell (it becomes `<unk>`), by
+    /// case, field and word, for the answers that are scored and edited towards (`alt`,
+    /// `loc_ans`, `m_loc_a`). Stated policy: such answers are still scored, as the tokenizer
+    /// spells them, and the user is told which words those are.
+    pub fn unknown_words(&self) -> Result<Vec<String>> {
+        use crate::model::VisionLanguageModel;
+        let Some(unk) = self.model.unk_token_id() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for case in &self.cases {
+            for field in ["alt", "loc_ans", "m_loc_a"] {
+                let text = case.record.field(field).unwrap_or_default();
+                for word in text.split_whitespace() {
+                    if word.contains("<unk>") {
+                        continue;
+                    }
+                    if self.model.tokenize(word)?.contains(&unk) {
+                        out.push(format!(
+                            "warning: case {}: `{field}` ({text:?}) holds the word `{word}`, which is outside the model's vocabulary: it is scored as <unk>",
+                            case.index
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The provenance of a run on this setup.
     pub fn run_info(&self, recipe: &str, seed: Option<u64>) -> RunInfo {
         RunInfo {
@@ -150,6 +179,11 @@ pub const BASELINE_RECIPE: &str = "pre-edit (unedited model)";
 /// the papers' tables (post-edit locality is 1 by construction).
 pub fn run_eval(req: &EvalRequest) -> Result<EvalReport> {
     let setup = Setup::load(&req.setup)?;
+    if req.progress {
+        for warning in setup.unknown_words()? {
+            eprintln!("{warning}");
+        }
+    }
     let info = setup.run_info(BASELINE_RECIPE, None);
     let opts = EvalOptions {
         mode: req.mode,

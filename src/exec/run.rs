@@ -416,6 +416,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         ProgressBar::hidden()
     };
     let recipe_label = format!("{} ({})", plan.recipe.name, req.recipe.display());
+    let unknown_words = setup.unknown_words()?;
     let exec = Executor::new(
         plan.clone(),
         setup.template.template.clone(),
@@ -439,6 +440,9 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         },
     });
     let mut editor = PlanEditor::new(exec, mode, out);
+    for warning in unknown_words {
+        editor.exec.log.note(warning);
+    }
     let opts = EvalOptions {
         mode,
         probe: req.probe,
