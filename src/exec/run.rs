@@ -166,6 +166,9 @@ pub struct RunOutcome {
     /// The `--out` write that failed, if one did: the run finished and scored every case, but
     /// artefacts from that case on were not written.
     pub output_failure: Option<miette::Report>,
+    /// Warnings about the data (answer words outside the vocabulary), printed on stderr when
+    /// verbose.
+    pub warnings: Vec<String>,
     /// CPU threads of the tensor kernels, when set ([`set_cpu_threads`]).
     pub threads: Option<usize>,
 }
@@ -293,8 +296,11 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
     let config = LlavaConfig::from_path(&model_dir)?;
     // The weights' headers are compared with config.json before the recipe is bound to its
     // sizes (a layer count the file does not back is refused here, not after the checker has
-    // expanded `layers(..)` over it).
-    checkpoint::check_tensors(&config, &checkpoint::weight_files(&model_dir)?)?;
+    // expanded `layers(..)` over it). Missing weight files are reported when the model loads,
+    // after the recipe's own refusals.
+    if let Ok(files) = checkpoint::weight_files(&model_dir) {
+        checkpoint::check_tensors(&config, &files)?;
+    }
     let dims = config.dims();
     if let Some(json) = &req.json {
         if req.out.as_ref() == Some(json) {
@@ -440,8 +446,10 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         },
     });
     let mut editor = PlanEditor::new(exec, mode, out);
-    for warning in unknown_words {
-        editor.exec.log.note(warning);
+    if req.verbose {
+        for warning in &unknown_words {
+            eprintln!("{warning}");
+        }
     }
     let opts = EvalOptions {
         mode,
@@ -481,6 +489,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         cache_dir,
         artefacts,
         output_failure,
+        warnings: unknown_words,
         threads: cpu_threads(),
     })
 }

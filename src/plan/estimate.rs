@@ -172,16 +172,11 @@ pub fn estimate(plan: &Plan, dims: &ModelDims, weights: u64) -> Estimate {
             Op::Perturb { count, .. } if step.parent.is_none() => {
                 passes = passes.saturating_add(*count as u64);
             }
-            Op::Covariance { over, .. } => {
-                if !sets.contains(&over) {
-                    sets.push(over);
-                }
-            }
-            Op::IncontextMemory { triplets, .. } => {
-                if let DataSpec::Hallucinations { count } = triplets {
-                    prepare_samples = prepare_samples.saturating_add(*count as u64);
-                }
-            }
+            Op::Covariance { over, .. } if !sets.contains(&over) => sets.push(over),
+            Op::IncontextMemory {
+                triplets: DataSpec::Hallucinations { count },
+                ..
+            } => prepare_samples = prepare_samples.saturating_add(*count as u64),
             _ => {}
         }
     }
