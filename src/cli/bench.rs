@@ -58,7 +58,7 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
             "--cases must be at least 1"
         ));
     }
-    crate::exec::run::set_cpu_threads(args.threads);
+    crate::exec::run::set_cpu_threads(args.threads)?;
     let recipes = if args.recipes.is_empty() {
         DEFAULT_RECIPES
             .iter()

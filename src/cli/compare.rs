@@ -65,7 +65,7 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
             "--limit must be at least 1"
         ));
     }
-    crate::exec::run::set_cpu_threads(args.threads);
+    crate::exec::run::set_cpu_threads(args.threads)?;
     let defaults = |list: &[&str], what: &'static str| {
         list.iter()
             .map(|p| default_path(p, what))

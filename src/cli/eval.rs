@@ -38,15 +38,19 @@ pub struct EvalArgs {
 pub fn run(args: EvalArgs) -> miette::Result<()> {
     let mode = EditMode::from_flags(args.mode == ModeArg::Sequential, args.k)?;
     let (setup, probe) = args.inputs.into_request(args.limit)?;
+    if let Some(path) = &args.json {
+        crate::exec::run::check_output_file(path, "--json")?;
+    }
     let report = run_eval(&EvalRequest {
         setup,
         mode,
         probe,
         progress: true,
     })?;
-    if let Some(path) = &args.json {
-        report.write_json(path)?;
-    }
+    // The table first: a report that then cannot be written loses nothing.
     print!("{}", report.table());
+    if let Some(path) = &args.json {
+        report.write_json_or_keep(path)?;
+    }
     Ok(())
 }

@@ -39,6 +39,12 @@ pub struct InferArgs {
 }
 
 pub fn run(args: InferArgs) -> miette::Result<()> {
+    if args.max_new_tokens == 0 {
+        return Err(miette::miette!(
+            help = "give it a value of at least 1 (as `run` and `eval` require)",
+            "--max-new-tokens must be positive"
+        ));
+    }
     let prompt = match (args.prompt, args.question) {
         (Some(prompt), _) => prompt,
         (None, Some(question)) => resolve_template(&args.model)?

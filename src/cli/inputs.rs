@@ -23,6 +23,10 @@ pub struct EditDataArgs {
     /// Root of the `image_rephrase` paths [default: the image root].
     #[arg(long)]
     pub rephrase_root: Option<PathBuf>,
+    /// Allow `image` / `image_rephrase` / `m_loc` paths that leave the image roots (`..`,
+    /// absolute paths); refused by default.
+    #[arg(long)]
+    pub images_anywhere: bool,
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
@@ -59,6 +63,7 @@ impl EditDataArgs {
             rephrase_root: self.rephrase_root,
             limit,
             device: self.device,
+            images_anywhere: self.images_anywhere,
         };
         let probe = ProbeOptions {
             batch_size: self.batch_size,

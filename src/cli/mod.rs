@@ -57,6 +57,7 @@ pub enum Command {
 
 /// Parses the arguments and runs the chosen subcommand.
 pub fn main() -> miette::Result<()> {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
@@ -72,5 +73,20 @@ pub fn main() -> miette::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Knowledge(args) => knowledge::run(args),
         Command::Dataset(args) => dataset::run(args),
+    }
+}
+
+/// Lets a closed pipe end the program quietly, as it ends `cat` or `grep`.
+///
+/// Rust ignores SIGPIPE, so a write to a pipe whose reader has gone (`mkedsl infer --json |
+/// head -c 100`) fails with EPIPE and `println!` panics (exit 101 and a panic message). Restoring
+/// the default disposition makes the kernel end the process silently at that write instead; the
+/// shell reports it as 141 (128 + SIGPIPE), the status every Unix filter gives in that case.
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: `signal` with SIG_DFL installs no handler code; it is called before any thread
+    // starts, so nothing races with the change of disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

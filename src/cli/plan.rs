@@ -43,6 +43,16 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         println!("{text}");
     } else {
         print!("{}", compiled.plan.display());
+        if let (Some(model), Some(dims)) = (&args.model, &dims) {
+            let config = crate::model::LlavaConfig::from_path(model)?;
+            let weights = crate::model::tensors::weight_bytes(&config);
+            let estimate = crate::plan::estimate(&compiled.plan, dims, weights);
+            println!();
+            print!(
+                "{}",
+                estimate.display(&compiled.plan, crate::plan::estimate::machine_memory())
+            );
+        }
     }
     Ok(())
 }

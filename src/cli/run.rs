@@ -58,10 +58,19 @@ pub struct RunArgs {
     /// embedded model's small matrices; raise it for large checkpoints].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Memory the run may use (e.g. `64G`) [default: the machine's]: a recipe whose estimated
+    /// peak (`mkedsl plan FILE --model DIR` prints it) is larger is refused before loading.
+    #[arg(long, value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::plan::estimate::parse_bytes(text)
+        .ok_or_else(|| format!("`{text}` is not a size; write e.g. 64G, 512M or a byte count"))
 }
 
 pub fn run(args: RunArgs) -> miette::Result<()> {
-    crate::exec::run::set_cpu_threads(args.threads);
+    crate::exec::run::set_cpu_threads(args.threads)?;
     let limit = if args.all {
         None
     } else {
@@ -85,6 +94,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         preserve_captions: args.preserve_captions,
         probe,
         verbose: true,
+        max_memory: args.max_memory,
         ..RunRequest::new(args.file)
     };
     let outcome = run_recipe(&request)?;
@@ -103,6 +113,16 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
                 .as_ref()
                 .map_or(String::new(), |p| p.display().to_string())
         );
+    }
+    // Files come after the table: a write that fails cannot take the scores with it.
+    if let Some(path) = &request.json {
+        outcome.write_json(path)?;
+    }
+    if let Some(failure) = outcome.output_failure {
+        return Err(failure.wrap_err(format!(
+            "--out: {} artefact(s) were written before this failure; the scores above cover every case",
+            outcome.artefacts.len()
+        )));
     }
     Ok(())
 }

@@ -61,6 +61,30 @@ pub enum DataError {
         field: &'static str,
         image: PathBuf,
     },
+    #[error("record {index} of `{}`: its `{field}` is {len} bytes long, above the {max} mkedsl reads", path.display())]
+    #[diagnostic(
+        code(mkedsl::data::field_too_long),
+        help("MMEdit fields are a question, an answer or an image path; no text this long fits a model's context")
+    )]
+    FieldTooLong {
+        path: PathBuf,
+        index: usize,
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("record {index} of `{}`: its `{field}` image `{image}` lies outside the image root `{}`", path.display(), root.display())]
+    #[diagnostic(
+        code(mkedsl::data::image_outside_root),
+        help("image paths are relative to --image-root / --rephrase-root and may not leave them (`..`, absolute paths); pass --images-anywhere to allow it")
+    )]
+    OutsideRoot {
+        path: PathBuf,
+        index: usize,
+        field: &'static str,
+        image: String,
+        root: PathBuf,
+    },
     #[error("cannot decode image `{}`: {reason}", path.display())]
     #[diagnostic(
         code(mkedsl::data::image),

@@ -81,8 +81,42 @@ impl Dataset {
     }
 }
 
-/// Loads the MMEdit JSON array at `path`, resolving images against `roots`.
+/// Longest field a record may hold. Fields are questions, short answers and image paths; a
+/// longer one cannot fit any model's context, and tokenising megabytes would only cost memory.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// Loads the MMEdit JSON array at `path`, resolving images against `roots`; image paths must
+/// stay inside their root ([`load_dataset_with`] can allow them anywhere).
 pub fn load_dataset(path: &Path, roots: &ImageRoots) -> Result<Dataset, DataError> {
+    load_dataset_with(path, roots, false)
+}
+
+/// Whether a record's relative image path stays inside its root, judged on the path's words:
+/// not absolute, and no `..` climbing above the root. (A symbolic link inside the root is the
+/// user's own choice and is followed.)
+fn stays_inside(rel: &str) -> bool {
+    use std::path::Component;
+    let mut depth: usize = 0;
+    for part in Path::new(rel).components() {
+        match part {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// [`load_dataset`], with `anywhere` allowing image paths outside the roots (`--images-anywhere`).
+pub fn load_dataset_with(
+    path: &Path,
+    roots: &ImageRoots,
+    anywhere: bool,
+) -> Result<Dataset, DataError> {
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Read {
         path: path.to_path_buf(),
         source,
@@ -98,6 +132,18 @@ pub fn load_dataset(path: &Path, roots: &ImageRoots) -> Result<Dataset, DataErro
     let mut dropped = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         let record = parse_record(path, index, item)?;
+        for field in FIELDS {
+            let len = record.field(field).map_or(0, str::len);
+            if len > MAX_FIELD_BYTES {
+                return Err(DataError::FieldTooLong {
+                    path: path.to_path_buf(),
+                    index,
+                    field,
+                    len,
+                    max: MAX_FIELD_BYTES,
+                });
+            }
+        }
         let empty_fields = record.empty_fields();
         if !empty_fields.is_empty() {
             dropped.push(DroppedRecord {
@@ -107,6 +153,15 @@ pub fn load_dataset(path: &Path, roots: &ImageRoots) -> Result<Dataset, DataErro
             continue;
         }
         let resolve = |field: &'static str, root: &Path, rel: &str| {
+            if !anywhere && !stays_inside(rel) {
+                return Err(DataError::OutsideRoot {
+                    path: path.to_path_buf(),
+                    index,
+                    field,
+                    image: rel.to_string(),
+                    root: root.to_path_buf(),
+                });
+            }
             let image = root.join(rel);
             if image.is_file() {
                 Ok(image)
@@ -216,6 +271,16 @@ fn byte_offset(text: &str, line: usize, column: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_paths_stay_inside_their_root_by_their_words() {
+        for ok in ["a.png", "images/a.png", "./a.png", "x/../a.png"] {
+            assert!(stays_inside(ok), "{ok}");
+        }
+        for bad in ["../a.png", "/etc/passwd", "x/../../a.png", "./../a.png"] {
+            assert!(!stays_inside(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn byte_offset_counts_lines_and_columns() {

@@ -15,7 +15,10 @@ pub mod record;
 pub mod writer;
 
 pub use error::{AnswerError, DataError};
-pub use loader::{load_dataset, Dataset, DroppedRecord, ImageRoots, LoadedCase};
+pub use loader::{
+    load_dataset, load_dataset_with, Dataset, DroppedRecord, ImageRoots, LoadedCase,
+    MAX_FIELD_BYTES,
+};
 pub use prompt::{answer_continuation, PromptTemplate, LLAVA_15_TEMPLATE};
 pub use record::{MmeditRecord, FIELDS};
 pub use writer::{write_dataset, WrittenDataset};

@@ -71,6 +71,18 @@ pub enum EvalError {
         source: MetricError,
     },
 
+    /// The model produced NaN or infinite logits: never scored (NaN would match NaN).
+    #[error("case {case}: the model's logits on the {probe} prompt are not finite ({value})")]
+    #[diagnostic(
+        code(mkedsl::eval::non_finite),
+        help("weights are checked finite at load, so an edit made them overflow: lower the learning rate, the steps or the loss weights of the recipe's `train` statement")
+    )]
+    NonFinite {
+        case: usize,
+        probe: &'static str,
+        value: f32,
+    },
+
     /// An option that cannot take effect was given (rejected rather than silently ignored).
     #[error("{reason}")]
     #[diagnostic(code(mkedsl::eval::option))]
@@ -98,6 +110,18 @@ pub enum EvalError {
         help("this is a bug in mkedsl; please report it with the command that caused it")
     )]
     Internal { reason: String },
+
+    /// Writing the JSON report failed after the run; the report was kept elsewhere.
+    #[error("cannot write the report to `{}`: {reason}; {}", path.display(), match kept { Some(k) => format!("it was saved to `{}` instead (the table above holds the scores)", k.display()), None => "the table above holds the scores".to_string() })]
+    #[diagnostic(
+        code(mkedsl::eval::report_kept),
+        help("give --json a file path in a writable folder with free space")
+    )]
+    ReportKept {
+        path: PathBuf,
+        reason: String,
+        kept: Option<PathBuf>,
+    },
 
     /// Writing the JSON report failed.
     #[error("cannot write `{}`: {reason}", path.display())]

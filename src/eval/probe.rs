@@ -346,6 +346,15 @@ fn run_sequences<M: VisionLanguageModel>(
             let n = s.positions().len() * vocab;
             let rows = values.get(offset..offset + n).unwrap_or_default();
             offset += n;
+            // NaN logits give the same argmax before and after an edit: scored, they would
+            // count as perfect locality. A model that produces them is reported instead.
+            if let Some(bad) = rows.iter().find(|v| !v.is_finite()) {
+                return Err(EvalError::NonFinite {
+                    case: s.case,
+                    probe: s.probe,
+                    value: *bad,
+                });
+            }
             out.push(reduce(s, rows, vocab).map_err(|source| EvalError::Metric {
                 case: s.case,
                 probe: s.probe,

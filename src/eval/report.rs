@@ -115,6 +115,22 @@ impl EvalReport {
         write_atomic(path, text.as_bytes()).map_err(|e| fail(e.to_string()))
     }
 
+    /// [`Self::write_json`], keeping the report when that fails: it is then written under the
+    /// system's temporary folder (`mkedsl-report-PID.json`) and the error names both places, so
+    /// a wrong `--json` never costs the results of a finished run.
+    pub fn write_json_or_keep(&self, path: &Path) -> Result<()> {
+        let Err(EvalError::Write { reason, .. }) = self.write_json(path) else {
+            return Ok(());
+        };
+        let kept = std::env::temp_dir().join(format!("mkedsl-report-{}.json", std::process::id()));
+        let saved = self.write_json(&kept).is_ok();
+        Err(EvalError::ReportKept {
+            path: path.to_path_buf(),
+            reason,
+            kept: saved.then_some(kept),
+        })
+    }
+
     /// The metric table for the terminal: provenance, then pre- and post-edit rows in percent.
     pub fn table(&self) -> String {
         let mut out = String::new();

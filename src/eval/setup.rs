@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{load_dataset, Dataset, ImageRoots};
+use crate::data::{load_dataset_with, Dataset, ImageRoots};
 use crate::eval::case::EvalCase;
 use crate::eval::editor::{EditState, Identity};
 use crate::eval::error::{EvalError, Result};
@@ -54,6 +54,8 @@ pub struct SetupRequest {
     /// Evaluate only the first `limit` kept records.
     pub limit: Option<usize>,
     pub device: DeviceKind,
+    /// Allow image paths that leave the image roots (`--images-anywhere`).
+    pub images_anywhere: bool,
 }
 
 /// A loaded model with its template, and the cases to evaluate.
@@ -87,7 +89,7 @@ impl Setup {
         if let Some(root) = &req.rephrase_root {
             roots.rephrase = root.clone();
         }
-        let dataset = load_dataset(&data, &roots)?;
+        let dataset = load_dataset_with(&data, &roots, req.images_anywhere)?;
         let template = resolve_template(&model_dir)?;
         let cases = EvalCase::from_dataset(&dataset, &template.template, req.limit);
         if cases.is_empty() {
@@ -104,6 +106,35 @@ impl Setup {
             cases,
             device: req.device,
         })
+    }
+
+    /// One warning per answer word the model's tokenizer cannot spell (it becomes `<unk>`), by
+    /// case, field and word, for the answers that are scored and edited towards (`alt`,
+    /// `loc_ans`, `m_loc_a`). Stated policy: such answers are still scored, as the tokenizer
+    /// spells them, and the user is told which words those are.
+    pub fn unknown_words(&self) -> Result<Vec<String>> {
+        use crate::model::VisionLanguageModel;
+        let Some(unk) = self.model.unk_token_id() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for case in &self.cases {
+            for field in ["alt", "loc_ans", "m_loc_a"] {
+                let text = case.record.field(field).unwrap_or_default();
+                for word in text.split_whitespace() {
+                    if word.contains("<unk>") {
+                        continue;
+                    }
+                    if self.model.tokenize(word)?.contains(&unk) {
+                        out.push(format!(
+                            "warning: case {}: `{field}` ({text:?}) holds the word `{word}`, which is outside the model's vocabulary: it is scored as <unk>",
+                            case.index
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The provenance of a run on this setup.
@@ -148,6 +179,11 @@ pub const BASELINE_RECIPE: &str = "pre-edit (unedited model)";
 /// the papers' tables (post-edit locality is 1 by construction).
 pub fn run_eval(req: &EvalRequest) -> Result<EvalReport> {
     let setup = Setup::load(&req.setup)?;
+    if req.progress {
+        for warning in setup.unknown_words()? {
+            eprintln!("{warning}");
+        }
+    }
     let info = setup.run_info(BASELINE_RECIPE, None);
     let opts = EvalOptions {
         mode: req.mode,

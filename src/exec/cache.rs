@@ -22,7 +22,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::files::write_atomic;
+use crate::data::files::{self, write_atomic};
 use crate::exec::error::{ExecError, Result};
 use crate::exec::preserve::hex;
 use crate::model::checkpoint::weight_files;
@@ -125,6 +125,14 @@ pub struct EntryInfo {
     pub model_hash: String,
     pub data: String,
     pub mkedsl: String,
+    /// The full key the entry was made for (its file name): an entry copied or renamed to
+    /// another key is refused.
+    #[serde(default)]
+    pub key: String,
+    /// SHA-256 of the entry's safetensors file: an entry whose tensors were changed after it
+    /// was written (a damaged disk, a hand edit, a truncated copy) is refused.
+    #[serde(default)]
+    pub sha256: String,
 }
 
 /// An open cache (or a disabled one).
@@ -133,6 +141,8 @@ pub struct Cache {
     dir: Option<PathBuf>,
     model_hash: String,
     data: String,
+    /// Entries found damaged since the last [`Cache::take_reports`], by path, with the reason.
+    damaged: std::sync::Arc<std::sync::Mutex<Vec<(PathBuf, String)>>>,
 }
 
 impl Cache {
@@ -142,6 +152,32 @@ impl Cache {
             dir,
             model_hash,
             data,
+            damaged: Default::default(),
+        }
+    }
+
+    /// One line per damaged entry found since the last call: its path, what is wrong with it,
+    /// and that it is recomputed (and overwritten).
+    pub fn take_reports(&self) -> Vec<String> {
+        let Ok(mut damaged) = self.damaged.lock() else {
+            return Vec::new();
+        };
+        damaged
+            .drain(..)
+            .map(|(path, reason)| {
+                format!(
+                    "cache entry {} is damaged ({reason}); recomputing it",
+                    path.display()
+                )
+            })
+            .collect()
+    }
+
+    fn report(&self, path: &Path, reason: String) {
+        if let Ok(mut damaged) = self.damaged.lock() {
+            if !damaged.iter().any(|(p, _)| p == path) {
+                damaged.push((path.to_path_buf(), reason));
+            }
         }
     }
 
@@ -174,24 +210,76 @@ impl Cache {
     }
 
     /// The tensors stored for `recipe` as `kind`, if a complete, matching entry exists. An
-    /// unreadable entry is treated as absent (it is recomputed and overwritten).
+    /// absent entry is a miss; an entry that exists but does not check out — unreadable JSON, a
+    /// key, kind, model or data that is not this one's, tensors whose checksum differs from
+    /// the one recorded, tensors that do not parse — is reported by path ([`Cache::take_reports`])
+    /// and treated as a miss, so it is recomputed and overwritten.
     pub fn load(
         &self,
         kind: &str,
         recipe: &str,
         device: &Device,
     ) -> Option<HashMap<String, Tensor>> {
-        let (tensors, json) = self.paths(&self.key(recipe))?;
-        let info: EntryInfo = serde_json::from_slice(&std::fs::read(json).ok()?).ok()?;
+        let key = self.key(recipe);
+        let (tensors, json) = self.paths(&key)?;
+        let text = match std::fs::read(&json) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                self.report(&json, format!("cannot read it: {e}"));
+                return None;
+            }
+        };
+        let info: EntryInfo = match serde_json::from_slice(&text) {
+            Ok(i) => i,
+            Err(e) => {
+                self.report(&json, format!("not a cache entry description: {e}"));
+                return None;
+            }
+        };
         let expected = self.info(kind, recipe);
-        if info.kind != expected.kind
-            || info.recipe != expected.recipe
-            || info.model_hash != expected.model_hash
-            || info.data != expected.data
-        {
+        for (what, found, want) in [
+            ("key", &info.key, &key),
+            ("kind", &info.kind, &expected.kind),
+            ("recipe", &info.recipe, &expected.recipe),
+            ("model hash", &info.model_hash, &expected.model_hash),
+            ("data", &info.data, &expected.data),
+        ] {
+            if found != want {
+                self.report(
+                    &json,
+                    format!("it records {what} `{found}`, this step needs `{want}`"),
+                );
+                return None;
+            }
+        }
+        let bytes = match std::fs::read(&tensors) {
+            Ok(b) => b,
+            Err(e) => {
+                self.report(&tensors, format!("cannot read it: {e}"));
+                return None;
+            }
+        };
+        let sum = hex(&Sha256::digest(&bytes));
+        if sum != info.sha256 {
+            self.report(
+                &tensors,
+                format!(
+                    "its checksum {}… differs from the {}… recorded in {}",
+                    short(&sum),
+                    short(&info.sha256),
+                    json.display()
+                ),
+            );
             return None;
         }
-        candle_core::safetensors::load(tensors, device).ok()
+        match candle_core::safetensors::load_buffer(&bytes, device) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.report(&tensors, format!("not a readable safetensors file: {e}"));
+                None
+            }
+        }
     }
 
     fn info(&self, kind: &str, recipe: &str) -> EntryInfo {
@@ -201,6 +289,8 @@ impl Cache {
             model_hash: self.model_hash.clone(),
             data: self.data.clone(),
             mkedsl: env!("CARGO_PKG_VERSION").to_string(),
+            key: self.key(recipe),
+            sha256: String::new(),
         }
     }
 
@@ -219,15 +309,21 @@ impl Cache {
             reason,
         };
         save_tensors_atomic(&tensor_path, tensors)?;
-        let mut json = serde_json::to_string_pretty(&self.info(kind, recipe))
-            .map_err(|e| fail(&json_path, e.to_string()))?;
+        let written = std::fs::read(&tensor_path).map_err(|e| fail(&tensor_path, e.to_string()))?;
+        let info = EntryInfo {
+            sha256: hex(&Sha256::digest(&written)),
+            ..self.info(kind, recipe)
+        };
+        let mut json =
+            serde_json::to_string_pretty(&info).map_err(|e| fail(&json_path, e.to_string()))?;
         json.push('\n');
         write_atomic(&json_path, json.as_bytes()).map_err(|e| fail(&json_path, e.to_string()))?;
         Ok(Some(json_path))
     }
 }
 
-/// Writes tensors as a safetensors file atomically: a temp file in the same folder, renamed.
+/// Writes tensors as a safetensors file atomically: a temp file in the same folder, renamed
+/// (under the output policy of [`crate::data::files`]).
 pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let fail = |reason: String| ExecError::Write {
         path: path.to_path_buf(),
@@ -238,19 +334,18 @@ pub fn save_tensors_atomic(path: &Path, tensors: &HashMap<String, Tensor>) -> Re
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    let target = files::replaceable(path).map_err(|e| fail(e.to_string()))?;
     let cpu: HashMap<String, Tensor> = tensors
         .iter()
         .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?.contiguous()?)))
         .collect::<Result<_>>()?;
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| fail(e.to_string()))?;
+    let target_dir = target
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = files::temp_in(target_dir).map_err(|e| fail(e.to_string()))?;
     candle_core::safetensors::save(&cpu, tmp.path()).map_err(|e| fail(e.to_string()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    tmp.persist(path).map_err(|e| fail(e.to_string()))?;
+    files::persist_temp(tmp, &target).map_err(|e| fail(e.to_string()))?;
     Ok(())
 }
 
@@ -299,6 +394,43 @@ mod tests {
         let off = Cache::disabled();
         assert_eq!(off.store("space", "null_space(x)", &map).unwrap(), None);
         assert!(off.load("space", "null_space(x)", &Device::Cpu).is_none());
+    }
+
+    #[test]
+    fn a_changed_or_moved_entry_is_reported_by_path_and_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()), "m".into(), "d".into());
+        let t = Tensor::arange(0f32, 4.0, &Device::Cpu).unwrap();
+        let map = HashMap::from([("x".to_string(), t)]);
+        cache.store("space", "r", &map).unwrap();
+        let (tensors, json) = cache.paths(&cache.key("r")).unwrap();
+        // Same format, different content: one value scaled.
+        let good = std::fs::read(&tensors).unwrap();
+        let mut bytes = good.clone();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&tensors, &bytes).unwrap();
+        assert!(cache.load("space", "r", &Device::Cpu).is_none());
+        let reports = cache.take_reports();
+        assert_eq!(reports.len(), 1, "{reports:?}");
+        assert!(
+            reports[0].contains(&tensors.display().to_string()),
+            "{reports:?}"
+        );
+        assert!(reports[0].contains("checksum"), "{reports:?}");
+        // An entry copied under another key is refused as well.
+        std::fs::write(&tensors, &good).unwrap();
+        assert!(cache.load("space", "r", &Device::Cpu).is_some());
+        let (other_t, other_j) = cache.paths(&cache.key("other")).unwrap();
+        std::fs::copy(&tensors, other_t).unwrap();
+        std::fs::copy(&json, &other_j).unwrap();
+        assert!(cache.load("space", "other", &Device::Cpu).is_none());
+        let reports = cache.take_reports();
+        assert!(reports[0].contains("key"), "{reports:?}");
+        // A recomputed entry replaces the bad one.
+        cache.store("space", "other", &map).unwrap();
+        assert!(cache.load("space", "other", &Device::Cpu).is_some());
+        assert!(cache.take_reports().is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::eval::{EditMode, EditState, Editor, EvalCase, PreparedCase};
-use crate::exec::error::Result;
+use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::Executor;
 use crate::exec::input::EditInput;
 use crate::exec::output::{self, Artefact, Provenance};
@@ -29,6 +29,9 @@ pub struct PlanEditor {
     pending: Option<(Artefact, Vec<usize>)>,
     edits: usize,
     written: Vec<PathBuf>,
+    /// The first `--out` write that failed: the run goes on (its scores are not lost), no
+    /// further artefact is attempted, and the error is reported after the table.
+    failed: Option<ExecError>,
 }
 
 impl PlanEditor {
@@ -42,6 +45,7 @@ impl PlanEditor {
             pending: None,
             edits: 0,
             written: Vec::new(),
+            failed: None,
         }
     }
 
@@ -54,14 +58,24 @@ impl PlanEditor {
         Ok(std::mem::take(&mut self.written))
     }
 
+    /// The first artefact write that failed, if any (taken).
+    pub fn take_write_failure(&mut self) -> Option<ExecError> {
+        self.failed.take()
+    }
+
     fn write(&mut self, artefact: &Artefact, cases: Vec<usize>, name: String) -> Result<()> {
+        if self.failed.is_some() {
+            return Ok(());
+        }
         if let Some(sink) = &self.out {
             let provenance = Provenance {
                 cases,
                 ..sink.provenance.clone()
             };
-            let path = output::write(&sink.dir.join(name), artefact, &provenance)?;
-            self.written.push(path);
+            match output::write(&sink.dir.join(name), artefact, &provenance) {
+                Ok(path) => self.written.push(path),
+                Err(e) => self.failed = Some(e),
+            }
         }
         Ok(())
     }

@@ -50,6 +50,21 @@ pub enum ExecError {
         steps: usize,
     },
 
+    /// The edit moved what it trains far beyond the size of the weight it edits.
+    #[error("the edit moved {what} by {moved:.3e}, {:.1e}× the size of the weight it edits (norm {reference:.3e}), at optimisation step {train_step} of {steps}", moved / reference)]
+    #[diagnostic(
+        code(mkedsl::exec::diverged),
+        help("the optimisation diverged (the loss can stay finite while weights run away): lower the learning rate, the steps or the loss weights of this `train` statement; an edit may move a weight by at most 100× its norm")
+    )]
+    Diverged {
+        what: String,
+        moved: f64,
+        reference: f64,
+        /// 1-based.
+        train_step: usize,
+        steps: usize,
+    },
+
     /// Preserved-knowledge samples were asked for but cannot be drawn.
     #[error("{reason}")]
     #[diagnostic(code(mkedsl::exec::preserve))]

@@ -6,7 +6,7 @@
 //! W_original` for every projection whose weight changed (a fine-tuned weight, or ELoRA's
 //! `W ← W − BA`). Applying it to the original checkpoint — `W ← W + ΔW`, then
 //! `y += scaling · (x Aᵀ) Bᵀ` — gives the edited model ([`apply`]). Files are written
-//! atomically, the tensors first and the JSON last.
+//! into a fresh folder that then replaces the case's folder as one unit.
 //!
 //! ```text
 //! DIR/case-00012/edit.safetensors   lora.0.A, lora.0.B, …, delta.0, …
@@ -181,18 +181,27 @@ pub fn write(dir: &Path, artefact: &Artefact, provenance: &Provenance) -> Result
         extra_neurons,
         apply: "for each weight delta W ← W + delta; for each LoRA y ← y + scaling · (x Aᵀ) Bᵀ at its site; for each extra-neuron set FFN(q) ← FFN(q) + act(q keysᵀ + key_bias) values, act the model's hidden_act (tensors in edit.safetensors, HF weight layout (out, in))".into(),
     };
-    save_tensors_atomic(&dir.join(TENSORS), &tensors)?;
-    let path = dir.join(MANIFEST);
-    let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| ExecError::Write {
-        path: path.clone(),
+    // Both files go into a fresh folder beside `dir`, which then replaces `dir` as one unit: a
+    // kill at any moment leaves the previous artefact or the new one, never a manifest naming
+    // tensors its safetensors file does not hold. (A killed run's folder is a temporary that
+    // the next write cleans.)
+    let fail = |path: &Path, e: &dyn std::fmt::Display| ExecError::Write {
+        path: path.to_path_buf(),
         reason: e.to_string(),
-    })?;
+    };
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| fail(parent, &e))?;
+    let staged = crate::data::files::temp_dir_in(parent).map_err(|e| fail(parent, &e))?;
+    save_tensors_atomic(&staged.path().join(TENSORS), &tensors)?;
+    let mut json = serde_json::to_string_pretty(&manifest).map_err(|e| fail(dir, &e))?;
     json.push('\n');
-    write_atomic(&path, json.as_bytes()).map_err(|e| ExecError::Write {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(path)
+    let staged_manifest = staged.path().join(MANIFEST);
+    write_atomic(&staged_manifest, json.as_bytes()).map_err(|e| fail(&staged_manifest, &e))?;
+    crate::data::files::replace_dir(staged, dir).map_err(|e| fail(dir, &e))?;
+    Ok(dir.join(MANIFEST))
 }
 
 /// Reads an artefact folder written by [`write`]; tensors land on `device`. Extra neurons come

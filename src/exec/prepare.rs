@@ -79,6 +79,7 @@ impl Executor {
             })
             .map(|s| s.id)
             .collect();
+        self.note_damaged_cache();
         let needed = needed_steps(&self.plan.steps, &steps, &hits);
         let mut values = Values::default();
         for step in &steps {
@@ -91,7 +92,15 @@ impl Executor {
         }
         self.prepared = values;
         self.step_clock = None;
+        self.note_damaged_cache();
         Ok(())
+    }
+
+    /// Says which cache entries were found damaged (and are being recomputed).
+    fn note_damaged_cache(&mut self) {
+        for report in self.cache.take_reports() {
+            self.log.note(report);
+        }
     }
 
     fn cache_kind(&self, step: &Step) -> Option<&'static str> {

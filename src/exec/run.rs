@@ -22,7 +22,7 @@ use crate::exec::executor::{Executor, KnowledgeSummary, Log, Phases};
 use crate::exec::output::Provenance;
 use crate::exec::preserve::{Counts, PreserveSource};
 use crate::exec::validate::validate;
-use crate::model::{DeviceKind, LlavaConfig};
+use crate::model::{checkpoint, DeviceKind, LlavaConfig};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::sema::{DataSpec, LossKind, Mode, Op};
 
@@ -41,20 +41,51 @@ pub const DEFAULT_THREADS: usize = 1;
 
 /// Sets the CPU threads of candle's kernels. Call it before the first tensor operation (the
 /// thread pools read the setting once); `None` keeps `RAYON_NUM_THREADS` if set, else
-/// [`DEFAULT_THREADS`].
-pub fn set_cpu_threads(threads: Option<usize>) {
+/// [`DEFAULT_THREADS`]. `--threads 0` is refused (it used to run as 1 without a word), and so is
+/// a count above [`max_cpu_threads`]: each thread is an OS thread spinning in candle's pool, and
+/// `--threads 100000` would start them all.
+pub fn set_cpu_threads(threads: Option<usize>) -> std::result::Result<(), ExecError> {
     let n = match threads {
-        Some(n) => n.max(1),
+        Some(0) => {
+            return Err(ExecError::Option {
+                reason: "--threads must be at least 1".into(),
+                help: format!(
+                    "leave it out for the default ({DEFAULT_THREADS}), or give a count up to {}",
+                    max_cpu_threads()
+                ),
+            })
+        }
+        Some(n) if n > max_cpu_threads() => {
+            return Err(ExecError::Option {
+                reason: format!(
+                    "--threads {n} is more than {} (4 × this machine's {} cores)",
+                    max_cpu_threads(),
+                    cores()
+                ),
+                help: "more threads than cores only adds synchronisation; give at most the number of cores".into(),
+            })
+        }
+        Some(n) => n,
         None => match std::env::var("RAYON_NUM_THREADS")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
         {
-            Some(n) if n > 0 => n,
+            Some(n) if n > 0 => n.min(max_cpu_threads()),
             _ => DEFAULT_THREADS,
         },
     };
     std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most CPU threads `--threads` accepts: four per core.
+pub fn max_cpu_threads() -> usize {
+    4 * cores()
 }
 
 /// Where prepare results are cached.
@@ -79,6 +110,9 @@ pub struct RunRequest {
     pub k: Option<usize>,
     /// Overrides the recipe's `seed`.
     pub seed: Option<u64>,
+    /// Where the JSON report goes: checked writable before the run, written by
+    /// [`RunOutcome::write_json`] once the caller has shown the table (a failed write then
+    /// loses nothing).
     pub json: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub cache: CacheChoice,
@@ -87,6 +121,9 @@ pub struct RunRequest {
     pub probe: ProbeOptions,
     /// Draw progress and print notes on stderr.
     pub verbose: bool,
+    /// Memory the run may use, in bytes (`--max-memory`); `None` = the machine's memory. A plan
+    /// whose estimate exceeds it is refused before the model loads.
+    pub max_memory: Option<u64>,
 }
 
 impl RunRequest {
@@ -108,6 +145,7 @@ impl RunRequest {
                 max_new_tokens: 16,
             },
             verbose: false,
+            max_memory: None,
         }
     }
 }
@@ -125,6 +163,12 @@ pub struct RunOutcome {
     pub cache_dir: Option<PathBuf>,
     /// `edit.json` files written by `--out`.
     pub artefacts: Vec<PathBuf>,
+    /// The `--out` write that failed, if one did: the run finished and scored every case, but
+    /// artefacts from that case on were not written.
+    pub output_failure: Option<miette::Report>,
+    /// Warnings about the data (answer words outside the vocabulary), printed on stderr when
+    /// verbose.
+    pub warnings: Vec<String>,
     /// CPU threads of the tensor kernels, when set ([`set_cpu_threads`]).
     pub threads: Option<usize>,
 }
@@ -137,6 +181,12 @@ pub fn cpu_threads() -> Option<usize> {
 }
 
 impl RunOutcome {
+    /// Writes the JSON report to `path`; when that fails the report is kept under the system's
+    /// temporary folder and the error says where.
+    pub fn write_json(&self, path: &Path) -> crate::eval::error::Result<()> {
+        self.report.write_json_or_keep(path)
+    }
+
     /// The lines printed under the metric table: where the time went, the data the method drew
     /// on, what the knowledge-space filter did.
     pub fn summary(&self) -> String {
@@ -243,7 +293,25 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         Some(p) => p.clone(),
         None => default_path(DEFAULT_DATA, "the embedded dataset")?,
     };
-    let dims = LlavaConfig::from_path(&model_dir)?.dims();
+    let config = LlavaConfig::from_path(&model_dir)?;
+    // The weights' headers are compared with config.json before the recipe is bound to its
+    // sizes (a layer count the file does not back is refused here, not after the checker has
+    // expanded `layers(..)` over it). Missing weight files are reported when the model loads,
+    // after the recipe's own refusals.
+    if let Ok(files) = checkpoint::weight_files(&model_dir) {
+        checkpoint::check_tensors(&config, &files)?;
+    }
+    let dims = config.dims();
+    if let Some(json) = &req.json {
+        if req.out.as_ref() == Some(json) {
+            return Err(ExecError::Option {
+                reason: format!("--json and --out both name `{}`", json.display()),
+                help: "--out is a folder of artefacts; give --json a file path of its own".into(),
+            }
+            .into());
+        }
+        check_output_file(json, "--json")?;
+    }
     let options = PlanOptions {
         device: match req.setup.device {
             DeviceKind::Cpu => plan::Device::Cpu,
@@ -257,6 +325,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         compiled.plan = plan::plan(&compiled.program, &options);
     }
     validate(&compiled.plan, &compiled.sources).map_err(|d| d.into_report(&compiled.sources))?;
+    check_memory(&compiled, &dims, &config, req.max_memory)?;
     let plan = compiled.plan;
     let recipe_k = match plan.recipe.mode {
         Mode::Single => None,
@@ -353,6 +422,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         ProgressBar::hidden()
     };
     let recipe_label = format!("{} ({})", plan.recipe.name, req.recipe.display());
+    let unknown_words = setup.unknown_words()?;
     let exec = Executor::new(
         plan.clone(),
         setup.template.template.clone(),
@@ -376,6 +446,11 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         },
     });
     let mut editor = PlanEditor::new(exec, mode, out);
+    if req.verbose {
+        for warning in &unknown_words {
+            eprintln!("{warning}");
+        }
+    }
     let opts = EvalOptions {
         mode,
         probe: req.probe,
@@ -385,10 +460,8 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
     let mut state = EditState::new(setup.model);
     let evaluation = evaluate(&mut state, &mut editor, &setup.cases, &opts)?;
     let artefacts = editor.finish()?;
+    let output_failure = editor.take_write_failure().map(miette::Report::new);
     let report = EvalReport::new(info, evaluation);
-    if let Some(path) = &req.json {
-        report.write_json(path)?;
-    }
     let exec = editor.exec;
     let mut knowledge: Vec<(String, KnowledgeSummary)> = exec
         .knowledge
@@ -415,7 +488,66 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         },
         cache_dir,
         artefacts,
+        output_failure,
+        warnings: unknown_words,
         threads: cpu_threads(),
+    })
+}
+
+/// Refuses a plan whose estimated peak memory exceeds `limit` (`--max-memory`, else the
+/// machine's memory), pointing at the recipe line of the step that needs the most.
+fn check_memory(
+    compiled: &crate::Compiled,
+    dims: &crate::model::ModelDims,
+    config: &LlavaConfig,
+    limit: Option<u64>,
+) -> miette::Result<()> {
+    use crate::plan::estimate::{human_bytes, machine_memory};
+    let Some(limit) = limit.or_else(machine_memory) else {
+        return Ok(());
+    };
+    let plan = &compiled.plan;
+    let estimate = plan::estimate(plan, dims, crate::model::tensors::weight_bytes(config));
+    if estimate.total <= limit {
+        return Ok(());
+    }
+    let message = format!(
+        "this run needs about {} of memory at its peak but {} is available",
+        human_bytes(estimate.total),
+        human_bytes(limit)
+    );
+    let help = format!(
+        "weights {}; lower the counts or sizes of the step shown, or pass --max-memory SIZE (e.g. 64G) if the estimate is wrong for your machine (`mkedsl plan FILE --model DIR` shows it)",
+        human_bytes(estimate.weights)
+    );
+    let diag = match estimate
+        .peak_step
+        .as_ref()
+        .and_then(|(id, bytes, what)| plan.step(*id).map(|s| (s, bytes, what)))
+    {
+        Some((step, bytes, what)) => crate::exec::validate::at_origin(
+            &compiled.sources,
+            &step.origin,
+            "mkedsl::exec::memory",
+            message,
+        )
+        .label(format!(
+            "step {} `{}` needs {}: {what}",
+            step.id,
+            step.op.name(),
+            human_bytes(*bytes)
+        )),
+        None => crate::diagnostics::Diag::unplaced("mkedsl::exec::memory", message),
+    };
+    Err(crate::diagnostics::Diagnostics::from(diag.help(help)).into_report(&compiled.sources))
+}
+
+/// Refuses, before any work, an output path that cannot be written: a folder, a path inside
+/// something that is not a folder, a folder that is not writable.
+pub fn check_output_file(path: &Path, flag: &str) -> std::result::Result<(), ExecError> {
+    crate::data::files::check_writable(path).map_err(|e| ExecError::Option {
+        reason: format!("{flag} `{}` cannot be written: {e}", path.display()),
+        help: format!("give {flag} a file path in a writable folder"),
     })
 }
 

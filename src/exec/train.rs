@@ -24,6 +24,7 @@ use crate::exec::taps::{deepest, Reading};
 use crate::exec::unike::NeuronSlot;
 use crate::exec::values::{LoraSlot, Value, Values};
 use crate::linalg::Subspace;
+use crate::model::site::Proj;
 use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
 use crate::plan::{Step, StepId};
 use crate::sema::{
@@ -179,6 +180,70 @@ struct Trained {
     slot: Slot,
     var: Var,
     name: String,
+    /// What [`Trained::measured`] gave before the first step.
+    start: Tensor,
+    /// The size the edit's change is compared with ([`DIVERGENCE_RATIO`]).
+    reference: f64,
+}
+
+/// How far an edit may move what it trains, as a multiple of the size of the weight it edits,
+/// before the optimisation counts as diverged. A loss can stay finite while the weights run
+/// away (RMSNorm rescales any overflow-free activation), so the loss alone never tells: SGD at
+/// lr 1e4 once left FT-L's loss finite and moved a weight by 4.6e8. Working edits move a weight
+/// by a fraction of its norm; 100× is far outside them.
+pub const DIVERGENCE_RATIO: f64 = 100.0;
+
+/// The Frobenius norm of a tensor.
+fn norm(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .sqrt()?
+        .to_scalar::<f64>()?)
+}
+
+impl Trained {
+    /// What the edit's size is measured on: a LoRA factor's effective weight change
+    /// `scaling · B·A` (one factor alone says nothing: B starts at zero), else the tensor.
+    fn measured(&self, state: &EditState) -> Result<Tensor> {
+        match &self.slot {
+            Slot::LoraA(s) | Slot::LoraB(s) => {
+                let l = lora_at(state, *s)?;
+                Ok((l.b.detach().matmul(&l.a.detach())? * l.scaling)?)
+            }
+            _ => Ok(self.var.as_tensor().detach()),
+        }
+    }
+
+    /// The size of the weight the trained tensor edits: the weight itself, a LoRA's site, or
+    /// (for extra FFN neurons) the layer's down projection.
+    fn reference(&self, state: &EditState) -> Result<f64> {
+        let weight = match &self.slot {
+            Slot::Weight(_) => self.start.clone(),
+            Slot::LoraA(s) | Slot::LoraB(s) => state.model.linear_weight(s.site)?,
+            _ => state
+                .model
+                .linear_weight(LinearSite::new(self.layer, Proj::Down))?,
+        };
+        Ok(norm(&weight)?.max(f64::MIN_POSITIVE))
+    }
+
+    /// Refuses a step after which the edit has moved its tensor by more than
+    /// [`DIVERGENCE_RATIO`] times the size of the weight it edits (or by a non-finite amount).
+    fn check_divergence(&self, state: &EditState, k: usize, steps: usize) -> Result<()> {
+        let moved = norm(&(self.measured(state)? - &self.start)?)?;
+        let ratio = moved / self.reference;
+        if ratio <= DIVERGENCE_RATIO {
+            return Ok(());
+        }
+        Err(ExecError::Diverged {
+            what: self.name.clone(),
+            moved,
+            reference: self.reference,
+            train_step: k,
+            steps,
+        })
+    }
 }
 
 /// A `project` of the body.
@@ -247,13 +312,19 @@ impl Executor {
                     Slot::Weight(site) => format!("{site}.weight"),
                     _ => format!("{} at {}", p.path, layer_name(Some(layer))),
                 };
-                trained.push(Trained {
+                let mut t = Trained {
                     param: i,
                     layer,
                     slot,
                     var,
                     name,
-                });
+                    start: Tensor::zeros((), DType::F64, &candle_core::Device::Cpu)?,
+                    reference: 1.0,
+                };
+                // A copy: `Var::set` writes the storage the measured tensor may share.
+                t.start = t.measured(state)?.copy()?;
+                t.reference = t.reference(state)?;
+                trained.push(t);
             }
         }
         let projections: Vec<Projection> = body
@@ -330,6 +401,9 @@ impl Executor {
                 }
                 finite(|| format!("the update of {}", t.name), &u, k, *steps)?;
                 t.var.set(&(p + u)?)?;
+            }
+            for t in &trained {
+                t.check_divergence(state, k, *steps)?;
             }
         }
         for t in trained {

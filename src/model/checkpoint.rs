@@ -123,7 +123,10 @@ pub fn read_header(path: &Path) -> Result<Header> {
             )));
         }
         if let Some(size) = dtype_size(dtype) {
-            let expected = shape.iter().product::<usize>() * size;
+            let expected = shape
+                .iter()
+                .try_fold(size, |a, &n| a.checked_mul(n))
+                .unwrap_or(usize::MAX);
             if end - start != expected {
                 return Err(bad(format!(
                     "tensor `{name}` ({dtype} {shape:?}) needs {expected} bytes but occupies {}",
@@ -222,6 +225,27 @@ pub fn check_tensors(cfg: &LlavaConfig, files: &[PathBuf]) -> Result<()> {
                 .unwrap_or_default()
         ),
     };
+    // The layer counts of config.json are compared with the file before the full list of
+    // expected tensors is built from them: that list grows with the counts.
+    let t = &cfg.text_config;
+    let v = &cfg.vision_config;
+    for name in [
+        format!(
+            "language_model.model.layers.{}.input_layernorm.weight",
+            t.num_hidden_layers.saturating_sub(1)
+        ),
+        format!(
+            "vision_tower.vision_model.encoder.layers.{}.layer_norm1.weight",
+            v.num_hidden_layers.saturating_sub(1)
+        ),
+    ] {
+        if !found.contains_key(&name) {
+            return Err(ModelError::MissingTensor {
+                path: searched,
+                tensor: name,
+            });
+        }
+    }
     for spec in expected_tensors(cfg) {
         let Some((file, entry)) = found.get(&spec.name) else {
             return Err(ModelError::MissingTensor {

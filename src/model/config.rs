@@ -40,6 +40,21 @@ pub enum ConfigError {
     Invalid { path: String, reason: String },
 }
 
+/// Upper bounds on the sizes a `config.json` may give, far above any published model, so that a
+/// damaged or hostile file (`num_hidden_layers: 1000000000`) is refused with the field named
+/// instead of allocating per-layer bookkeeping before the weights are compared.
+pub const MAX_LAYERS: usize = 4096;
+/// Widest hidden, intermediate or head size accepted.
+pub const MAX_WIDTH: usize = 1 << 20;
+/// Largest vocabulary accepted.
+pub const MAX_VOCAB: usize = 1 << 24;
+/// Most attention heads (or image channels) accepted.
+pub const MAX_HEADS: usize = 4096;
+/// Longest context accepted.
+pub const MAX_POSITIONS: usize = 1 << 24;
+/// Largest vision input side accepted.
+pub const MAX_IMAGE_SIDE: usize = 1 << 14;
+
 /// The decoder half of a LLaVA config (`text_config`, a `LlamaConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -254,6 +269,74 @@ impl LlavaConfig {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, n)| *n == 0) {
             return Err(format!("`{name}` must be positive"));
+        }
+        let sizes = [
+            ("text_config.vocab_size", t.vocab_size, MAX_VOCAB),
+            ("text_config.hidden_size", t.hidden_size, MAX_WIDTH),
+            (
+                "text_config.intermediate_size",
+                t.intermediate_size,
+                MAX_WIDTH,
+            ),
+            (
+                "text_config.num_hidden_layers",
+                t.num_hidden_layers,
+                MAX_LAYERS,
+            ),
+            (
+                "text_config.num_attention_heads",
+                t.num_attention_heads,
+                MAX_HEADS,
+            ),
+            ("text_config.num_key_value_heads", t.kv_heads(), MAX_HEADS),
+            ("text_config.head_dim", t.head_dim(), MAX_WIDTH),
+            (
+                "text_config.max_position_embeddings",
+                t.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
+            ("vision_config.hidden_size", v.hidden_size, MAX_WIDTH),
+            (
+                "vision_config.intermediate_size",
+                v.intermediate_size,
+                MAX_WIDTH,
+            ),
+            (
+                "vision_config.num_hidden_layers",
+                v.num_hidden_layers,
+                MAX_LAYERS,
+            ),
+            (
+                "vision_config.num_attention_heads",
+                v.num_attention_heads,
+                MAX_HEADS,
+            ),
+            ("vision_config.num_channels", v.num_channels, MAX_HEADS),
+            ("vision_config.image_size", v.image_size, MAX_IMAGE_SIDE),
+        ];
+        if let Some((name, n, max)) = sizes.iter().find(|(_, n, max)| n > max) {
+            return Err(format!(
+                "`{name}` is {n}, above the {max} mkedsl accepts (no published model comes near; a value this large would exhaust memory before the weights are compared)"
+            ));
+        }
+        if t.max_position_embeddings == 0 {
+            return Err("`text_config.max_position_embeddings` must be positive".into());
+        }
+        for (name, eps) in [
+            ("text_config.rms_norm_eps", t.rms_norm_eps),
+            ("vision_config.layer_norm_eps", v.layer_norm_eps),
+        ] {
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(format!(
+                    "`{name}` is {eps}; it must be a small positive number (published models use 1e-5 or 1e-6): a norm divides by sqrt(mean + eps)"
+                ));
+            }
+        }
+        if !(t.rope_theta > 0.0 && t.rope_theta.is_finite()) {
+            return Err(format!(
+                "`text_config.rope_theta` is {}; it must be positive (published models use 10000)",
+                t.rope_theta
+            ));
         }
         if t.head_dim.is_none() && !t.hidden_size.is_multiple_of(t.num_attention_heads) {
             return Err(format!(

@@ -71,6 +71,22 @@ pub enum ModelError {
         found: Vec<usize>,
     },
 
+    /// A weight holds NaN or infinite values.
+    #[error("tensor `{tensor}` of the checkpoint `{path}` holds NaN or infinite values")]
+    #[diagnostic(
+        code(mkedsl::model::non_finite_weight),
+        help("the checkpoint is damaged (or was saved from a diverged run); download or save it again")
+    )]
+    NonFinite { path: String, tensor: String },
+
+    /// A forward pass over finite weights produced NaN or infinite outputs (an overflow).
+    #[error("the model's {what} are not finite (an overflow inside the forward pass)")]
+    #[diagnostic(
+        code(mkedsl::model::non_finite_output),
+        help("the weights are finite but too large for the dtype; check how the checkpoint was produced")
+    )]
+    NonFiniteOutput { what: String },
+
     /// A tensor is stored in a dtype the runtime does not convert.
     #[error("tensor `{tensor}` in `{path}` is stored as {dtype}")]
     #[diagnostic(

@@ -64,7 +64,15 @@ impl LlavaModel {
         let mut logits = prompt_logits
             .to_dtype(candle_core::DType::F32)?
             .to_vec2::<f32>()?;
-        for step in 0..opts.max_new_tokens {
+        // Generation ends at the context's end like at `max_new_tokens`: the first new token
+        // comes from the prompt pass, each later one takes a position of the context.
+        let room = self
+            .config()
+            .text_config
+            .max_position_embeddings
+            .saturating_sub(cache.len());
+        let max_new_tokens = opts.max_new_tokens.min(room + 1);
+        for step in 0..max_new_tokens {
             let next: Vec<u32> = logits.iter().map(|row| argmax(row)).collect();
             for (row, &id) in next.iter().enumerate() {
                 if stopped[row] {
@@ -76,8 +84,8 @@ impl LlavaModel {
                     tokens[row].push(id);
                 }
             }
-            let all_done = (0..rows).all(|r| stopped[r] || tokens[r].len() == opts.max_new_tokens);
-            if all_done || step + 1 == opts.max_new_tokens {
+            let all_done = (0..rows).all(|r| stopped[r] || tokens[r].len() == max_new_tokens);
+            if all_done || step + 1 == max_new_tokens {
                 break;
             }
             layout = layout.continuation(1);

@@ -64,6 +64,11 @@ pub fn infer(req: &InferRequest) -> Result<InferOutput> {
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?;
+    if next_token_logits.iter().any(|v| !v.is_finite()) {
+        return Err(crate::model::ModelError::NonFiniteOutput {
+            what: "next-token logits".into(),
+        });
+    }
     let generated_ids = generated.tokens.into_iter().next().unwrap_or_default();
     let answer = llava.decode(&generated_ids)?;
     Ok(InferOutput {

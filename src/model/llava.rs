@@ -84,7 +84,30 @@ impl LlavaModel {
         let files = checkpoint::weight_files(dir)?;
         checkpoint::check_tensors(&config, &files)?;
         let vb = checkpoint::var_builder(&files, opts.dtype, &opts.device)?;
-        Self::from_var_builder(config, vb)
+        let model = Self::from_var_builder(config, vb)?;
+        model.check_finite(dir)?;
+        Ok(model)
+    }
+
+    /// Refuses weights holding NaN or ±∞, naming the first such tensor: they would load
+    /// silently and turn every output into NaN, which a comparison of outputs would then score
+    /// as agreement. One pass over the weights (`x · 0` is 0 for every finite `x`, NaN
+    /// otherwise), a fraction of the cost of loading them.
+    pub fn check_finite(&self, dir: &Path) -> Result<()> {
+        for (name, t) in self.named_tensors() {
+            let probe = t
+                .affine(0.0, 0.0)?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
+            if !probe.is_finite() {
+                return Err(ModelError::NonFinite {
+                    path: dir.display().to_string(),
+                    tensor: name,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Builds the model from any var builder: checkpoint files, or a `VarMap` for training (every
@@ -279,6 +302,16 @@ impl LlavaModel {
             })?;
         }
         let layout = &latents.layout;
+        let context = self.config.text_config.max_position_embeddings;
+        let positions = cache.as_ref().map_or(0, |c| c.len()) + layout.seq();
+        if positions > context {
+            return Err(ModelError::Prompt {
+                reason: format!(
+                    "the sequence reaches {positions} positions but the model's context is {context} (max_position_embeddings)"
+                ),
+                help: "shorten the prompt, its answer or --max-new-tokens; a model attends over at most max_position_embeddings positions".into(),
+            });
+        }
         let expected = [layout.batch(), layout.seq(), dims.hidden];
         if latents.embeds.dims() != expected {
             return Err(ModelError::Site {

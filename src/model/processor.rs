@@ -31,7 +31,14 @@ pub struct LlavaProcessor {
     image_token: String,
     tokens_per_image: usize,
     eos_token_id: Option<u32>,
+    /// The decoder's context (`max_position_embeddings`): no encoded prompt may be longer.
+    max_positions: usize,
 }
+
+/// Bytes of text per position of context beyond which a prompt is refused before it is
+/// tokenised: every token of a real vocabulary spells fewer bytes than this, so a longer text
+/// cannot fit the context, and tokenising megabytes only to say so would take memory and time.
+const MAX_BYTES_PER_POSITION: usize = 64;
 
 impl std::fmt::Debug for LlavaProcessor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +115,7 @@ impl LlavaProcessor {
             image_token,
             tokens_per_image: cfg.image_tokens(),
             eos_token_id,
+            max_positions: cfg.text_config.max_position_embeddings,
         })
     }
 
@@ -134,18 +142,41 @@ impl LlavaProcessor {
 
     /// Token ids of `text`; `special` adds what the post-processor adds (BOS).
     pub fn tokenize(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .tokenizer
-            .encode(text, special)
-            .map_err(|e| self.tokenizer_error(e))?;
+        self.check_text_length(text)?;
+        let enc = guarded(&self.tokenizer_path, || {
+            self.tokenizer.encode(text, special)
+        })?
+        .map_err(|e| self.tokenizer_error(e))?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// Text of token ids, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.tokenizer
-            .decode(ids, true)
+        guarded(&self.tokenizer_path, || self.tokenizer.decode(ids, true))?
             .map_err(|e| self.tokenizer_error(e))
+    }
+
+    /// The id unknown words become (`<unk>`), when the tokenizer has one.
+    pub fn unk_token_id(&self) -> Option<u32> {
+        self.tokenizer.token_to_id("<unk>")
+    }
+
+    /// Refuses a text that cannot fit the context before any tokenisation work.
+    fn check_text_length(&self, text: &str) -> Result<()> {
+        let limit = self.max_positions.saturating_mul(MAX_BYTES_PER_POSITION);
+        if text.len() > limit {
+            return Err(ModelError::Prompt {
+                reason: format!(
+                    "a text of {} bytes cannot fit the model's context of {} positions (max_position_embeddings)",
+                    text.len(),
+                    self.max_positions
+                ),
+                help: format!(
+                    "shorten it: texts over {limit} bytes ({MAX_BYTES_PER_POSITION} per position) are refused before tokenisation"
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Tokenises a prompt, expands its `<image>` markers and preprocesses the images (one per
@@ -176,6 +207,16 @@ impl LlavaProcessor {
                 input_ids.push(id);
             }
         }
+        if input_ids.len() > self.max_positions {
+            return Err(ModelError::Prompt {
+                reason: format!(
+                    "the prompt is {} tokens (image tokens included) but the model's context is {} positions (max_position_embeddings)",
+                    input_ids.len(),
+                    self.max_positions
+                ),
+                help: "shorten the prompt or its answer; a model attends over at most max_position_embeddings positions".into(),
+            });
+        }
         let pixel_values = if images.is_empty() {
             None
         } else {
@@ -205,4 +246,43 @@ impl LlavaProcessor {
         let json = serde_json::to_string_pretty(&self.image.to_json()).unwrap_or_default();
         write_atomic(&dir.join(PREPROCESSOR_FILE), json.as_bytes())
     }
+}
+
+/// Runs a tokenizer call, turning a panic inside it into a diagnostic naming the tokenizer.
+///
+/// `tokenizers` runs the pre-tokenizer's regular expression through Oniguruma, whose search
+/// gives up on catastrophic backtracking (its retry limit), and the binding panics when it does:
+/// a `tokenizer.json` with a pattern such as `(a*)*b` would otherwise abort the program on a
+/// long run of `a`. The panic message is kept off stderr while the call runs (a thread-local
+/// flag the process-wide hook reads), so the user sees one diagnostic, not a backtrace.
+fn guarded<T>(path: &str, call: impl FnOnce() -> T) -> Result<T> {
+    use std::cell::Cell;
+    use std::sync::Once;
+    thread_local! {
+        static QUIET: Cell<bool> = const { Cell::new(false) };
+    }
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(call));
+    QUIET.with(|q| q.set(false));
+    result.map_err(|payload| {
+        let what = payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into());
+        ModelError::Tokenizer {
+            path: path.to_string(),
+            reason: format!("the tokenizer failed inside its library: {what}"),
+            help: "the tokenizer's pattern (pre_tokenizer / normalizer regex) cannot handle this text — e.g. catastrophic backtracking; use the checkpoint's original tokenizer.json or shorten the text".into(),
+        }
+    })
 }

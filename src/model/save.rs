@@ -108,14 +108,14 @@ impl LlavaModel {
             .map(|(name, t)| Ok((name, to_bytes(&t, dtype)?)))
             .collect::<candle_core::Result<Vec<(String, Bytes)>>>()?;
         let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-        let tmp = temp_beside(&weights)?;
+        let (tmp, target) = temp_beside(&weights)?;
         safetensors::tensor::serialize_to_file(
             tensors.iter().map(|(n, b)| (n.as_str(), b)),
             Some(metadata),
             tmp.path(),
         )
         .map_err(|e| err(&weights, e.to_string()))?;
-        persist(tmp, &weights)?;
+        persist(tmp, &target)?;
 
         let mut config = self.config().clone();
         config.text_config.torch_dtype = Some(torch_dtype(dtype).to_string());

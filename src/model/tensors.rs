@@ -179,6 +179,18 @@ pub fn expected_tensors(cfg: &LlavaConfig) -> Vec<TensorSpec> {
     out
 }
 
+/// Bytes the checkpoint's weights take once loaded as f32 (the runtime's CPU dtype).
+pub fn weight_bytes(cfg: &LlavaConfig) -> u64 {
+    expected_tensors(cfg)
+        .iter()
+        .map(|t| {
+            t.shape
+                .iter()
+                .fold(4u64, |a, &n| a.saturating_mul(n as u64))
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

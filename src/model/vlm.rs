@@ -34,6 +34,10 @@ pub trait VisionLanguageModel {
     fn decode(&self, ids: &[u32]) -> Result<String>;
     /// The stop token of generation.
     fn eos_token_id(&self) -> Option<u32>;
+    /// The id words outside the vocabulary become, if the tokenizer has one.
+    fn unk_token_id(&self) -> Option<u32> {
+        None
+    }
     /// Pads encoded prompts into a batch on the model's device.
     fn batch(&self, prompts: &[Encoded], side: PadSide) -> Result<Batch>;
     /// Input latents `(B, T, hidden)`: text embeddings and projected image features.
@@ -113,6 +117,10 @@ impl VisionLanguageModel for Llava {
 
     fn eos_token_id(&self) -> Option<u32> {
         self.processor.eos_token_id()
+    }
+
+    fn unk_token_id(&self) -> Option<u32> {
+        self.processor.unk_token_id()
     }
 
     fn batch(&self, prompts: &[Encoded], side: PadSide) -> Result<Batch> {

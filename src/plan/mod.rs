@@ -8,9 +8,11 @@
 
 mod cache;
 mod display;
+pub mod estimate;
 mod schedule;
 mod types;
 
+pub use estimate::{estimate, Estimate};
 pub use types::*;
 
 use crate::sema::{AdapterParam, Op, Param, ParamOwner, Program};

@@ -10,10 +10,25 @@ const HEADER_KEYS: &[&str] = &["paper", "mode", "seed", "sequential_k"];
 pub(super) const MODES: &[&str] = &["single", "sequential"];
 pub(super) const METRICS: &[&str] = &["rel", "t_gen", "m_gen", "t_loc", "m_loc"];
 
+/// The recipe name with terminal control characters (ESC, BEL, carriage return, …) written as
+/// escapes: the name is echoed in tables, progress lines and JSON reports, and raw control
+/// bytes would let a recipe file rewrite the user's terminal.
+fn printable(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Checker<'_> {
     pub(super) fn header(&mut self, header: &Header) -> Recipe {
         let mut recipe = Recipe {
-            name: header.name.clone(),
+            name: printable(&header.name),
             paper: None,
             mode: Mode::Single,
             seed: 0,

@@ -8,6 +8,10 @@ use crate::diagnostics::Diag;
 use crate::source::Span;
 use crate::syntax::ast::{self, ProjectKind};
 
+/// Most optimisation steps a `train` statement may run per edit (stated policy: the papers use
+/// tens; a billion would pass `check` and never end).
+pub const MAX_TRAIN_STEPS: i64 = 100_000;
+
 /// Whether two parameters are the same tensor(s).
 pub(super) fn same_param(a: &Param, b: &Param) -> bool {
     match (&a.owner, &b.owner) {
@@ -230,6 +234,18 @@ impl Checker<'_> {
         }
         let steps_value = self.eval(steps);
         let steps_n = match steps_value {
+            Value::Int(n) if n > MAX_TRAIN_STEPS => {
+                self.error(
+                    Diag::error(
+                        "mkedsl::range::steps",
+                        format!("a training loop may run at most {MAX_TRAIN_STEPS} steps, not {n}"),
+                        steps.span,
+                    )
+                    .label(format!("must be ≤ {MAX_TRAIN_STEPS}"))
+                    .help("the papers use tens of steps per edit (ELoRA: 70); a longer loop would not finish"),
+                );
+                None
+            }
             Value::Int(n) if n >= 1 => usize::try_from(n).ok(),
             Value::Poison => None,
             Value::Int(n) => {

@@ -50,10 +50,11 @@ pub(super) const BUILTINS: &[Builtin] = &[
 ];
 
 fn preserve(c: &mut Checker<'_>, args: &Args) -> Value {
-    let why = "a sample count cannot be negative";
-    let text = c.at_least(args, "text", 0, why);
-    let vqa = c.at_least(args, "vqa", 0, why);
-    let caption = c.at_least(args, "caption", 0, why);
+    let why = "a sample count is between 0 and the data available (ELoRA: 2,048 text)";
+    let max = super::MAX_PRESERVE;
+    let text = c.count_in(args, "text", 0, max, why);
+    let vqa = c.count_in(args, "vqa", 0, max, why);
+    let caption = c.count_in(args, "caption", 0, max, why);
     let (Some(text), Some(vqa), Some(caption)) = (text, vqa, caption) else {
         return Value::Poison;
     };

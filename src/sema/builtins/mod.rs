@@ -20,6 +20,13 @@ use crate::diagnostics::Diag;
 use crate::source::Span;
 use crate::syntax::ast::Arg;
 
+/// The largest value any count argument takes ([`Checker::count_in`] tightens it per argument).
+pub const MAX_COUNT: i64 = 1_000_000;
+/// Most perturbed or adversarial variants of one edit (each is a copy of the edit's latents).
+pub const MAX_VARIANTS: i64 = 65_536;
+/// Most preserved samples of each kind.
+pub const MAX_PRESERVE: i64 = 100_000;
+
 /// One builtin function.
 pub(crate) struct Builtin {
     pub name: &'static str,
@@ -144,7 +151,7 @@ impl Checker<'_> {
 
     // ---- value checks shared by the builtins ------------------------------------------------
 
-    /// An Int argument that must be ≥ `min`.
+    /// An Int argument that must be ≥ `min` (and at most [`MAX_COUNT`], as every count is).
     pub(super) fn at_least(
         &mut self,
         args: &Args,
@@ -152,7 +159,35 @@ impl Checker<'_> {
         min: i64,
         why: &str,
     ) -> Option<usize> {
+        self.count_in(args, name, min, MAX_COUNT, why)
+    }
+
+    /// An Int argument in `[min, max]`. The upper bounds are stated policy: each is far above
+    /// what the papers use and below what would exhaust memory or never finish (a billion
+    /// perturbed copies of the edit input, a billion preserved samples).
+    pub(super) fn count_in(
+        &mut self,
+        args: &Args,
+        name: &str,
+        min: i64,
+        max: i64,
+        why: &str,
+    ) -> Option<usize> {
         let (n, span) = args.int(name)?;
+        if n > max {
+            self.diags.push(
+                Diag::error(
+                    "mkedsl::range::at_most",
+                    format!("`{name}` must be ≤ {max}, not {n}"),
+                    span,
+                )
+                .label(format!("must be ≤ {max}"))
+                .help(format!(
+                    "{why}; mkedsl refuses more than {max}: it would exhaust memory or never finish"
+                )),
+            );
+            return None;
+        }
         if n < min {
             self.diags.push(
                 Diag::error(

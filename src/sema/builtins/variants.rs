@@ -125,7 +125,13 @@ fn perturb(c: &mut Checker<'_>, args: &Args) -> Value {
             .help("e.g. [mask_vision(window: 24), noise_text(sigma: 0.01)]"),
         );
     }
-    let Some(count) = c.at_least(args, "count", 1, "at least one variant (ELoRA: 511)") else {
+    let Some(count) = c.count_in(
+        args,
+        "count",
+        1,
+        super::MAX_VARIANTS,
+        "at least one variant (ELoRA: 511)",
+    ) else {
         return Value::Poison;
     };
     let apply = if args.symbol("apply") == Some("each") {
@@ -230,7 +236,13 @@ fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
         "budget",
         "ε bounds ‖δ‖ and must be positive (ASAM: 1e-3)",
     );
-    let count = c.at_least(args, "count", 1, "at least one variant (ASAM: n = 4)");
+    let count = c.count_in(
+        args,
+        "count",
+        1,
+        super::MAX_VARIANTS,
+        "at least one variant (ASAM: n = 4)",
+    );
     let steps = c.at_least(
         args,
         "steps",
