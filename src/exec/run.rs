@@ -21,6 +21,7 @@ use crate::exec::error::ExecError;
 use crate::exec::executor::{Executor, KnowledgeSummary, Log, Phases};
 use crate::exec::output::Provenance;
 use crate::exec::preserve::{Counts, PreserveSource};
+use crate::exec::shard::{file_hash, write_part, PartInfo, Shard, ShardError, PART_FORMAT};
 use crate::exec::validate::validate;
 use crate::model::{DeviceKind, LlavaConfig};
 use crate::plan::{self, Plan, PlanOptions};
@@ -79,9 +80,12 @@ pub struct RunRequest {
     pub k: Option<usize>,
     /// Overrides the recipe's `seed`.
     pub seed: Option<u64>,
+    /// The report; with `shard`, the shard's partial report (`mkedsl merge` reads it).
     pub json: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub cache: CacheChoice,
+    /// Edit only this shard's block of the cases ([`Shard::select`]).
+    pub shard: Option<Shard>,
     pub preserve: Option<PathBuf>,
     pub preserve_captions: Option<PathBuf>,
     pub probe: ProbeOptions,
@@ -101,6 +105,7 @@ impl RunRequest {
             json: None,
             out: None,
             cache: CacheChoice::Default,
+            shard: None,
             preserve: None,
             preserve_captions: None,
             probe: ProbeOptions {
@@ -127,6 +132,8 @@ pub struct RunOutcome {
     pub artefacts: Vec<PathBuf>,
     /// CPU threads of the tensor kernels, when set ([`set_cpu_threads`]).
     pub threads: Option<usize>,
+    /// With `--shard`: which shard of which run the report covers.
+    pub part: Option<PartInfo>,
 }
 
 /// The CPU threads candle was told to use, if any.
@@ -320,13 +327,32 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         })?;
     }
 
-    let setup = Setup::load(&SetupRequest {
+    let mut setup = Setup::load(&SetupRequest {
         model: Some(model_dir.clone()),
         data: Some(data),
         ..req.setup.clone()
     })?;
+    let run_cases: Vec<usize> = setup.cases.iter().map(|c| c.index).collect();
+    let selection = match req.shard {
+        Some(shard) => {
+            let selection = shard.select(run_cases.len(), mode.group_size());
+            if selection.cases.is_empty() {
+                return Err(ShardError::Empty {
+                    shard: shard.to_string(),
+                    cases: run_cases.len(),
+                    groups: run_cases.len().div_ceil(mode.group_size()),
+                    count: shard.count,
+                }
+                .into());
+            }
+            setup.cases = setup.cases[selection.cases.clone()].to_vec();
+            Some(selection)
+        }
+        None => None,
+    };
     let uses_cache = plan.steps.iter().any(|s| s.cache.is_some());
-    let needs_hash = uses_cache && req.cache != CacheChoice::Off || req.out.is_some();
+    let needs_hash =
+        uses_cache && req.cache != CacheChoice::Off || req.out.is_some() || req.shard.is_some();
     let hash = if needs_hash {
         model_hash(&model_dir)?
     } else {
@@ -375,7 +401,8 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             cases: Vec::new(),
         },
     });
-    let mut editor = PlanEditor::new(exec, mode, out);
+    let group_offset = selection.as_ref().map_or(0, |s| s.groups.start);
+    let mut editor = PlanEditor::new(exec, mode, out).with_group_offset(group_offset);
     let opts = EvalOptions {
         mode,
         probe: req.probe,
@@ -383,11 +410,33 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
     };
     let info = setup.run_info(&recipe_label, Some(plan.recipe.seed));
     let mut state = EditState::new(setup.model);
-    let evaluation = evaluate(&mut state, &mut editor, &setup.cases, &opts)?;
+    let mut evaluation = evaluate(&mut state, &mut editor, &setup.cases, &opts)?;
     let artefacts = editor.finish()?;
+    // A shard numbers its groups as the unsharded run does.
+    for row in &mut evaluation.cases {
+        row.group += group_offset;
+    }
     let report = EvalReport::new(info, evaluation);
-    if let Some(path) = &req.json {
-        report.write_json(path)?;
+    let part = match (req.shard, &selection) {
+        (Some(shard), Some(_)) => Some(PartInfo {
+            format: PART_FORMAT.into(),
+            index: shard.index,
+            count: shard.count,
+            cases: setup.cases.iter().map(|c| c.index).collect(),
+            run_cases: run_cases.len(),
+            run_groups: run_cases.len().div_ceil(mode.group_size()),
+            recipe_hash: file_hash(&req.recipe)?,
+            model_hash: hash.clone(),
+            data_hash: file_hash(&setup.dataset.path)?,
+            max_new_tokens: req.probe.max_new_tokens,
+            mkedsl: env!("CARGO_PKG_VERSION").into(),
+        }),
+        _ => None,
+    };
+    match (&req.json, &part) {
+        (Some(path), Some(part)) => write_part(path, &report, part)?,
+        (Some(path), None) => report.write_json(path)?,
+        (None, _) => {}
     }
     let exec = editor.exec;
     let mut knowledge: Vec<(String, KnowledgeSummary)> = exec
@@ -416,6 +465,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         cache_dir,
         artefacts,
         threads: cpu_threads(),
+        part,
     })
 }
 
