@@ -54,7 +54,12 @@ fn shards(req: &RunRequest, dir: &Path, name: &str, n: usize) -> Vec<PathBuf> {
 fn assert_merge_equals(parts: &[PathBuf], whole: &EvalReport, unsharded_json: &Path) {
     let merged = merge_files(parts).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(merged.per_case, whole.per_case, "{} parts", parts.len());
-    assert_eq!(comparable(&merged), comparable(whole), "{} parts", parts.len());
+    assert_eq!(
+        comparable(&merged),
+        comparable(whole),
+        "{} parts",
+        parts.len()
+    );
     assert_eq!(merged.table(), whole.table());
     // The file written is the unsharded run's, but for the timing.
     let out = unsharded_json.with_file_name(format!("merged-{}.json", parts.len()));
@@ -146,7 +151,10 @@ fn sequential_shards_keep_whole_sequences_and_merge_exactly() {
         names.sort();
         names
     };
-    assert_eq!(folders("sharded-edits"), ["group-0000", "group-0001", "group-0002"]);
+    assert_eq!(
+        folders("sharded-edits"),
+        ["group-0000", "group-0001", "group-0002"]
+    );
     assert_eq!(folders("sharded-edits"), folders("edits"));
     // 3 sequences over 2 shards: shard 0 edits sequence 0, shard 1 sequences 1 and 2.
     let groups = |p: &Path| -> Vec<u64> {
@@ -207,7 +215,10 @@ fn parts_that_do_not_make_one_run_are_refused_naming_the_shard() {
     })
     .unwrap();
     let text = refuse(&[&whole]);
-    assert!(text.contains("it is the report of an unsharded run"), "{text}");
+    assert!(
+        text.contains("it is the report of an unsharded run"),
+        "{text}"
+    );
 
     // More shards than cases: the empty shard is refused before editing.
     let err = run(&RunRequest {

@@ -28,9 +28,10 @@ pub fn run(args: MergeArgs) -> miette::Result<()> {
         "merged    {} parts, {} cases{}",
         args.parts.len(),
         report.cases,
-        args.json
-            .as_ref()
-            .map_or(String::new(), |p| format!(", report written to {}", p.display()))
+        args.json.as_ref().map_or(String::new(), |p| format!(
+            ", report written to {}",
+            p.display()
+        ))
     );
     Ok(())
 }

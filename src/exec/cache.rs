@@ -214,7 +214,11 @@ impl Cache {
     /// holds it; `waiting` is called first if one does). `None` when the cache is disabled or
     /// there is no entry. The lock is released when the returned value is dropped, or when the
     /// process dies. It is an advisory `flock`: every mkedsl takes it, other programs do not.
-    pub fn lock(&self, recipes: &[String], waiting: impl FnOnce(&Path)) -> Result<Option<CacheLock>> {
+    pub fn lock(
+        &self,
+        recipes: &[String],
+        waiting: impl FnOnce(&Path),
+    ) -> Result<Option<CacheLock>> {
         let Some(dir) = &self.dir else {
             return Ok(None);
         };
@@ -224,7 +228,10 @@ impl Cache {
         let mut keys: Vec<String> = recipes.iter().map(|r| self.key(r)).collect();
         keys.sort();
         keys.dedup();
-        let path = dir.join(format!("{}.lock", short(&hex(&Sha256::digest(keys.join("\n"))))));
+        let path = dir.join(format!(
+            "{}.lock",
+            short(&hex(&Sha256::digest(keys.join("\n"))))
+        ));
         let fail = |e: std::io::Error| ExecError::Write {
             path: path.clone(),
             reason: format!("cannot lock it: {e}"),
@@ -355,7 +362,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(Some(dir.path().to_path_buf()), "m".into(), "d".into());
         let recipes = vec!["covariance(x)".to_string(), "null_space(x)".to_string()];
-        let first = cache.lock(&recipes, |_| panic!("nobody holds it yet")).unwrap();
+        let first = cache
+            .lock(&recipes, |_| panic!("nobody holds it yet"))
+            .unwrap();
         assert!(first.is_some());
         // Other entries take another lock: no wait.
         let other = cache
@@ -367,7 +376,9 @@ mod tests {
         // The same entries in another order: the same lock, held by `first`.
         let waiter = std::thread::spawn(move || {
             let reversed: Vec<String> = r.into_iter().rev().collect();
-            c.lock(&reversed, |_| tx.send(()).unwrap()).unwrap().is_some()
+            c.lock(&reversed, |_| tx.send(()).unwrap())
+                .unwrap()
+                .is_some()
         });
         rx.recv().expect("the second holder reports that it waits");
         drop(first);

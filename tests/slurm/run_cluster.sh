@@ -138,7 +138,7 @@ say "jobs done"
 for f in "$out"/shard-*.out; do
     echo "--- $(basename "$f"): $(grep -E '^(shard|time)  ' "$f" | tr '\n' ' ')"
 done
-grep -h "cache entries\|computed\|reusing" "$out"/shard-*.out || true
+(cd "$out" && grep -H "cache entries\|computed\|reusing" shard-*.out) || true
 echo "--- merge.out"
 cat "$out/merge.out"
 test -s "$out/merged.json" || {

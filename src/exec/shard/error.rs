@@ -15,27 +15,23 @@ pub enum ShardError {
     Read { path: PathBuf, reason: String },
 
     /// Two parts come from runs that differ in something that changes the numbers.
-    #[error("`{}` (shard {b_shard}) and `{}` (shard {a_shard}) come from different runs: {what} {b_value} vs {a_value}", b.display(), a.display())]
+    #[error("{b} and {a} come from different runs: {what} {values}")]
     #[diagnostic(
         code(mkedsl::shard::mismatch),
         help("merge only the parts of one sharded run: the same recipe file, model, data, --limit, --seed, --mode/--k, device and N")
     )]
     Mismatch {
         what: &'static str,
-        a: PathBuf,
-        a_shard: String,
-        a_value: String,
-        b: PathBuf,
-        b_shard: String,
-        b_value: String,
+        /// The parts, as "`PATH` (shard I/N)".
+        a: String,
+        b: String,
+        /// "B_VALUE vs A_VALUE".
+        values: String,
     },
 
     /// The same shard was given twice.
     #[error("shard {shard} is given twice: `{}` and `{}`", a.display(), b.display())]
-    #[diagnostic(
-        code(mkedsl::shard::duplicated),
-        help("pass each shard's part once")
-    )]
+    #[diagnostic(code(mkedsl::shard::duplicated), help("pass each shard's part once"))]
     Duplicated {
         shard: String,
         a: PathBuf,
@@ -79,6 +75,9 @@ pub enum ShardError {
 
     /// Hashing the recipe or data file for the part's identity failed.
     #[error("cannot read `{}` to identify the run: {reason}", path.display())]
-    #[diagnostic(code(mkedsl::shard::identity), help("check that the file exists and is readable"))]
+    #[diagnostic(
+        code(mkedsl::shard::identity),
+        help("check that the file exists and is readable")
+    )]
     Identity { path: PathBuf, reason: String },
 }

@@ -154,15 +154,31 @@ fn same_run(a: &Part, b: &Part) -> Result<(), ShardError> {
     let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
     let optk = |v: Option<usize>| v.map_or("none".to_string(), |v| v.to_string());
     let checks: [(&'static str, String, String); 12] = [
-        ("recipe", short(&ai.recipe_hash).into(), short(&bi.recipe_hash).into()),
-        ("model", short(&ai.model_hash).into(), short(&bi.model_hash).into()),
-        ("data", short(&ai.data_hash).into(), short(&bi.data_hash).into()),
+        (
+            "recipe",
+            short(&ai.recipe_hash).into(),
+            short(&bi.recipe_hash).into(),
+        ),
+        (
+            "model",
+            short(&ai.model_hash).into(),
+            short(&bi.model_hash).into(),
+        ),
+        (
+            "data",
+            short(&ai.data_hash).into(),
+            short(&bi.data_hash).into(),
+        ),
         ("seed", opt(af.seed), opt(bf.seed)),
         ("mode", af.mode.clone(), bf.mode.clone()),
         ("K", optk(af.k), optk(bf.k)),
         ("device", af.device.clone(), bf.device.clone()),
         ("shard count", ai.count.to_string(), bi.count.to_string()),
-        ("run cases", ai.run_cases.to_string(), bi.run_cases.to_string()),
+        (
+            "run cases",
+            ai.run_cases.to_string(),
+            bi.run_cases.to_string(),
+        ),
         (
             "max new tokens",
             ai.max_new_tokens.to_string(),
@@ -183,14 +199,12 @@ fn same_run(a: &Part, b: &Part) -> Result<(), ShardError> {
                 "data" => "data file hash",
                 other => other,
             };
+            let named = |p: &Part| format!("`{}` (shard {})", p.path.display(), p.info.shard());
             return Err(ShardError::Mismatch {
                 what,
-                a: a.path.clone(),
-                a_shard: ai.shard().to_string(),
-                a_value: av,
-                b: b.path.clone(),
-                b_shard: bi.shard().to_string(),
-                b_value: bv,
+                a: named(a),
+                b: named(b),
+                values: format!("{bv} vs {av}"),
             });
         }
     }

@@ -91,8 +91,9 @@ mod tests {
             for k in [1, 2, 3, 10] {
                 let groups = cases.div_ceil(k);
                 for count in 1..=groups {
-                    let parts: Vec<Selection> =
-                        (0..count).map(|i| shard(i, count).select(cases, k)).collect();
+                    let parts: Vec<Selection> = (0..count)
+                        .map(|i| shard(i, count).select(cases, k))
+                        .collect();
                     let mut next = 0;
                     let mut group = 0;
                     for p in &parts {
@@ -118,7 +119,10 @@ mod tests {
     fn shard_specs_parse_and_refuse_with_a_reason() {
         assert_eq!("2/5".parse::<Shard>().unwrap(), shard(2, 5));
         assert_eq!(shard(2, 5).to_string(), "2/5");
-        assert!("5/5".parse::<Shard>().unwrap_err().contains("the last is 4/5"));
+        assert!("5/5"
+            .parse::<Shard>()
+            .unwrap_err()
+            .contains("the last is 4/5"));
         assert!("1/0".parse::<Shard>().unwrap_err().contains("at least 1"));
         assert!("3".parse::<Shard>().unwrap_err().contains("not I/N"));
         assert!("a/2".parse::<Shard>().unwrap_err().contains("whole number"));
