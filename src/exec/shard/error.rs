@@ -14,6 +14,14 @@ pub enum ShardError {
     )]
     Read { path: PathBuf, reason: String },
 
+    /// Writing a shard's part failed.
+    #[error("cannot write the part `{}`: {reason}", path.display())]
+    #[diagnostic(
+        code(mkedsl::shard::write),
+        help("check that the folder is writable and the disk is not full")
+    )]
+    Write { path: PathBuf, reason: String },
+
     /// Two parts come from runs that differ in something that changes the numbers.
     #[error("{b} and {a} come from different runs: {what} {values}")]
     #[diagnostic(

@@ -77,9 +77,9 @@ struct PartReport<'a> {
 
 /// Writes a shard's report as pretty JSON, atomically.
 pub fn write_part(path: &Path, report: &EvalReport, info: &PartInfo) -> Result<(), ShardError> {
-    let fail = |reason: String| ShardError::Read {
+    let fail = |reason: String| ShardError::Write {
         path: path.to_path_buf(),
-        reason: format!("cannot write it: {reason}"),
+        reason,
     };
     let mut text = serde_json::to_string_pretty(&PartReport {
         report,
