@@ -11,6 +11,7 @@ pub mod fmt;
 pub mod infer;
 pub mod inputs;
 pub mod knowledge;
+pub mod merge;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -39,6 +40,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Check, plan and run a recipe: edit every case of a dataset and print the metric table.
     Run(run::RunArgs),
+    /// Merge the partial results of `mkedsl run … --shard I/N` into the unsharded run's report.
+    Merge(merge::MergeArgs),
     /// Time recipes side by side: seconds per edit by phase, and peak memory.
     Bench(bench::BenchArgs),
     /// Run recipes on datasets and print one Markdown metric table (the README's results).
@@ -66,6 +69,7 @@ pub fn main() -> miette::Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Run(args) => run::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Fmt(args) => fmt::run(args),

@@ -8,6 +8,7 @@ use clap::Args;
 use super::eval::ModeArg;
 use super::inputs::EditDataArgs;
 use crate::exec::run::DEFAULT_LIMIT;
+use crate::exec::shard::Shard;
 use crate::exec::{run as run_recipe, CacheChoice, RunRequest};
 
 #[derive(Debug, Args)]
@@ -37,6 +38,11 @@ pub struct RunArgs {
     /// Also write an HTML report (tables, plots, provenance) to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Edit only shard I of N (counting from 0) and write its partial results to --json, for
+    /// `mkedsl merge`: a fixed block of the cases in single editing, of whole sequences of K in
+    /// sequential editing. Concurrent shards share the prepare cache.
+    #[arg(long, value_name = "I/N", requires = "json")]
+    pub shard: Option<Shard>,
     /// Write each case's (or sequential group's) edit — LoRA tensors and weight deltas as
     /// safetensors, with a JSON saying where they apply — under this folder.
     #[arg(long)]
@@ -85,6 +91,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         seed: args.seed,
         json: args.json,
         out: args.out,
+        shard: args.shard,
         cache: match (args.no_cache, args.cache_dir) {
             (true, _) => CacheChoice::Off,
             (false, Some(dir)) => CacheChoice::Dir(dir),
@@ -104,6 +111,15 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
     print!("{}", outcome.report.table());
     println!();
     print!("{}", outcome.summary());
+    if let Some(part) = &outcome.part {
+        println!(
+            "shard     {} of the run's {} cases: cases {}–{} (partial results; combine the parts with `mkedsl merge`)",
+            part.shard(),
+            part.run_cases,
+            part.cases.first().copied().unwrap_or_default(),
+            part.cases.last().copied().unwrap_or_default()
+        );
+    }
     if !outcome.artefacts.is_empty() {
         println!(
             "edits     {} artefact(s) written under {}",

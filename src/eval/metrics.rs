@@ -344,7 +344,7 @@ pub fn generation_matches(generated: &str, reference: &str) -> bool {
 }
 
 /// The five scores of the papers' tables, each a fraction in [0, 1]: per case, or averaged.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct MetricSet {
     pub rel: f64,
     pub t_gen: f64,

@@ -50,7 +50,7 @@ pub struct LocalityTrace {
 }
 
 /// Greedy generations of the five prompts of a case, decoded.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Generations {
     pub rel: String,
     pub t_gen: String,

@@ -99,7 +99,7 @@ impl Default for EvalOptions {
 }
 
 /// Wall-clock seconds per phase (for benchmarks; never asserted in tests).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Timing {
     /// Observing the unedited model on every case.
     pub pre_edit_s: f64,

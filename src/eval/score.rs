@@ -10,7 +10,7 @@
 //! image locality — is reported beside it as `locality_all_positions`, for comparison with
 //! published numbers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::eval::case::EvalCase;
 use crate::eval::error::{EvalError, Result};
@@ -20,7 +20,7 @@ use crate::eval::metrics::{
 use crate::eval::probe::{CaseOutputs, Generations, LocalityTrace};
 
 /// Rel, T-Gen and M-Gen: the scores that do not compare with another model (the pre-edit row).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EditScores {
     pub rel: f64,
     pub t_gen: f64,
@@ -28,14 +28,14 @@ pub struct EditScores {
 }
 
 /// T-Loc and M-Loc on their own (the every-position variant).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LocalityScores {
     pub t_loc: f64,
     pub m_loc: f64,
 }
 
 /// The unedited model's Rel / T-Gen / M-Gen under both scorers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PreEditScores {
     /// Teacher-forced token accuracy of the target.
     pub metrics: EditScores,
@@ -44,7 +44,7 @@ pub struct PreEditScores {
 }
 
 /// One case's scores and what the models said.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseRow {
     /// The record's index in the data file.
     pub index: usize,

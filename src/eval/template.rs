@@ -32,7 +32,7 @@ const CHAT_TEMPLATE_JSON: &str = "chat_template.json";
 const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 
 /// Where the template in use came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TemplateSource {
     /// `prompt_template.txt`.
@@ -56,9 +56,9 @@ impl fmt::Display for TemplateSource {
 }
 
 /// The template every question of an evaluation (and `mkedsl infer --question`) goes through.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ResolvedTemplate {
-    #[serde(serialize_with = "template_text")]
+    #[serde(serialize_with = "template_text", deserialize_with = "text_template")]
     pub template: PromptTemplate,
     pub source: TemplateSource,
 }
@@ -68,6 +68,15 @@ fn template_text<S: serde::Serializer>(
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_str(t.as_str())
+}
+
+/// Reads a template back from a report (`mkedsl merge`).
+fn text_template<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<PromptTemplate, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    PromptTemplate::new(&text)
+        .ok_or_else(|| serde::de::Error::custom("a template holds `{question}` once"))
 }
 
 impl ResolvedTemplate {

@@ -13,6 +13,12 @@
 //! (`examples/.mkedsl-cache/` for the embedded model; git-ignored). `--no-cache` neither reads nor
 //! writes; `--cache-dir DIR` chooses the folder. A cache that cannot be written is reported and
 //! the run goes on without it.
+//!
+//! Concurrent runs (the shards of `mkedsl run --shard`, started at the same moment) share entries
+//! safely: a run holds an exclusive file lock ([`Cache::lock`], `KEYS.lock` named by its entries'
+//! keys) while it looks its entries up and computes the missing ones, so the first run computes
+//! them and the others wait, then load them. Runs with other entries (another seed, recipe or
+//! model) take other locks and go on in parallel.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -294,6 +300,50 @@ impl Cache {
         }
     }
 
+    /// Takes the exclusive lock of the entries of `recipes` (blocking until no other process
+    /// holds it; `waiting` is called first if one does). `None` when the cache is disabled or
+    /// there is no entry. The lock is released when the returned value is dropped, or when the
+    /// process dies. It is an advisory `flock`: every mkedsl takes it, other programs do not.
+    pub fn lock(
+        &self,
+        recipes: &[String],
+        waiting: impl FnOnce(&Path),
+    ) -> Result<Option<CacheLock>> {
+        let Some(dir) = &self.dir else {
+            return Ok(None);
+        };
+        if recipes.is_empty() {
+            return Ok(None);
+        }
+        let mut keys: Vec<String> = recipes.iter().map(|r| self.key(r)).collect();
+        keys.sort();
+        keys.dedup();
+        let path = dir.join(format!(
+            "{}.lock",
+            short(&hex(&Sha256::digest(keys.join("\n"))))
+        ));
+        let fail = |e: std::io::Error| ExecError::Write {
+            path: path.clone(),
+            reason: format!("cannot lock it: {e}"),
+        };
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(fail)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                waiting(&path);
+                file.lock().map_err(fail)?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(fail(e)),
+        }
+        Ok(Some(CacheLock { _file: file }))
+    }
+
     /// Stores tensors for `recipe`; returns the JSON file written (`None` when disabled).
     pub fn store(
         &self,
@@ -320,6 +370,12 @@ impl Cache {
         write_atomic(&json_path, json.as_bytes()).map_err(|e| fail(&json_path, e.to_string()))?;
         Ok(Some(json_path))
     }
+}
+
+/// A held [`Cache::lock`]; dropping it releases the lock.
+#[derive(Debug)]
+pub struct CacheLock {
+    _file: std::fs::File,
 }
 
 /// Writes tensors as a safetensors file atomically: a temp file in the same folder, renamed
@@ -431,6 +487,35 @@ mod tests {
         cache.store("space", "other", &map).unwrap();
         assert!(cache.load("space", "other", &Device::Cpu).is_some());
         assert!(cache.take_reports().is_empty());
+    }
+
+    #[test]
+    fn a_second_holder_of_the_same_entries_waits_for_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()), "m".into(), "d".into());
+        let recipes = vec!["covariance(x)".to_string(), "null_space(x)".to_string()];
+        let first = cache
+            .lock(&recipes, |_| panic!("nobody holds it yet"))
+            .unwrap();
+        assert!(first.is_some());
+        // Other entries take another lock: no wait.
+        let other = cache
+            .lock(&["top_space(y)".to_string()], |_| panic!("another lock"))
+            .unwrap();
+        assert!(other.is_some());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (c, r) = (cache.clone(), recipes.clone());
+        // The same entries in another order: the same lock, held by `first`.
+        let waiter = std::thread::spawn(move || {
+            let reversed: Vec<String> = r.into_iter().rev().collect();
+            c.lock(&reversed, |_| tx.send(()).unwrap())
+                .unwrap()
+                .is_some()
+        });
+        rx.recv().expect("the second holder reports that it waits");
+        drop(first);
+        assert!(waiter.join().unwrap(), "and gets the lock once it is free");
+        assert!(Cache::disabled().lock(&recipes, |_| {}).unwrap().is_none());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct PlanEditor {
     /// The artefact of the sequential group in progress, with its cases.
     pending: Option<(Artefact, Vec<usize>)>,
     edits: usize,
+    /// The run's number of this editor's first group (a shard's first group; 0 unsharded).
+    group_offset: usize,
     written: Vec<PathBuf>,
     /// The first `--out` write that failed: the run goes on (its scores are not lost), no
     /// further artefact is attempted, and the error is reported after the table.
@@ -44,15 +46,24 @@ impl PlanEditor {
             original: None,
             pending: None,
             edits: 0,
+            group_offset: 0,
             written: Vec::new(),
             failed: None,
         }
     }
 
+    /// Numbers `--out` groups from `offset` (a shard's first group of the run), so the shards of
+    /// a run write the folders the unsharded run would.
+    pub fn with_group_offset(mut self, offset: usize) -> Self {
+        self.group_offset = offset;
+        self
+    }
+
     /// Writes the artefact of an unfinished sequential group; returns every artefact written.
     pub fn finish(&mut self) -> Result<Vec<PathBuf>> {
         if let Some((artefact, cases)) = self.pending.take() {
-            let group = self.edits.saturating_sub(1) / self.mode.group_size().max(1);
+            let group =
+                self.edits.saturating_sub(1) / self.mode.group_size().max(1) + self.group_offset;
             self.write(&artefact, cases, format!("group-{group:04}"))?;
         }
         Ok(std::mem::take(&mut self.written))
@@ -95,7 +106,7 @@ impl PlanEditor {
                 let mut cases = self.pending.take().map(|(_, c)| c).unwrap_or_default();
                 cases.push(case);
                 if self.edits.is_multiple_of(k.max(1)) {
-                    let group = (self.edits - 1) / k.max(1);
+                    let group = (self.edits - 1) / k.max(1) + self.group_offset;
                     self.write(&artefact, cases, format!("group-{group:04}"))
                 } else {
                     self.pending = Some((artefact, cases));

@@ -23,7 +23,7 @@
 //! `variants` (ELoRA's perturbations, ASAM's adversarial latents), `spaces` (null, top and
 //! knowledge spaces), `losses`, `optim`, `train`, `unike` + `unike_ops` (UniKE's triplet states,
 //! encoders, ζ, extra neurons and `remember`; the latent ICL read itself is `model::memory`), `cache`, `output` (`--out`), `validate` (what is refused
-//! before any tensor exists), `bench`, `compare`.
+//! before any tensor exists), `bench`, `compare`, `shard` (`--shard I/N` and `mkedsl merge`).
 
 pub mod bench;
 pub mod cache;
@@ -39,6 +39,7 @@ pub mod prepare;
 pub mod preserve;
 pub mod rng;
 pub mod run;
+pub mod shard;
 pub mod sites;
 pub mod spaces;
 pub mod taps;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 
 use crate::eval::EditState;
-use crate::exec::cache::short;
+use crate::exec::cache::{short, CacheLock};
 use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::{in_step, Executor, KlReference};
 use crate::exec::rng;
@@ -50,6 +50,8 @@ fn parse_layer_key(key: &str) -> Option<Option<usize>> {
 impl Executor {
     /// Runs the prepare stage on `state` (the unedited model) and keeps its results.
     pub fn prepare(&mut self, state: &mut EditState) -> Result<()> {
+        // Held to the end of the stage: concurrent runs with the same entries compute them once.
+        let _lock = self.lock_cache();
         let mut kl_sets: Vec<DataSpec> = Vec::new();
         for step in &self.plan.steps {
             if let Op::Loss { terms } = &step.op {
@@ -100,6 +102,31 @@ impl Executor {
     fn note_damaged_cache(&mut self) {
         for report in self.cache.take_reports() {
             self.log.note(report);
+        }
+    }
+
+    /// Locks this plan's cache entries against other processes for the prepare stage; a lock
+    /// that cannot be taken is reported and the run goes on without it (entries are still
+    /// written atomically, at worst computed twice).
+    fn lock_cache(&mut self) -> Option<CacheLock> {
+        let recipes: Vec<String> = (self.plan.steps.iter())
+            .filter_map(|s| s.cache.as_ref().map(|k| k.recipe.clone()))
+            .collect();
+        let log = &mut self.log;
+        let lock = self.cache.lock(&recipes, |path| {
+            log.note(format!(
+                "waiting for another run that prepares the same cache entries (lock {})",
+                path.display()
+            ))
+        });
+        match lock {
+            Ok(lock) => lock,
+            Err(e) => {
+                self.log.note(format!(
+                    "warning: could not lock the cache ({e}); going on without the lock"
+                ));
+                None
+            }
         }
     }
 

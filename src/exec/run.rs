@@ -21,6 +21,7 @@ use crate::exec::error::ExecError;
 use crate::exec::executor::{Executor, KnowledgeSummary, Log, Phases};
 use crate::exec::output::Provenance;
 use crate::exec::preserve::{Counts, PreserveSource};
+use crate::exec::shard::{file_hash, write_part, PartInfo, Shard, ShardError, PART_FORMAT};
 use crate::exec::validate::validate;
 use crate::model::{checkpoint, DeviceKind, LlavaConfig};
 use crate::plan::{self, Plan, PlanOptions};
@@ -112,10 +113,13 @@ pub struct RunRequest {
     pub seed: Option<u64>,
     /// Where the JSON report goes: checked writable before the run, written by
     /// [`RunOutcome::write_json`] once the caller has shown the table (a failed write then
-    /// loses nothing).
+    /// loses nothing). With `shard`, the shard's partial report (`mkedsl merge` reads
+    /// it).
     pub json: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub cache: CacheChoice,
+    /// Edit only this shard's block of the cases ([`Shard::select`]).
+    pub shard: Option<Shard>,
     pub preserve: Option<PathBuf>,
     pub preserve_captions: Option<PathBuf>,
     pub probe: ProbeOptions,
@@ -138,6 +142,7 @@ impl RunRequest {
             json: None,
             out: None,
             cache: CacheChoice::Default,
+            shard: None,
             preserve: None,
             preserve_captions: None,
             probe: ProbeOptions {
@@ -171,6 +176,8 @@ pub struct RunOutcome {
     pub warnings: Vec<String>,
     /// CPU threads of the tensor kernels, when set ([`set_cpu_threads`]).
     pub threads: Option<usize>,
+    /// With `--shard`: which shard of which run the report covers.
+    pub part: Option<PartInfo>,
 }
 
 /// The CPU threads candle was told to use, if any.
@@ -181,10 +188,15 @@ pub fn cpu_threads() -> Option<usize> {
 }
 
 impl RunOutcome {
-    /// Writes the JSON report to `path`; when that fails the report is kept under the system's
+    /// Writes the JSON report to `path` (a shard's partial report, with its `shard` object, for
+    /// a shard); when an unsharded report cannot be written it is kept under the system's
     /// temporary folder and the error says where.
-    pub fn write_json(&self, path: &Path) -> crate::eval::error::Result<()> {
-        self.report.write_json_or_keep(path)
+    pub fn write_json(&self, path: &Path) -> miette::Result<()> {
+        match &self.part {
+            Some(part) => write_part(path, &self.report, part)?,
+            None => self.report.write_json_or_keep(path)?,
+        }
+        Ok(())
     }
 
     /// The lines printed under the metric table: where the time went, the data the method drew
@@ -389,13 +401,32 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         })?;
     }
 
-    let setup = Setup::load(&SetupRequest {
+    let mut setup = Setup::load(&SetupRequest {
         model: Some(model_dir.clone()),
         data: Some(data),
         ..req.setup.clone()
     })?;
+    let run_cases: Vec<usize> = setup.cases.iter().map(|c| c.index).collect();
+    let selection = match req.shard {
+        Some(shard) => {
+            let selection = shard.select(run_cases.len(), mode.group_size());
+            if selection.cases.is_empty() {
+                return Err(ShardError::Empty {
+                    shard: shard.to_string(),
+                    cases: run_cases.len(),
+                    groups: run_cases.len().div_ceil(mode.group_size()),
+                    count: shard.count,
+                }
+                .into());
+            }
+            setup.cases = setup.cases[selection.cases.clone()].to_vec();
+            Some(selection)
+        }
+        None => None,
+    };
     let uses_cache = plan.steps.iter().any(|s| s.cache.is_some());
-    let needs_hash = uses_cache && req.cache != CacheChoice::Off || req.out.is_some();
+    let needs_hash =
+        uses_cache && req.cache != CacheChoice::Off || req.out.is_some() || req.shard.is_some();
     let hash = if needs_hash {
         model_hash(&model_dir)?
     } else {
@@ -445,7 +476,8 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             cases: Vec::new(),
         },
     });
-    let mut editor = PlanEditor::new(exec, mode, out);
+    let group_offset = selection.as_ref().map_or(0, |s| s.groups.start);
+    let mut editor = PlanEditor::new(exec, mode, out).with_group_offset(group_offset);
     if req.verbose {
         for warning in &unknown_words {
             eprintln!("{warning}");
@@ -458,10 +490,30 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
     };
     let info = setup.run_info(&recipe_label, Some(plan.recipe.seed));
     let mut state = EditState::new(setup.model);
-    let evaluation = evaluate(&mut state, &mut editor, &setup.cases, &opts)?;
+    let mut evaluation = evaluate(&mut state, &mut editor, &setup.cases, &opts)?;
     let artefacts = editor.finish()?;
+    // A shard numbers its groups as the unsharded run does.
+    for row in &mut evaluation.cases {
+        row.group += group_offset;
+    }
     let output_failure = editor.take_write_failure().map(miette::Report::new);
     let report = EvalReport::new(info, evaluation);
+    let part = match (req.shard, &selection) {
+        (Some(shard), Some(_)) => Some(PartInfo {
+            format: PART_FORMAT.into(),
+            index: shard.index,
+            count: shard.count,
+            cases: setup.cases.iter().map(|c| c.index).collect(),
+            run_cases: run_cases.len(),
+            run_groups: run_cases.len().div_ceil(mode.group_size()),
+            recipe_hash: file_hash(&req.recipe)?,
+            model_hash: hash.clone(),
+            data_hash: file_hash(&setup.dataset.path)?,
+            max_new_tokens: req.probe.max_new_tokens,
+            mkedsl: env!("CARGO_PKG_VERSION").into(),
+        }),
+        _ => None,
+    };
     let exec = editor.exec;
     let mut knowledge: Vec<(String, KnowledgeSummary)> = exec
         .knowledge
@@ -491,6 +543,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         output_failure,
         warnings: unknown_words,
         threads: cpu_threads(),
+        part,
     })
 }
 
