@@ -89,6 +89,26 @@ impl std::fmt::Debug for Shift {
     }
 }
 
+/// Replaces the `index`-th adapter listed under `key`, returning the previous one; other
+/// handles to the old tensors (a snapshot) are not touched.
+fn replace_at<K: Ord, T>(
+    map: &mut BTreeMap<K, Vec<T>>,
+    key: K,
+    index: usize,
+    value: T,
+    site: impl FnOnce() -> String,
+    what: &str,
+) -> Result<T> {
+    let slot = map
+        .get_mut(&key)
+        .and_then(|list| list.get_mut(index))
+        .ok_or_else(|| ModelError::Site {
+            site: site(),
+            reason: format!("no {what} number {index} is attached here"),
+        })?;
+    Ok(std::mem::replace(slot, value))
+}
+
 /// Adapters attached to one model.
 #[derive(Debug, Clone, Default)]
 pub struct Adapters {
@@ -142,15 +162,14 @@ impl Adapters {
     /// Replaces the `index`-th LoRA at `site` (as listed by [`Self::loras`]); the previous one
     /// is returned. Other handles to the old tensors (a snapshot) are not touched.
     pub fn set_lora(&mut self, site: LinearSite, index: usize, lora: Lora) -> Result<Lora> {
-        let slot = self
-            .loras
-            .get_mut(&site)
-            .and_then(|list| list.get_mut(index))
-            .ok_or_else(|| ModelError::Site {
-                site: site.to_string(),
-                reason: format!("no LoRA number {index} is attached here"),
-            })?;
-        Ok(std::mem::replace(slot, lora))
+        replace_at(
+            &mut self.loras,
+            site,
+            index,
+            lora,
+            || site.to_string(),
+            "LoRA",
+        )
     }
 
     /// The extra neurons attached to layer `layer`'s FFN, in the order they were added.
@@ -170,15 +189,15 @@ impl Adapters {
         index: usize,
         neurons: ExtraNeurons,
     ) -> Result<ExtraNeurons> {
-        let slot = self
-            .neurons
-            .get_mut(&layer)
-            .and_then(|list| list.get_mut(index))
-            .ok_or_else(|| ModelError::Site {
-                site: format!("layer({layer}).mlp"),
-                reason: format!("no extra neurons number {index} are attached here"),
-            })?;
-        Ok(std::mem::replace(slot, neurons))
+        let site = || format!("layer({layer}).mlp");
+        replace_at(
+            &mut self.neurons,
+            layer,
+            index,
+            neurons,
+            site,
+            "extra-neuron set",
+        )
     }
 
     /// Adds a latent key-value memory read by layer `layer`'s attention.
@@ -199,15 +218,8 @@ impl Adapters {
         index: usize,
         memory: LatentMemory,
     ) -> Result<LatentMemory> {
-        let slot = self
-            .memories
-            .get_mut(&layer)
-            .and_then(|list| list.get_mut(index))
-            .ok_or_else(|| ModelError::Site {
-                site: format!("layer({layer}).attn"),
-                reason: format!("no memory number {index} is attached here"),
-            })?;
-        Ok(std::mem::replace(slot, memory))
+        let site = || format!("layer({layer}).attn");
+        replace_at(&mut self.memories, layer, index, memory, site, "memory")
     }
 
     /// Every shift, in the order added.
