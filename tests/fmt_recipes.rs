@@ -2,8 +2,10 @@
 //! a messed-up copy formats back to it, and formatting never changes a checked program (the plan
 //! of every recipe, also with a reformatted standard library, is the same, source positions aside).
 
+mod common;
+
+use common::mkedsl;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use mkedsl::plan::{plan, PlanOptions};
 use mkedsl::sema::{self, Library};
@@ -174,19 +176,6 @@ fn formatting_never_changes_a_plan_of_any_recipe_or_with_any_stdlib_module() {
             recipe.display()
         );
     }
-}
-
-fn mkedsl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mkedsl"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

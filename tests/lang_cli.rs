@@ -1,19 +1,8 @@
 //! `mkedsl check` and `mkedsl plan` as a user runs them: exit codes, the summary line, JSON.
 
-use std::process::Command;
+mod common;
 
-fn mkedsl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mkedsl"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::mkedsl;
 
 #[test]
 fn check_prints_one_summary_line() {

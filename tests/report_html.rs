@@ -4,22 +4,11 @@
 //! The inputs under tests/fixtures/report/ were written by this mkedsl on the embedded model
 //! (`tests/fixtures/report/make.sh` rewrites them).
 
-use std::process::Command;
+mod common;
+
+use common::mkedsl;
 
 const FIXTURES: &str = "tests/fixtures/report";
-
-fn mkedsl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_mkedsl"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}")

@@ -23,6 +23,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use crate::exec::error::{ExecError, Result};
 use crate::exec::optim::Optimizer;
 use crate::exec::rng::Rng;
+use crate::model::memory::unit_rows;
 use crate::model::nn::mlp::Mlp;
 use crate::model::{ExtraNeurons, NeuronRegulation};
 use crate::plan::StepId;
@@ -46,11 +47,6 @@ pub struct MemoryLayer {
 #[derive(Debug, Clone)]
 pub struct Memory {
     pub layers: Vec<MemoryLayer>,
-}
-
-fn unit_rows(x: &Tensor) -> candle_core::Result<Tensor> {
-    let norms = (x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + 1e-12)?;
-    x.broadcast_div(&norms)
 }
 
 impl Memory {

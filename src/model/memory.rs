@@ -60,7 +60,8 @@ pub struct LatentMemory {
     pub gate: MemoryGate,
 }
 
-fn unit_rows(x: &Tensor) -> Result<Tensor> {
+/// `x` with each row scaled to unit length (a zero row stays zero).
+pub fn unit_rows(x: &Tensor) -> Result<Tensor> {
     let norms = (x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()? + 1e-12)?;
     x.broadcast_div(&norms)
 }
