@@ -18,11 +18,11 @@ use crate::eval::{
 use crate::exec::cache::{default_dir, model_hash, Cache};
 use crate::exec::editor::{OutputSink, PlanEditor};
 use crate::exec::error::ExecError;
-use crate::exec::executor::{Executor, KnowledgeSummary, Log, Phases};
+use crate::exec::executor::{Executor, Log, Phases};
+use crate::exec::methods::elora::KnowledgeSummary;
 use crate::exec::output::Provenance;
 use crate::exec::preserve::{Counts, PreserveSource};
 use crate::exec::shard::{file_hash, write_part, PartInfo, Shard, ShardError, PART_FORMAT};
-use crate::exec::validate::validate;
 use crate::model::{checkpoint, DeviceKind, LlavaConfig};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::sema::{DataSpec, LossKind, Mode, Op};
@@ -267,7 +267,7 @@ fn preserve_sets(plan: &Plan) -> Vec<DataSpec> {
     for s in &plan.steps {
         match &s.op {
             Op::Covariance { over, .. } => add(over),
-            Op::Loss { terms } => {
+            Op::Train { loss: terms, .. } => {
                 for t in terms {
                     if let LossKind::KlToOriginal { over } = &t.kind {
                         add(over);
@@ -336,7 +336,6 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         compiled.program.recipe.seed = seed;
         compiled.plan = plan::plan(&compiled.program, &options);
     }
-    validate(&compiled.plan, &compiled.sources).map_err(|d| d.into_report(&compiled.sources))?;
     check_memory(&compiled, &dims, &config, req.max_memory)?;
     let plan = compiled.plan;
     let recipe_k = match plan.recipe.mode {
@@ -578,7 +577,7 @@ fn check_memory(
         .as_ref()
         .and_then(|(id, bytes, what)| plan.step(*id).map(|s| (s, bytes, what)))
     {
-        Some((step, bytes, what)) => crate::exec::validate::at_origin(
+        Some((step, bytes, what)) => crate::exec::origin::at_origin(
             &compiled.sources,
             &step.origin,
             "mkedsl::exec::memory",

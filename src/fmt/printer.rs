@@ -17,8 +17,7 @@
 use crate::fmt::comments::Comment;
 use crate::source::Span;
 use crate::syntax::ast::{
-    Block, Expr, ExprKind, FnDef, FnParam, Header, Item, Module, ProjectKind, Stmt, StmtKind,
-    TypeExpr, UseDecl,
+    Block, Expr, ExprKind, FnDef, FnParam, Header, Item, Module, Stmt, StmtKind, TypeExpr, UseDecl,
 };
 
 /// The column a line of code should not pass.
@@ -353,10 +352,7 @@ impl Printer<'_> {
                 scale,
                 ..
             } => {
-                let kind = match kind {
-                    ProjectKind::Grad => "grad",
-                    ProjectKind::Update => "update",
-                };
+                let kind: &str = (*kind).into();
                 self.write(&format!("project {kind} "));
                 self.write(&self.flat(param));
                 self.write(" onto ");
