@@ -37,6 +37,7 @@ pub mod plan;
 pub mod report;
 pub mod sema;
 pub mod source;
+pub mod sweep;
 pub mod syntax;
 pub mod train;
 pub mod world;
