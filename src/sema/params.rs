@@ -71,17 +71,24 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(expr: &Expr) -> Option<Kind> {
+    /// The kind of a literal; `None` for anything computed. A bare name is a symbol unless it
+    /// names a builtin or function; whether the place that reads it accepts that symbol is that
+    /// place's check (with its "did you mean").
+    fn of(expr: &Expr, fns: &HashMap<String, FnDef>) -> Option<Kind> {
         match &expr.kind {
             ExprKind::Int(_) => Some(Kind::Int),
             ExprKind::Float(_) => Some(Kind::Float),
-            ExprKind::Neg(inner) => match Kind::of(inner) {
+            ExprKind::Neg(inner) => match Kind::of(inner, fns) {
                 Some(k @ (Kind::Int | Kind::Float)) => Some(k),
                 _ => None,
             },
             ExprKind::Str(_) => Some(Kind::Str),
             ExprKind::Bool(_) => Some(Kind::Bool),
-            ExprKind::Ident(name) if builtins::is_symbol(name) => Some(Kind::Symbol),
+            ExprKind::Ident(name)
+                if builtins::is_symbol(name) || super::reserved(name, fns).is_none() =>
+            {
+                Some(Kind::Symbol)
+            }
             _ => None,
         }
     }
@@ -155,7 +162,7 @@ pub(super) fn bind(
             );
             continue;
         }
-        let kind = Kind::of(&decl.value);
+        let kind = Kind::of(&decl.value, fns);
         if kind.is_none() {
             diags.push(
                 Diag::error(
@@ -164,7 +171,7 @@ pub(super) fn bind(
                     decl.value.span,
                 )
                 .label("a computed value")
-                .help("a parameter holds a number, a string, `true`/`false` or a symbol such as `random`; compute with `let` from it"),
+                .help("a parameter holds a number, a string, `true`/`false` or a symbol such as `kaiming`; compute with `let` from it"),
             );
         }
         bindings.push(Binding {
@@ -206,7 +213,15 @@ pub(super) fn bind(
             continue;
         }
         seen.push((set.name.name.clone(), set.name.span));
-        bind_one(&mut bindings, set, text, sources, diags, &mut set_sources);
+        bind_one(
+            &mut bindings,
+            set,
+            text,
+            sources,
+            fns,
+            diags,
+            &mut set_sources,
+        );
     }
 
     let mut module = module.clone();
@@ -257,6 +272,7 @@ fn bind_one(
     set: SetArg,
     text: &str,
     sources: &SourceMap,
+    fns: &HashMap<String, FnDef>,
     diags: &mut Vec<Diag>,
     set_sources: &mut Vec<(SourceId, String, Span)>,
 ) {
@@ -282,7 +298,7 @@ fn bind_one(
         );
         return;
     };
-    let found = Kind::of(&set.value);
+    let found = Kind::of(&set.value, fns);
     match (found, b.kind) {
         (None, _) => diags.push(
             Diag::error(
