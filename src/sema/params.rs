@@ -187,6 +187,24 @@ pub(super) fn bind(
     let mut seen: Vec<(String, Span)> = Vec::new();
     for text in &overrides.0 {
         let id = sources.add(SET_SOURCE, text.as_str(), false);
+        if let Some((name, value)) = text.split_once('=') {
+            if value.trim().is_empty() {
+                let span = Span::new(id, 0, text.len());
+                diags.push(
+                    Diag::error(
+                        "mkedsl::set::empty",
+                        format!("`--set {text}` gives no value"),
+                        span,
+                    )
+                    .label("nothing after `=`")
+                    .help(format!(
+                        "write the value after `=`: `--set {}=VALUE`",
+                        name.trim()
+                    )),
+                );
+                continue;
+            }
+        }
         let set = match crate::syntax::parse_set(sources, id) {
             Ok(set) => set,
             Err(errors) => {
