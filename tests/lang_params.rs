@@ -82,7 +82,7 @@ fn set_replaces_the_value_and_plan_reports_it() {
     let default = compile(FIXTURE, &[]).unwrap();
     let set = compile(FIXTURE, &["rank=4", "lr=3e-3", "seed=7", "init=kaiming"]).unwrap();
     assert_ne!(default.plan.steps, set.plan.steps);
-    let shown = format!("{}", set.plan.display());
+    let shown = set.plan.display().to_string();
     assert!(shown.contains("rank 4"), "{shown}");
     assert!(shown.contains("lr: 0.003"), "{shown}");
     assert_eq!(
@@ -98,7 +98,7 @@ fn set_replaces_the_value_and_plan_reports_it() {
     assert!(compile(FIXTURE, &["lr=1"]).is_ok());
     // The shipped recipes' parameters: the defaults are the literals they replaced.
     let lora = plan("recipes/lora.edit", &["rank=8"]);
-    assert!(format!("{}", lora.display()).contains("rank 8 alpha 32"));
+    assert!(lora.display().to_string().contains("rank 8 alpha 32"));
 }
 
 #[test]
