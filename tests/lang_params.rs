@@ -143,6 +143,22 @@ fn set_rank_above_the_model_is_a_dimension_error() {
 }
 
 #[test]
+fn a_value_checked_inside_a_function_names_the_set() {
+    // LoRA's rank goes through std.lora's `plain_lora`: the error is where the function reads
+    // it, and the call in the recipe and the `--set` are notes.
+    let text = match compile("recipes/lora.edit", &["rank=1000"]) {
+        Ok(_) => panic!("rank 1000 should be refused"),
+        Err(f) => f.render_plain(),
+    };
+    assert!(text.contains("LoRA rank 1000 exceeds 128"), "{text}");
+    assert!(text.contains("in this call of `plain_lora`"), "{text}");
+    assert!(
+        text.contains("`rank` comes from `--set rank=1000`"),
+        "{text}"
+    );
+}
+
+#[test]
 fn set_syntax_and_repetition() {
     insta::assert_snapshot!("set_computed", failure(&["rank=2 * 4"]));
     insta::assert_snapshot!("set_twice", failure(&["rank=4", "rank=2"]));

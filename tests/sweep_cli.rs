@@ -168,7 +168,10 @@ fn a_two_by_two_sweep_runs_merges_and_matches_run() {
         s(&files[0]),
     ]);
     assert_ne!(code, 0);
-    assert!(stderr.contains("run 0 is") && stderr.contains("also in"), "{stderr}");
+    assert!(
+        stderr.contains("run 0 is") && stderr.contains("also in"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use super::builtins;
 use crate::diagnostics::{did_you_mean, Diag, Note};
-use crate::source::{SourceId, SourceMap, Span};
+use crate::source::{SourceMap, Span};
 use crate::syntax::ast::{
     Block, Expr, ExprKind, FnDef, Header, Item, Module, ParamDecl, SetArg, Stmt, StmtKind,
 };
@@ -115,15 +115,26 @@ struct Binding {
     kind: Option<Kind>,
     value: Expr,
     set: Option<String>,
-    uses: usize,
+    /// Where the recipe names the parameter (before the literal replaced it).
+    uses: Vec<Span>,
+}
+
+/// A `--set` that replaced a parameter, for [`annotate`].
+pub(super) struct SetOrigin {
+    /// The `--set` value.
+    value: Span,
+    text: String,
+    name: String,
+    decl: Span,
+    uses: Vec<Span>,
 }
 
 /// The recipe with every parameter replaced by its literal, and the bound values.
 pub(super) struct Bound {
     pub module: Module,
     pub params: Vec<BoundParam>,
-    /// The declaration of each parameter a `--set` replaced, by the `--set`'s source.
-    pub set_sources: Vec<(SourceId, String, Span)>,
+    /// Each `--set` that replaced a parameter.
+    pub set_sources: Vec<SetOrigin>,
 }
 
 /// Binds the parameters of `module`, applying `overrides`; diagnostics go to `diags`.
@@ -179,7 +190,7 @@ pub(super) fn bind(
             kind,
             value: decl.value.clone(),
             set: None,
-            uses: 0,
+            uses: Vec::new(),
         });
     }
 
@@ -255,8 +266,13 @@ pub(super) fn bind(
             Item::Param(_) | Item::Use(_) | Item::Fn(_) => {}
         }
     }
+    for origin in &mut set_sources {
+        if let Some(b) = bindings.iter().find(|b| b.decl.name.name == origin.name) {
+            origin.uses = b.uses.clone();
+        }
+    }
     for b in &bindings {
-        if b.uses == 0 {
+        if b.uses.is_empty() {
             diags.push(
                 Diag::error(
                     "mkedsl::param::unused",
@@ -292,7 +308,7 @@ fn bind_one(
     sources: &SourceMap,
     fns: &HashMap<String, FnDef>,
     diags: &mut Vec<Diag>,
-    set_sources: &mut Vec<(SourceId, String, Span)>,
+    set_sources: &mut Vec<SetOrigin>,
 ) {
     let Some(b) = bindings
         .iter_mut()
@@ -356,23 +372,49 @@ fn bind_one(
             )),
         ),
         _ => {
-            set_sources.push((set.value.span.source, b.decl.name.name.clone(), b.decl.span));
+            set_sources.push(SetOrigin {
+                value: set.value.span,
+                text: text.to_string(),
+                name: b.decl.name.name.clone(),
+                decl: b.decl.span,
+                uses: Vec::new(),
+            });
             b.value = set.value;
             b.set = Some(text.to_string());
         }
     }
 }
 
-/// Adds, to every diagnostic about a `--set` value, a note at the parameter's declaration.
-pub(super) fn annotate(diags: &mut [Diag], set_sources: &[(SourceId, String, Span)]) {
+/// Adds, to every diagnostic about a `--set` value, a note at the parameter's declaration; and
+/// to a diagnostic raised inside a function (the value is checked where the function reads it),
+/// when the call it notes passes a `--set` parameter, a note at that `--set`.
+pub(super) fn annotate(diags: &mut [Diag], set_sources: &[SetOrigin]) {
+    let covers = |outer: Span, inner: Span| {
+        outer.source == inner.source && outer.start <= inner.start && inner.end <= outer.end
+    };
     for diag in diags {
         let Some(span) = diag.span else { continue };
-        if let Some((_, name, decl)) = set_sources.iter().find(|(id, ..)| *id == span.source) {
-            if !diag.notes.iter().any(|n| n.span == *decl) {
-                diag.notes.push(Note {
-                    span: *decl,
-                    label: format!("the value of `param {name}`, declared here"),
+        let mut notes = Vec::new();
+        for origin in set_sources {
+            if span.source == origin.value.source {
+                notes.push(Note {
+                    span: origin.decl,
+                    label: format!("the value of `param {}`, declared here", origin.name),
                 });
+            } else if origin
+                .uses
+                .iter()
+                .any(|&u| covers(span, u) || diag.notes.iter().any(|n| covers(n.span, u)))
+            {
+                notes.push(Note {
+                    span: origin.value,
+                    label: format!("`{}` comes from `--set {}`", origin.name, origin.text),
+                });
+            }
+        }
+        for note in notes {
+            if !diag.notes.iter().any(|n| n.span == note.span) {
+                diag.notes.push(note);
             }
         }
     }
@@ -430,7 +472,7 @@ fn substitute(expr: &mut Expr, by_name: &HashMap<String, usize>, b: &mut [Bindin
     while let Some(e) = todo.pop() {
         if let ExprKind::Ident(name) = &e.kind {
             if let Some(binding) = by_name.get(name).and_then(|&i| b.get_mut(i)) {
-                binding.uses += 1;
+                binding.uses.push(e.span);
                 *e = binding.value.clone();
             }
             continue;
