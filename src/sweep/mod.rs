@@ -362,9 +362,9 @@ pub fn merge(parts: &[PathBuf]) -> Result<SweepFile, SweepError> {
         files.push((path.clone(), file));
     }
     let Some((_, first)) = files.first() else {
-        return Err(SweepError::Missing {
-            missing: "at all (no part was named)".into(),
-            runs: 0,
+        return Err(SweepError::Merge {
+            path: PathBuf::from("(none)"),
+            reason: "no part was named".into(),
         });
     };
     let mut merged = SweepFile {
