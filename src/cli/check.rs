@@ -12,6 +12,10 @@ pub struct CheckArgs {
     /// A checkpoint folder (or its config.json) to check dimensions against.
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Value for a recipe `param` (repeat the flag): `--set lr=3e-3`. Checked like the literal
+    /// it replaces.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// Reads a model's dimensions for `--model`.
@@ -24,8 +28,14 @@ pub(crate) fn load_dims(model: Option<&PathBuf>) -> miette::Result<Option<ModelD
 
 pub fn run(args: CheckArgs) -> miette::Result<()> {
     let dims = load_dims(args.model.as_ref())?;
-    let compiled = crate::compile(&args.file, dims.as_ref(), PlanOptions::default())
-        .map_err(|f| f.into_report())?;
+    let overrides = crate::sema::Overrides::new(args.set);
+    let compiled = crate::compile_with(
+        &args.file,
+        dims.as_ref(),
+        PlanOptions::default(),
+        &overrides,
+    )
+    .map_err(|f| f.into_report())?;
     let plan = &compiled.plan;
     let count = |stage| plan.stage(stage).count();
     let bound = match (&plan.model, &args.model) {

@@ -111,6 +111,8 @@ pub struct RunRequest {
     pub k: Option<usize>,
     /// Overrides the recipe's `seed`.
     pub seed: Option<u64>,
+    /// `--set NAME=VALUE`: values for the recipe's `param`s.
+    pub overrides: crate::sema::Overrides,
     /// Where the JSON report goes: checked writable before the run, written by
     /// [`RunOutcome::write_json`] once the caller has shown the table (a failed write then
     /// loses nothing). With `shard`, the shard's partial report (`mkedsl merge` reads
@@ -139,6 +141,7 @@ impl RunRequest {
             sequential: None,
             k: None,
             seed: None,
+            overrides: crate::sema::Overrides::default(),
             json: None,
             out: None,
             cache: CacheChoice::Default,
@@ -256,6 +259,24 @@ impl RunOutcome {
     }
 }
 
+/// The recipe's identity for `mkedsl merge`: its file's SHA-256, combined with the `--set`
+/// values when there are any (two parts run with different values are different runs).
+fn recipe_hash(
+    path: &Path,
+    overrides: &crate::sema::Overrides,
+) -> std::result::Result<String, ShardError> {
+    let file = file_hash(path)?;
+    if overrides.is_empty() {
+        return Ok(file);
+    }
+    use sha2::Digest as _;
+    let text = format!("{file}\n{}", overrides.describe());
+    Ok(sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// The preserve data sets a plan draws on.
 fn preserve_sets(plan: &Plan) -> Vec<DataSpec> {
     let mut out: Vec<DataSpec> = Vec::new();
@@ -330,8 +351,8 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             DeviceKind::Cuda => plan::Device::Cuda,
         },
     };
-    let mut compiled =
-        crate::compile(&req.recipe, Some(&dims), options).map_err(|f| f.into_report())?;
+    let mut compiled = crate::compile_with(&req.recipe, Some(&dims), options, &req.overrides)
+        .map_err(|f| f.into_report())?;
     if let Some(seed) = req.seed {
         compiled.program.recipe.seed = seed;
         compiled.plan = plan::plan(&compiled.program, &options);
@@ -505,7 +526,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             cases: setup.cases.iter().map(|c| c.index).collect(),
             run_cases: run_cases.len(),
             run_groups: run_cases.len().div_ceil(mode.group_size()),
-            recipe_hash: file_hash(&req.recipe)?,
+            recipe_hash: recipe_hash(&req.recipe, &req.overrides)?,
             model_hash: hash.clone(),
             data_hash: file_hash(&setup.dataset.path)?,
             max_new_tokens: req.probe.max_new_tokens,

@@ -17,7 +17,8 @@
 use crate::fmt::comments::Comment;
 use crate::source::Span;
 use crate::syntax::ast::{
-    Block, Expr, ExprKind, FnDef, FnParam, Header, Item, Module, Stmt, StmtKind, TypeExpr, UseDecl,
+    Block, Expr, ExprKind, FnDef, FnParam, Header, Item, Module, ParamDecl, Stmt, StmtKind,
+    TypeExpr, UseDecl,
 };
 
 /// The column a line of code should not pass.
@@ -46,6 +47,7 @@ pub fn print(module: &Module, src: &str, comments: Vec<Comment>) -> String {
         match item {
             Item::Header(h) => p.header(h),
             Item::Use(u) => p.use_decl(u),
+            Item::Param(d) => p.param_decl(d),
             Item::Fn(f) => p.fn_def(f),
             Item::Stmt(s) => p.stmt(s),
         }
@@ -241,6 +243,13 @@ impl Printer<'_> {
         let path: Vec<&str> = u.path.iter().map(|i| i.name.as_str()).collect();
         self.write(&format!("use {}", path.join(".")));
         self.end_line(u.span.end);
+    }
+
+    fn param_decl(&mut self, d: &ParamDecl) {
+        self.node_start(d.span.start);
+        self.write(&format!("param {} = ", d.name.name));
+        self.expr(&d.value, 0);
+        self.end_line(d.span.end);
     }
 
     fn fn_def(&mut self, f: &FnDef) {
