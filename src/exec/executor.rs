@@ -80,23 +80,23 @@ impl Log {
 pub struct Executor {
     pub plan: Plan,
     /// The recipe's seed (or `--seed`).
-    pub seed: u64,
-    pub template: PromptTemplate,
-    pub preserve: PreserveSource,
-    pub cache: Cache,
+    pub(crate) seed: u64,
+    pub(crate) template: PromptTemplate,
+    pub(crate) preserve: PreserveSource,
+    pub(crate) cache: Cache,
     /// Results of the prepare stage, kept for every case.
     pub prepared: Values,
     /// Tensors frozen so far: `(adapter, tensor)` or model weights.
-    pub frozen: Vec<ParamOwner>,
-    pub kl: HashMap<DataSpec, Arc<KlReference>>,
-    pub samples: HashMap<DataSpec, Arc<Vec<Sample>>>,
+    pub(crate) frozen: Vec<ParamOwner>,
+    pub(crate) kl: HashMap<DataSpec, Arc<KlReference>>,
+    pub(crate) samples: HashMap<DataSpec, Arc<Vec<Sample>>>,
     pub log: Log,
-    pub knowledge: HashMap<StepId, KnowledgeSummary>,
+    pub(crate) knowledge: HashMap<StepId, KnowledgeSummary>,
     pub phases: Phases,
     /// Adversarial variant sets drawn in the current edit (each its own random stream).
-    pub adversarial_draws: u64,
+    pub(crate) adversarial_draws: u64,
     /// When the prepare step being run started (for the "computed … in N s" notes).
-    pub step_clock: Option<Instant>,
+    pub(crate) step_clock: Option<Instant>,
 }
 
 /// Wraps an error with the step it happened in.
@@ -142,14 +142,14 @@ impl Executor {
     }
 
     /// A step of the plan by id.
-    pub fn step(&self, id: StepId) -> Result<&Step> {
+    pub(crate) fn step(&self, id: StepId) -> Result<&Step> {
         self.plan
             .step(id)
             .ok_or_else(|| ExecError::internal(format!("the plan has no step {id}")))
     }
 
     /// The preserve samples of a data set (drawn once per run).
-    pub fn samples(&mut self, spec: &DataSpec) -> Result<Arc<Vec<Sample>>> {
+    pub(crate) fn samples(&mut self, spec: &DataSpec) -> Result<Arc<Vec<Sample>>> {
         if let Some(s) = self.samples.get(spec) {
             return Ok(s.clone());
         }
@@ -192,7 +192,7 @@ impl Executor {
     }
 
     /// Runs one step; `stage_steps` are the steps of its stage (to group knowledge spaces).
-    pub fn run_step(
+    pub(crate) fn run_step(
         &mut self,
         step: &Step,
         stage_steps: &[Step],

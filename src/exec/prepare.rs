@@ -129,7 +129,7 @@ impl Executor {
 
     /// The cached result of a step, if the plan gave it a key and the cache holds it: the one
     /// place the executor reads the cache (keys and kinds are the planner's).
-    pub fn load_cached(&mut self, step: &Step) -> Option<HashMap<String, Tensor>> {
+    pub(crate) fn load_cached(&mut self, step: &Step) -> Option<HashMap<String, Tensor>> {
         let key = step.cache.as_ref()?;
         self.cache.load(key.kind, &key.recipe, &Device::Cpu)
     }
@@ -197,7 +197,7 @@ impl Executor {
     }
 
     /// Says that a step's result came from the cache.
-    pub fn reused(&mut self, step: &Step) {
+    pub(crate) fn reused(&mut self, step: &Step) {
         let what = describe(step);
         if let Some(k) = &step.cache {
             let full = self.cache.key(&k.recipe);
@@ -212,7 +212,7 @@ impl Executor {
 
     /// Writes a step's result under the plan's key (if it has one); a failure is reported and
     /// the run goes on.
-    pub fn store_entry(&mut self, step: &Step, tensors: &HashMap<String, Tensor>) {
+    pub(crate) fn store_entry(&mut self, step: &Step, tensors: &HashMap<String, Tensor>) {
         let Some(key) = step.cache.as_ref() else {
             return;
         };
@@ -239,7 +239,7 @@ impl Executor {
     }
 
     /// `XᵀX / N` of each requested stream over the samples of `over`, in one pass.
-    pub fn covariances(
+    pub(crate) fn covariances(
         &mut self,
         requests: &[(StepId, Stream)],
         over: &DataSpec,
@@ -343,7 +343,7 @@ impl Executor {
     }
 
     /// Attaches a LoRA at every layer of its site (ELoRA Eq. 8 for `null_space_svd`).
-    pub fn attach_lora(
+    pub(crate) fn attach_lora(
         &mut self,
         step: &Step,
         state: &mut EditState,

@@ -270,7 +270,7 @@ fn finite(what: impl FnOnce() -> String, t: &Tensor, k: usize, steps: usize) -> 
 
 impl Executor {
     /// Runs a `train` step on one edit case.
-    pub fn train(
+    pub(crate) fn train(
         &mut self,
         step: &Step,
         state: &mut EditState,

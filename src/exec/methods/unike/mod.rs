@@ -142,7 +142,7 @@ impl Executor {
     }
 
     /// UniKE §3.3: `h_sem`, `h_pos`, `h_neg` of every triplet at every layer of `at`.
-    pub fn incontext_memory(
+    pub(crate) fn incontext_memory(
         &mut self,
         triplets: &DataSpec,
         at: &Stream,
@@ -244,7 +244,7 @@ impl Executor {
     }
 
     /// Runs a UniKE step (any stage).
-    pub fn run_unike(
+    pub(crate) fn run_unike(
         &mut self,
         step: &Step,
         state: &mut EditState,
