@@ -11,7 +11,8 @@ use crate::model::infer::{infer, InferRequest};
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Checkpoint folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
-    #[arg(long)]
+    /// `ORG/NAME[@REVISION]` names a snapshot in the Hugging Face cache (offline).
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: PathBuf,
     /// Image file for the prompt's `<image>`.
     #[arg(long)]

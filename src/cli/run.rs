@@ -17,7 +17,9 @@ pub struct RunArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub inputs: EditDataArgs,
-    /// Edit and score only the first N cases [default: 24, so the default run stays short].
+    /// Consider only the first N records of each data file, before records with an empty `alt`
+    /// or a missing image are skipped (EasyEdit's `size`) [default: 24, so the default run
+    /// stays short].
     #[arg(long, conflicts_with = "all")]
     pub limit: Option<usize>,
     /// Edit and score every case of the dataset.
@@ -104,7 +106,16 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         max_memory: args.max_memory,
         ..RunRequest::new(args.file)
     };
-    let outcome = run_recipe(&request)?;
+    let mut outcome = run_recipe(&request)?;
+    if request.json.is_some() {
+        let model = PathBuf::from(&outcome.report.model);
+        outcome.report.provenance = Some(super::provenance::provenance(
+            &outcome.report,
+            Some(&request.recipe),
+            &model,
+            Some(&outcome.phases),
+        )?);
+    }
     if let Some(page) = &report {
         super::report::write_for(&outcome.report, request.json.as_deref(), Vec::new(), page)?;
     }

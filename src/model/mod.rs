@@ -25,6 +25,7 @@ pub mod device;
 pub mod error;
 pub mod generate;
 pub mod hooks;
+pub mod hub;
 pub mod infer;
 pub mod init;
 pub mod llama;
