@@ -24,6 +24,7 @@ pub mod config;
 pub mod device;
 pub mod error;
 pub mod generate;
+pub mod hf_files;
 pub mod hooks;
 pub mod hub;
 pub mod infer;
