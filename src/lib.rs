@@ -38,6 +38,7 @@ pub mod plan;
 pub mod report;
 pub mod sema;
 pub mod source;
+pub mod sweep;
 pub mod syntax;
 pub mod train;
 pub mod world;
@@ -54,6 +55,8 @@ pub struct Compiled {
     pub sources: SourceMap,
     pub program: sema::Program,
     pub plan: plan::Plan,
+    /// The recipe's `param`s as bound (declared literals or `--set` values).
+    pub params: Vec<sema::BoundParam>,
 }
 
 /// Why the front end stopped, with the sources needed to show where.
@@ -80,9 +83,19 @@ pub fn compile(
     model: Option<&ModelDims>,
     options: plan::PlanOptions,
 ) -> Result<Compiled, Failed> {
+    compile_with(path, model, options, &sema::Overrides::default())
+}
+
+/// [`compile`] with the recipe's parameters overridden (`--set NAME=VALUE`).
+pub fn compile_with(
+    path: &Path,
+    model: Option<&ModelDims>,
+    options: plan::PlanOptions,
+    overrides: &sema::Overrides,
+) -> Result<Compiled, Failed> {
     let mut sources = SourceMap::new();
     match sources.load(path) {
-        Ok(id) => compile_source(sources, id, model, options),
+        Ok(id) => compile_source(sources, id, model, options, overrides),
         Err(diagnostics) => Err(Failed {
             sources,
             diagnostics,
@@ -99,7 +112,7 @@ pub fn compile_text(
 ) -> Result<Compiled, Failed> {
     let mut sources = SourceMap::new();
     let id = sources.add(name, text, false);
-    compile_source(sources, id, model, options)
+    compile_source(sources, id, model, options, &sema::Overrides::default())
 }
 
 fn compile_source(
@@ -107,6 +120,7 @@ fn compile_source(
     id: SourceId,
     model: Option<&ModelDims>,
     options: plan::PlanOptions,
+    overrides: &sema::Overrides,
 ) -> Result<Compiled, Failed> {
     let tree = match syntax::parse(&sources, id) {
         Ok(tree) => tree,
@@ -117,8 +131,10 @@ fn compile_source(
             })
         }
     };
-    let program = match sema::check(&tree, &mut sources, model) {
-        Ok(program) => program,
+    let library = sema::Library::std();
+    let (program, params) = match sema::check_bound(&tree, &mut sources, model, &library, overrides)
+    {
+        Ok(bound) => bound,
         Err(diagnostics) => {
             return Err(Failed {
                 sources,
@@ -131,5 +147,6 @@ fn compile_source(
         sources,
         program,
         plan,
+        params,
     })
 }

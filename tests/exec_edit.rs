@@ -67,6 +67,15 @@ impl Bench {
     }
 }
 
+/// The id of the plan's first step running `op` (tests name steps by what they do, not by id).
+fn step_of(plan: &mkedsl::plan::Plan, op: &str) -> NodeId {
+    plan.steps
+        .iter()
+        .find(|s| s.op.name() == op)
+        .unwrap_or_else(|| panic!("the plan has no `{op}` step"))
+        .id
+}
+
 fn logits(state: &EditState<Llava>, input: &EditInput) -> Tensor {
     state
         .model
@@ -131,7 +140,7 @@ fn elora_keeps_the_function_at_init_and_trains_b_inside_the_knowledge_space() {
     let keep = b
         .exec
         .prepared
-        .space(NodeId(1))
+        .space(step_of(&b.exec.plan, "null_space"))
         .unwrap()
         .get(Some(1))
         .unwrap()
@@ -148,7 +157,7 @@ fn elora_keeps_the_function_at_init_and_trains_b_inside_the_knowledge_space() {
     let delta_b = (after.b.clone() - &lora.b).unwrap();
     assert!(max_diff(&after.b, &lora.b) > 1e-4, "B did not train");
     let know = values
-        .space(NodeId(5))
+        .space(step_of(&b.exec.plan, "knowledge_space"))
         .unwrap()
         .get(Some(1))
         .unwrap()
@@ -188,7 +197,7 @@ fn lpedit_updates_stay_in_the_null_space_and_scale_by_one_over_one_plus_lambda()
     let keep = b
         .exec
         .prepared
-        .space(NodeId(1))
+        .space(step_of(&b.exec.plan, "null_space"))
         .unwrap()
         .get(Some(1))
         .unwrap()
@@ -212,6 +221,54 @@ fn lpedit_updates_stay_in_the_null_space_and_scale_by_one_over_one_plus_lambda()
     let scaled = delta_with("1 / (1 + 0.5)");
     assert!(max_diff(&full, &full.zeros_like().unwrap()) > 1e-6);
     assert!(max_diff(&(full * (1.0 / 1.5)).unwrap(), &scaled) < 1e-7);
+}
+
+/// Projecting one layer of a weight trained at several: only that layer's updates are
+/// projected (sema resolves the projection to the trained tensor's layers).
+#[test]
+fn a_projection_of_one_layer_of_a_trained_weight_acts_on_that_layer_only() {
+    let recipe = r#"
+recipe "partial" { mode: single, seed: 0 }
+use std.spaces
+let keep = preserved_null_space(layer(1).mlp.down_proj.input, over: preserve(text: 16), below: 0.5)
+per edit {
+  train layers(0..2).mlp.down_proj.weight for 1 steps with sgd(lr: 0.1) {
+    loss nll(target)
+    project update layer(1).mlp.down_proj.weight onto keep
+  }
+}
+"#;
+    let mut b = bench(recipe, 1);
+    let mut state = EditState::new(b.setup.model.clone());
+    b.exec.prepare(&mut state).unwrap();
+    let down = |layer| LinearSite {
+        layer,
+        proj: Proj::Down,
+    };
+    let before: Vec<Tensor> = (0..2)
+        .map(|l| state.model.linear_weight(down(l)).unwrap())
+        .collect();
+    b.edit(&mut state, 0);
+    let keep = b
+        .exec
+        .prepared
+        .space(step_of(&b.exec.plan, "null_space"))
+        .unwrap()
+        .get(Some(1))
+        .unwrap()
+        .clone();
+    let delta = |l: usize| (state.model.linear_weight(down(l)).unwrap() - &before[l]).unwrap();
+    let (d0, d1) = (delta(0), delta(1));
+    assert!(
+        max_diff(&d1, &d1.zeros_like().unwrap()) > 1e-6,
+        "layer 1 did not move"
+    );
+    assert!(
+        outside(&d1, &keep) < 1e-6,
+        "layer 1's update left the space"
+    );
+    // Layer 0 is trained but not projected: its update is not confined to that space.
+    assert!(outside(&d0, &keep) > 1e-4, "layer 0's update was projected");
 }
 
 #[test]
@@ -368,8 +425,8 @@ fn unike_edit_state_is_adapter_data_restored_exactly_and_accumulated_sequentiall
 #[test]
 fn adversarial_variants_stay_in_the_budget_ball_and_raise_the_target_loss() {
     use mkedsl::exec::losses::per_row_nll;
+    use mkedsl::exec::methods::asam::{adversarial, Search};
     use mkedsl::exec::rng;
-    use mkedsl::exec::variants::{adversarial, Search};
     use mkedsl::model::batch::TokenKind;
     use mkedsl::sema::site::{Stream, StreamPoint};
     use mkedsl::sema::{AdvInit, Norm};

@@ -1,11 +1,10 @@
-//! What `mkedsl run` refuses, and how: ops it cannot run are rejected before any tensor work
-//! with the recipe line; preserve data that cannot be drawn and options that would be ignored
+//! What `mkedsl run` refuses, and how: what no op can run is refused by `check` itself (so
+//! before any tensor work) with the recipe line; preserve data that cannot be drawn and options that would be ignored
 //! are errors; a diverging optimisation is a diagnostic naming the step and the case.
 
 mod exec_common;
 
 use exec_common::*;
-use mkedsl::exec::validate::validate;
 use mkedsl::exec::{run, ExecError};
 use mkedsl::model::LlavaConfig;
 use mkedsl::plan::PlanOptions;
@@ -34,24 +33,26 @@ per edit {
 "#;
 
 #[test]
-fn unsupported_ops_are_rejected_before_any_tensor_work_with_the_recipe_line() {
+fn what_cannot_run_is_refused_by_check_with_the_recipe_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = recipe(dir.path(), "refused.edit", REFUSED);
     let dims = LlavaConfig::from_path(&tiny()).unwrap().dims();
-    let compiled = mkedsl::compile(&path, Some(&dims), PlanOptions::default()).unwrap();
-    let diags = validate(&compiled.plan, &compiled.sources).expect_err("refused");
-    let text = diags
-        .render_plain(&compiled.sources)
+    let failed = mkedsl::compile(&path, Some(&dims), PlanOptions::default())
+        .expect_err("`check --model` refuses both");
+    let text = failed
+        .render_plain()
         .replace(&dir.path().display().to_string(), "DIR");
+    assert!(text.contains("refused.edit:6:3"), "{text}");
+    assert!(text.contains("refused.edit:9:"), "{text}");
     insta::assert_snapshot!(text);
-    // Through `run`: refused even though the model folder has no weights at all (nothing loads).
+    // Through `run`: refused the same way, though the model folder has no weights at all.
     let empty = dir.path().join("config-only");
     std::fs::create_dir_all(&empty).unwrap();
     std::fs::copy(tiny().join("config.json"), empty.join("config.json")).unwrap();
     let data = dataset(dir.path(), 1);
     let err = run(&request(dir.path(), path, empty, data, 1)).expect_err("refused");
     assert!(
-        render(&err).contains("not executable in this version"),
+        render(&err).contains("reads one decoder layer's hidden state"),
         "{}",
         render(&err)
     );

@@ -23,58 +23,63 @@ fn corpus(dir: &str) -> Vec<PathBuf> {
     files
 }
 
-fn check_corpus(dir: &str, dims: Option<&ModelDims>) -> usize {
-    let files = corpus(dir);
-    for path in &files {
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("case")
-            .to_string();
-        let failed = match mkedsl::compile(path, dims, PlanOptions::default()) {
-            Ok(_) => panic!("{} should not check", path.display()),
-            Err(failed) => failed,
-        };
-        for diag in failed.diagnostics.iter() {
+/// The corpus file as the snapshots and messages name it (relative to the crate root).
+fn relative(path: &Path) -> PathBuf {
+    path.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+        .unwrap_or(path)
+        .to_path_buf()
+}
+
+fn check_case(path: &Path, dims: Option<&ModelDims>) {
+    let path = relative(path);
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("case")
+        .to_string();
+    let failed = match mkedsl::compile(&path, dims, PlanOptions::default()) {
+        Ok(_) => panic!("{} should not check", path.display()),
+        Err(failed) => failed,
+    };
+    for diag in failed.diagnostics.iter() {
+        assert!(
+            diag.help.is_some(),
+            "{name}: `{}` has no help line",
+            diag.message
+        );
+        if diag.code != "mkedsl::too_many_errors" {
             assert!(
-                diag.help.is_some(),
-                "{name}: `{}` has no help line",
+                diag.span.is_some(),
+                "{name}: `{}` has no span",
                 diag.message
             );
-            if diag.code != "mkedsl::too_many_errors" {
-                assert!(
-                    diag.span.is_some(),
-                    "{name}: `{}` has no span",
-                    diag.message
-                );
-                assert!(
-                    diag.label.is_some(),
-                    "{name}: `{}` has no label",
-                    diag.message
-                );
-            }
+            assert!(
+                diag.label.is_some(),
+                "{name}: `{}` has no label",
+                diag.message
+            );
         }
-        let rendered = failed.render_plain();
-        assert!(
-            rendered.contains(&format!("[{}:", path.display())),
-            "{name}: no file:line:col\n{rendered}"
-        );
-        insta::assert_snapshot!(format!("diag_{name}"), rendered);
     }
-    files.len()
+    let rendered = failed.render_plain();
+    assert!(
+        rendered.contains(&format!("[{}:", path.display())),
+        "{name}: no file:line:col\n{rendered}"
+    );
+    insta::assert_snapshot!(format!("diag_{name}"), rendered);
 }
 
-#[test]
-fn malformed_recipes_without_a_model() {
-    let n = check_corpus("tests/bad_recipes", None);
-    assert!(n >= 40, "the corpus has only {n} cases");
+/// One test per file of `tests/bad_recipes/`, checked without a model.
+#[rstest::rstest]
+fn malformed_recipe_without_a_model(#[files("tests/bad_recipes/*.edit")] path: PathBuf) {
+    check_case(&path, None);
 }
 
-#[test]
-fn malformed_recipes_against_the_fixture_model() {
-    let dims = fixture_dims();
-    let n = check_corpus("tests/bad_recipes/bound", Some(&dims));
-    assert!(n >= 8, "the bound corpus has only {n} cases");
+/// One test per file of `tests/bad_recipes/bound/`, checked against the fixture config.
+#[rstest::rstest]
+fn malformed_recipe_against_the_fixture_model(
+    #[files("tests/bad_recipes/bound/*.edit")] path: PathBuf,
+) {
+    check_case(&path, Some(&fixture_dims()));
 }
 
 /// The bound cases are about dimensions: without a model most of them are fine.

@@ -290,12 +290,60 @@ fn the_reference_documents_every_builtin_and_op() {
         "truth_direction",
         "remember",
         "train",
-        "loss",
-        "project",
     ] {
         assert!(
             reference.contains(&format!("| `{op}` |")),
             "REFERENCE.md's op table lacks `{op}`"
         );
     }
+}
+
+/// `project grad layer(2)…` inside `train layers(1..)…`: the projection is resolved to the
+/// trained parameter and the layers of it that it names, so the executor applies it there only.
+#[test]
+fn a_projection_of_part_of_a_trained_weight_names_its_layers() {
+    let p = plan(
+        &format!(
+            "{HEADER}let tuned = layers(1..).mlp.down_proj
+let keep = null_space(covariance(layer(2).mlp.down_proj.input, over: preserve(text: 8)), below: 0.5)
+let keep_all = null_space(covariance(tuned.input, over: preserve(text: 8)), below: 0.5)
+per edit {{
+  train [layer(0).mlp.up_proj.weight, tuned.weight] for 2 steps with sgd(lr: 0.1) {{
+    loss nll(target)
+    project grad layer(2).mlp.down_proj.weight onto keep
+    project update tuned.weight onto keep_all scale: 0.5
+  }}
+}}
+"
+        ),
+        Some(&dims()),
+    );
+    let projections = p
+        .steps
+        .iter()
+        .find_map(|s| match &s.op {
+            Op::Train { projections, .. } => Some(projections.clone()),
+            _ => None,
+        })
+        .expect("a train step");
+    let resolved: Vec<(usize, Option<Vec<usize>>, f64)> = projections
+        .iter()
+        .map(|pr| (pr.param, pr.layers.clone(), pr.scale))
+        .collect();
+    assert_eq!(resolved, vec![(1, Some(vec![2]), 1.0), (1, None, 0.5)]);
+    // A weight part that is not trained is still refused.
+    let e = errors(
+        &format!(
+            "{HEADER}let keep = null_space(covariance(layer(0).mlp.down_proj.input, over: preserve(text: 8)), below: 0.5)
+per edit {{
+  train layers(1..).mlp.down_proj.weight for 2 steps with sgd(lr: 0.1) {{
+    loss nll(target)
+    project grad layer(0).mlp.down_proj.weight onto keep
+  }}
+}}
+"
+        ),
+        Some(&dims()),
+    );
+    assert!(e.contains("is not trained by this train block"), "{e}");
 }

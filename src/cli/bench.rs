@@ -52,6 +52,10 @@ pub struct BenchArgs {
     /// embedded model's small matrices; raise it for large checkpoints].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Value for a `param` in every recipe (repeat the flag): `--set lr=3e-3`. Checked like the
+    /// literal it replaces.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
 }
 
 pub fn run(args: BenchArgs) -> miette::Result<()> {
@@ -87,6 +91,7 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
             device: args.device,
             ..SetupRequest::default()
         }),
+        overrides: crate::sema::Overrides::new(args.set),
         cache: if args.cache {
             CacheChoice::Default
         } else {

@@ -13,6 +13,10 @@ pub struct CheckArgs {
     /// `ORG/NAME[@REVISION]` names a snapshot in the Hugging Face cache (offline).
     #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: Option<PathBuf>,
+    /// Value for a recipe `param` (repeat the flag): `--set lr=3e-3`. Checked like the literal
+    /// it replaces.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// Reads a model's dimensions for `--model`.
@@ -25,8 +29,14 @@ pub(crate) fn load_dims(model: Option<&PathBuf>) -> miette::Result<Option<ModelD
 
 pub fn run(args: CheckArgs) -> miette::Result<()> {
     let dims = load_dims(args.model.as_ref())?;
-    let compiled = crate::compile(&args.file, dims.as_ref(), PlanOptions::default())
-        .map_err(|f| f.into_report())?;
+    let overrides = crate::sema::Overrides::new(args.set);
+    let compiled = crate::compile_with(
+        &args.file,
+        dims.as_ref(),
+        PlanOptions::default(),
+        &overrides,
+    )
+    .map_err(|f| f.into_report())?;
     let plan = &compiled.plan;
     let count = |stage| plan.stage(stage).count();
     let bound = match (&plan.model, &args.model) {

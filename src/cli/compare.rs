@@ -46,6 +46,10 @@ pub struct CompareArgs {
     /// Seed of every random draw [default: each recipe's `seed`].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Value for a recipe `param` in every recipe (repeat the flag): `--set lr=3e-3`. Checked like the literal
+    /// it replaces.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
@@ -103,6 +107,7 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
             ..SetupRequest::default()
         }),
         seed: args.seed,
+        overrides: crate::sema::Overrides::new(args.set),
         cache: CacheChoice::Default,
         verbose: true,
     })?;

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod provenance;
 pub mod report;
 pub mod run;
+pub mod sweep;
 pub mod train;
 pub mod world;
 
@@ -43,6 +44,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Merge the partial results of `mkedsl run … --shard I/N` into the unsharded run's report.
     Merge(merge::MergeArgs),
+    /// Run a recipe over a grid of its `param` values × seeds: one JSON, one Markdown table with
+    /// 95 % bootstrap intervals.
+    Sweep(sweep::SweepArgs),
     /// Time recipes side by side: seconds per edit by phase, and peak memory.
     Bench(bench::BenchArgs),
     /// Run recipes on datasets and print one Markdown metric table (the README's results).
@@ -71,6 +75,7 @@ pub fn main() -> miette::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Run(args) => run::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Sweep(args) => sweep::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Fmt(args) => fmt::run(args),

@@ -24,6 +24,26 @@ pub struct PlanArgs {
     /// The device the plan targets.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Value for a recipe `param` (repeat the flag): `--set lr=3e-3`. Checked like the literal
+    /// it replaces.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// The bound parameters, one line each, above the plan: `param lr = 3e-3  (--set; default 1.5e-3)`.
+pub fn params_display(params: &[crate::sema::BoundParam]) -> String {
+    let mut out = String::new();
+    for p in params {
+        if p.set {
+            out.push_str(&format!(
+                "param {} = {}  (--set; default {})\n",
+                p.name, p.value, p.default
+            ));
+        } else {
+            out.push_str(&format!("param {} = {}\n", p.name, p.value));
+        }
+    }
+    out
 }
 
 pub fn run(args: PlanArgs) -> miette::Result<()> {
@@ -32,8 +52,14 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Cuda => Device::Cuda,
     };
-    let compiled = crate::compile(&args.file, dims.as_ref(), PlanOptions { device })
-        .map_err(|f| f.into_report())?;
+    let overrides = crate::sema::Overrides::new(args.set);
+    let compiled = crate::compile_with(
+        &args.file,
+        dims.as_ref(),
+        PlanOptions { device },
+        &overrides,
+    )
+    .map_err(|f| f.into_report())?;
     if args.json {
         let text = serde_json::to_string_pretty(&compiled.plan).map_err(|e| {
             miette::miette!(
@@ -43,6 +69,7 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         })?;
         println!("{text}");
     } else {
+        print!("{}", params_display(&compiled.params));
         print!("{}", compiled.plan.display());
         if let (Some(model), Some(dims)) = (&args.model, &dims) {
             let config = crate::model::LlavaConfig::from_path(model)?;

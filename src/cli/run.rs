@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Seed of every random draw [default: the recipe's `seed`].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Value for a recipe `param` (repeat the flag): `--set lr=3e-3`. Checked like the literal
+    /// it replaces.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
     /// Also write the full report (scores, per-case rows) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -106,6 +110,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         sequential: args.mode.map(|m| m == ModeArg::Sequential),
         k: args.k,
         seed: args.seed,
+        overrides: crate::sema::Overrides::new(args.set),
         json: args.json,
         out: args.out,
         shard: args.shard,

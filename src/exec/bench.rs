@@ -19,6 +19,8 @@ use crate::exec::run::{run, CacheChoice, RunRequest};
 pub struct BenchRequest {
     pub recipes: Vec<PathBuf>,
     pub setup: SetupRequest,
+    /// `--set NAME=VALUE` for every recipe.
+    pub overrides: crate::sema::Overrides,
     pub cache: CacheChoice,
     /// Print progress on stderr.
     pub verbose: bool,
@@ -71,6 +73,7 @@ pub fn bench(req: &BenchRequest) -> miette::Result<Vec<BenchRow>> {
         let resettable = reset_peak();
         let outcome = run(&RunRequest {
             setup: req.setup.clone(),
+            overrides: req.overrides.clone(),
             cache: req.cache.clone(),
             verbose: req.verbose,
             ..RunRequest::new(recipe.clone())

@@ -18,6 +18,8 @@ pub struct CompareRequest {
     /// Model, limit, device (its `data` is replaced by each dataset).
     pub setup: SetupRequest,
     pub seed: Option<u64>,
+    /// `--set NAME=VALUE` for every recipe.
+    pub overrides: crate::sema::Overrides,
     pub cache: CacheChoice,
     pub verbose: bool,
 }
@@ -45,6 +47,7 @@ pub fn compare(req: &CompareRequest) -> miette::Result<Vec<Cell>> {
                     ..req.setup.clone()
                 },
                 seed: req.seed,
+                overrides: req.overrides.clone(),
                 cache: req.cache.clone(),
                 verbose: req.verbose,
                 ..RunRequest::new(recipe.clone())

@@ -16,13 +16,10 @@ use crate::eval::EditState;
 use crate::exec::cache::Cache;
 use crate::exec::error::{ExecError, Result};
 use crate::exec::input::EditInput;
+use crate::exec::methods::elora::KnowledgeSummary;
 use crate::exec::preserve::{PreserveSource, Sample};
-use crate::exec::rng;
-use crate::exec::sites::stream_taps;
-use crate::exec::spaces::{self, FilterStats, Request};
-use crate::exec::taps::Reading;
+use crate::exec::spaces;
 use crate::exec::values::{PerLayer, Value, Values};
-use crate::exec::variants::{self, Search};
 use crate::plan::{Plan, Stage, Step, StepId};
 use crate::sema::{DataSpec, Op, ParamOwner};
 
@@ -37,14 +34,6 @@ pub struct Phases {
     pub optimise_s: f64,
     /// Edits performed.
     pub edits: usize,
-}
-
-/// What ELoRA's similarity filter did for one knowledge-space step over the whole run.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct KnowledgeSummary {
-    pub cases: usize,
-    pub stats: FilterStats,
-    pub fallbacks: usize,
 }
 
 /// One preserve batch of a [`KlReference`]: the input latents, the `(row, column)` positions
@@ -241,75 +230,20 @@ impl Executor {
                     .collect::<Result<Vec<_>>>()?;
                 values.insert(step.id, Value::Space(PerLayer(per_layer)));
             }
-            Op::KnowledgeSpace { variants, .. } => {
-                let edit = need_edit()?;
-                // Every knowledge space over the same variants, not yet computed, shares the
-                // forward passes (stop at the first step that changes the state).
-                let mut group = Vec::new();
-                for s in stage_steps.iter().skip_while(|s| s.id != step.id) {
-                    match &s.op {
-                        Op::KnowledgeSpace { variants: v, .. }
-                            if v == variants && !values.contains(s.id) =>
-                        {
-                            group.push(s.clone())
-                        }
-                        op if op.changes_state() => break,
-                        _ => {}
-                    }
-                }
-                self.knowledge_spaces(&group, state, edit, values)?;
+            Op::KnowledgeSpace { .. } => {
+                self.knowledge_space_step(step, stage_steps, state, need_edit()?, values)?
             }
             Op::Lora { .. } => self.attach_lora(step, state, values)?,
             Op::Freeze { params } => {
                 self.frozen.extend(params.iter().map(|p| p.owner.clone()));
                 values.insert(step.id, Value::Done);
             }
-            Op::Perturb {
-                kinds,
-                count,
-                apply,
-            } => {
-                let edit = need_edit()?;
-                let mut r = rng::stream(
-                    self.seed,
-                    "perturb",
-                    (edit.case as u64) << 20 | u64::from(step.id.0),
-                );
-                let v = variants::perturb(edit, kinds, *count, *apply, &mut r)?;
-                values.insert(step.id, Value::Variants(v));
-            }
-            Op::Adversarial {
-                latents,
-                budget,
-                count,
-                steps,
-                init,
-                norm,
-            } => {
-                let edit = need_edit()?;
-                let draw = self.adversarial_draws;
-                self.adversarial_draws += 1;
-                let mut r = rng::stream(self.seed, "adversarial", (edit.case as u64) << 32 | draw);
-                let search = Search {
-                    budget: *budget,
-                    count: *count,
-                    steps: *steps,
-                    init: *init,
-                    norm: *norm,
-                };
-                let v = variants::adversarial(edit, latents, search, state, &mut r)?;
-                values.insert(step.id, Value::Variants(v));
-            }
+            Op::Perturb { .. } => self.perturb_step(step, need_edit()?, values)?,
+            Op::Adversarial { .. } => self.adversarial_step(step, state, need_edit()?, values)?,
             Op::Train { .. } => {
                 let edit = need_edit()?;
                 self.train(step, state, edit, values)?;
                 values.insert(step.id, Value::Done);
-            }
-            Op::Loss { .. } | Op::Project { .. } => {
-                return Err(ExecError::internal(format!(
-                    "`{}` ran outside its train step",
-                    step.op.name()
-                )))
             }
             Op::ExtraNeurons { .. }
             | Op::LatentIcl { .. }
@@ -317,65 +251,6 @@ impl Executor {
             | Op::ContrastiveEncoders { .. }
             | Op::TruthDirection { .. }
             | Op::Remember { .. } => self.run_unike(step, state, edit, values)?,
-        }
-        Ok(())
-    }
-
-    /// ELoRA's knowledge spaces of `group` (all over the same variants), sharing the forwards.
-    fn knowledge_spaces(
-        &mut self,
-        group: &[Step],
-        state: &EditState,
-        edit: &EditInput,
-        values: &mut Values,
-    ) -> Result<()> {
-        let mut requests: Vec<(StepId, Option<usize>, Request)> = Vec::new();
-        let mut variants_id = None;
-        for s in group {
-            let Op::KnowledgeSpace {
-                stream,
-                variants,
-                top,
-                keep_above,
-                rank,
-            } = &s.op
-            else {
-                continue;
-            };
-            variants_id = Some(*variants);
-            for (layer, tap) in stream_taps(stream)? {
-                requests.push((
-                    s.id,
-                    layer,
-                    Request {
-                        reading: Reading::resolve(tap, values, state)?,
-                        top: *top,
-                        keep_above: *keep_above,
-                        rank: *rank,
-                    },
-                ));
-            }
-        }
-        let Some(variants_id) = variants_id else {
-            return Ok(());
-        };
-        let variants = values.variants(variants_id)?.clone();
-        let readings: Vec<Reading> = requests.iter().map(|(_, _, r)| r.reading.clone()).collect();
-        let covariances = spaces::row_covariances(state, edit, &variants, &readings)?;
-        let mut by_step: HashMap<StepId, Vec<(Option<usize>, crate::linalg::Subspace)>> =
-            HashMap::new();
-        for ((id, layer, request), covs) in requests.iter().zip(&covariances) {
-            let (space, stats) = spaces::knowledge_space(covs, request)?;
-            let summary = self.knowledge.entry(*id).or_default();
-            summary.cases += 1;
-            summary.stats.variants += stats.variants;
-            summary.stats.kept += stats.kept;
-            summary.stats.similarity_sum += stats.similarity_sum;
-            summary.fallbacks += usize::from(stats.fell_back);
-            by_step.entry(*id).or_default().push((*layer, space));
-        }
-        for (id, spaces) in by_step {
-            values.insert(id, Value::Space(PerLayer(spaces)));
         }
         Ok(())
     }

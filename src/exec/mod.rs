@@ -2,8 +2,8 @@
 //! evaluator's schedule.
 //!
 //! ```text
-//! run(RunRequest)                        mkedsl run: compile with the model's dims → validate
-//!   │                                    (every op executable, preserve data available) → load
+//! run(RunRequest)                        mkedsl run: compile with the model's dims (sema refuses
+//!   │                                    what cannot run), memory estimate → load
 //!   └─ evaluate(state, PlanEditor, cases)
 //!        PlanEditor::prepare → Executor::prepare     once: kl references, covariances over the
 //!        │                                           preserve set (one hooked pass), null/top
@@ -18,12 +18,15 @@
 //!
 //! Step results live in [`values::Values`] by step id; adapters' tensors live in the evaluator's
 //! [`crate::eval::EditState`], so its snapshot/restore undoes every edit (single editing) and
-//! sequential edits build on each other. Files: `preserve` (where preserved samples come from),
-//! `input` (the edit case as tensors), `taps` (reading streams, also inside adapters),
-//! `variants` (ELoRA's perturbations, ASAM's adversarial latents), `spaces` (null, top and
-//! knowledge spaces), `losses`, `optim`, `train`, `unike` + `unike_ops` (UniKE's triplet states,
-//! encoders, ζ, extra neurons and `remember`; the latent ICL read itself is `model::memory`), `cache`, `output` (`--out`), `validate` (what is refused
-//! before any tensor exists), `bench`, `compare`, `shard` (`--shard I/N` and `mkedsl merge`).
+//! sequential edits build on each other. The executor decides nothing the plan could: cache keys
+//! and kinds, shared forward passes and the projections of each trained tensor come with the
+//! steps. Files: `executor` (state, dispatch), `prepare` (the prepare stage, the one cache
+//! read/write), `cache` (the on-disk store), `preserve` (where preserved samples come from),
+//! `input` (the edit case as tensors), `taps` and `sites` (reading streams, also inside
+//! adapters), `spaces` (null and top spaces), `losses`, `optim`, `train`, `methods/` (ELoRA's
+//! variants and knowledge spaces, ASAM's adversarial latents, UniKE's memory, encoders and
+//! neurons), `output` (`--out`), `origin` (run-time refusals at a recipe line), `bench`,
+//! `compare`, `shard` (`--shard I/N` and `mkedsl merge`).
 
 pub mod bench;
 pub mod cache;
@@ -33,22 +36,20 @@ pub mod error;
 pub mod executor;
 pub mod input;
 pub mod losses;
-pub mod optim;
+pub mod methods;
+pub(crate) mod optim;
+pub(crate) mod origin;
 pub mod output;
-pub mod prepare;
+pub(crate) mod prepare;
 pub mod preserve;
 pub mod rng;
 pub mod run;
 pub mod shard;
-pub mod sites;
-pub mod spaces;
-pub mod taps;
+pub(crate) mod sites;
+pub(crate) mod spaces;
+pub(crate) mod taps;
 pub mod train;
-pub mod unike;
-pub mod unike_ops;
-pub mod validate;
 pub mod values;
-pub mod variants;
 
 pub use editor::PlanEditor;
 pub use error::ExecError;

@@ -24,7 +24,7 @@ use crate::exec::sites::{layer_name, linear_sites, stream_taps};
 use crate::exec::taps::{deepest, Reading};
 use crate::exec::values::{LoraHandle, LoraSlot, PerLayer, Value, Values};
 use crate::linalg::{svd, CovarianceAccumulator, Subspace};
-use crate::model::{Encoded, Hooks, Latents, Lora, PadSide, Readout, VisionLanguageModel};
+use crate::model::{Encoded, Hooks, Lora, PadSide, Readout, VisionLanguageModel};
 use crate::plan::{Stage, Step, StepId};
 use crate::sema::site::Stream;
 use crate::sema::{DataSpec, LoraInit, LossKind, Op};
@@ -54,7 +54,7 @@ impl Executor {
         let _lock = self.lock_cache();
         let mut kl_sets: Vec<DataSpec> = Vec::new();
         for step in &self.plan.steps {
-            if let Op::Loss { terms } = &step.op {
+            if let Op::Train { loss: terms, .. } = &step.op {
                 for t in terms {
                     if let LossKind::KlToOriginal { over } = &t.kind {
                         if !kl_sets.contains(over) {
@@ -73,11 +73,8 @@ impl Executor {
         let hits: HashSet<StepId> = steps
             .iter()
             .filter(|s| {
-                s.cache.as_ref().is_some_and(|k| {
-                    self.cache_kind(s).is_some_and(|kind| {
-                        self.cache.load(kind, &k.recipe, &Device::Cpu).is_some()
-                    })
-                })
+                matches!(s.cache.as_ref(), Some(k) if matches!(k.kind, "covariance" | "space"))
+                    && self.load_cached(s).is_some()
             })
             .map(|s| s.id)
             .collect();
@@ -130,12 +127,11 @@ impl Executor {
         }
     }
 
-    fn cache_kind(&self, step: &Step) -> Option<&'static str> {
-        match step.op {
-            Op::Covariance { .. } => Some("covariance"),
-            Op::NullSpace { .. } | Op::TopSpace { .. } => Some("space"),
-            _ => None,
-        }
+    /// The cached result of a step, if the plan gave it a key and the cache holds it: the one
+    /// place the executor reads the cache (keys and kinds are the planner's).
+    pub fn load_cached(&mut self, step: &Step) -> Option<HashMap<String, Tensor>> {
+        let key = step.cache.as_ref()?;
+        self.cache.load(key.kind, &key.recipe, &Device::Cpu)
     }
 
     fn prepare_step(
@@ -147,43 +143,29 @@ impl Executor {
         state: &mut EditState,
         values: &mut Values,
     ) -> Result<()> {
-        let key = step.cache.as_ref();
-        if let (Some(key), true) = (key, hits.contains(&step.id)) {
-            let kind = self.cache_kind(step).unwrap_or("entry");
-            let full = self.cache.key(&key.recipe);
+        if hits.contains(&step.id) {
             let tensors = self
-                .cache
-                .load(kind, &key.recipe, &Device::Cpu)
+                .load_cached(step)
                 .ok_or_else(|| ExecError::internal("a cache entry vanished during the run"))?;
-            let value = match kind {
-                "covariance" => Value::Covariance(from_entry(tensors, Ok)?),
+            let value = match &step.op {
+                Op::Covariance { .. } => Value::Covariance(from_entry(tensors, Ok)?),
                 _ => Value::Space(from_entry(tensors, |t| {
                     Ok(Subspace::from_orthonormal_columns(t)?)
                 })?),
             };
-            self.log.note(format!(
-                "reusing cached {} of step {} ({}) (key {}…)",
-                describe(step),
-                step.id,
-                step.origin.at,
-                short(&full)
-            ));
+            self.reused(step);
             values.insert(step.id, value);
             return Ok(());
         }
         let computed: Vec<StepId> = match &step.op {
-            Op::Covariance { over, .. } if key.is_some() => {
-                // Every needed, uncached covariance over the same data that sees the unedited
-                // model shares this pass.
+            Op::Covariance { over, .. } if step.cache.is_some() => {
+                // The plan's group of covariances sharing this pass, less those loaded or not needed.
                 let group: Vec<(StepId, Stream)> = steps
                     .iter()
-                    .filter(|s| {
-                        s.cache.is_some() && needed.contains(&s.id) && !hits.contains(&s.id)
-                    })
+                    .filter(|s| s.id == step.id || step.shares_pass.contains(&s.id))
+                    .filter(|s| needed.contains(&s.id) && !hits.contains(&s.id))
                     .filter_map(|s| match &s.op {
-                        Op::Covariance { stream, over: o } if o == over => {
-                            Some((s.id, stream.clone()))
-                        }
+                        Op::Covariance { stream, .. } => Some((s.id, stream.clone())),
                         _ => None,
                     })
                     .collect();
@@ -201,9 +183,6 @@ impl Executor {
         };
         for id in computed {
             let s = self.step(id)?.clone();
-            let (Some(k), Some(kind)) = (&s.cache, self.cache_kind(&s)) else {
-                continue;
-            };
             let tensors: HashMap<String, Tensor> = match values.get(id)? {
                 Value::Covariance(c) => c.iter().map(|(l, t)| (layer_key(*l), t.clone())).collect(),
                 Value::Space(sp) => sp
@@ -212,13 +191,14 @@ impl Executor {
                     .collect(),
                 _ => continue,
             };
-            self.store_entry(kind, &k.recipe, &tensors, &s);
+            self.store_entry(&s, &tensors);
         }
         Ok(())
     }
 
     /// Says that a step's result came from the cache.
-    pub fn reused(&mut self, step: &Step, what: &str) {
+    pub fn reused(&mut self, step: &Step) {
+        let what = describe(step);
         if let Some(k) = &step.cache {
             let full = self.cache.key(&k.recipe);
             self.log.note(format!(
@@ -230,14 +210,13 @@ impl Executor {
         }
     }
 
-    /// Writes a cache entry; a failure is reported and the run goes on.
-    pub fn store_entry(
-        &mut self,
-        kind: &str,
-        recipe: &str,
-        tensors: &HashMap<String, Tensor>,
-        step: &Step,
-    ) {
+    /// Writes a step's result under the plan's key (if it has one); a failure is reported and
+    /// the run goes on.
+    pub fn store_entry(&mut self, step: &Step, tensors: &HashMap<String, Tensor>) {
+        let Some(key) = step.cache.as_ref() else {
+            return;
+        };
+        let (kind, recipe) = (key.kind, key.recipe.as_str());
         match self.cache.store(kind, recipe, tensors) {
             Ok(Some(_)) => {
                 let key = self.cache.key(recipe);
@@ -387,10 +366,7 @@ impl Executor {
         let dtype = state.model.dtype();
         let device = state.model.device().clone();
         let sites = linear_sites(site)?;
-        let key = self.lora_cache_key(step);
-        let cached = key
-            .as_ref()
-            .and_then(|k| self.cache.load("lora_init", k, &Device::Cpu));
+        let cached = self.load_cached(step);
         let mut fresh: HashMap<String, Tensor> = HashMap::new();
         let mut slots = Vec::new();
         for s in &sites {
@@ -458,16 +434,10 @@ impl Executor {
             state.adapters.lora(*s, Lora { a, b, scaling });
             slots.push(LoraSlot { site: *s, index });
         }
-        if let (Some(k), false) = (&key, fresh.is_empty()) {
-            self.store_entry("lora_init", k, &fresh, step);
-        } else if let (Some(k), true) = (&key, cached.is_some()) {
-            let full = self.cache.key(k);
-            self.log.note(format!(
-                "reusing cached LoRA initialisation (Eq. 8) of step {} ({}) (key {}…)",
-                step.id,
-                step.origin.at,
-                short(&full)
-            ));
+        if !fresh.is_empty() {
+            self.store_entry(step, &fresh);
+        } else if cached.is_some() {
+            self.reused(step);
         }
         values.insert(
             step.id,
@@ -478,40 +448,6 @@ impl Executor {
             }),
         );
         Ok(())
-    }
-
-    /// A cache recipe for a LoRA's Eq. 8 initialisation: only when its space is cached and no
-    /// earlier step attached a LoRA at the same projection (which would have moved `W`).
-    fn lora_cache_key(&self, step: &Step) -> Option<String> {
-        let Op::Lora {
-            site,
-            rank,
-            init: LoraInit::NullSpaceSvd { space },
-            ..
-        } = &step.op
-        else {
-            return None;
-        };
-        let space_key = self.plan.step(*space)?.cache.as_ref()?;
-        let earlier = self
-            .plan
-            .steps
-            .iter()
-            .take_while(|s| s.id != step.id)
-            .any(|s| match &s.op {
-                Op::Lora { site: other, .. } => {
-                    other.proj == site.proj && other.layers.overlaps(&site.layers)
-                }
-                Op::Train { .. } => true,
-                _ => false,
-            });
-        if earlier || step.stage != Stage::Prepare {
-            return None;
-        }
-        Some(format!(
-            "lora_init(site: {site}; rank: {rank}; init: null_space_svd({}))",
-            space_key.recipe
-        ))
     }
 }
 
@@ -561,6 +497,8 @@ fn describe(step: &Step) -> String {
         Op::NullSpace { .. } => "null space".into(),
         Op::TopSpace { .. } => "top space".into(),
         Op::Lora { site, .. } => format!("LoRA initialisation (Eq. 8) of {site}"),
+        Op::IncontextMemory { .. } => "in-context memory".into(),
+        Op::ContrastiveEncoders { .. } => "contrastive encoders".into(),
         other => other.name().to_string(),
     }
 }
@@ -604,13 +542,6 @@ pub fn needed_steps(all: &[Step], prepare: &[Step], hits: &HashSet<StepId>) -> H
         }
     }
     needed
-}
-
-/// Latents of a batch of sequences (for tests and callers that already encoded).
-pub fn embed(state: &EditState, encoded: &[Encoded]) -> Result<Latents> {
-    let batch = state.model.batch(encoded, PadSide::Right)?;
-    let latents = state.model.embed(&batch)?;
-    Ok(latents.with_embeds(latents.embeds.detach()))
 }
 
 #[cfg(test)]
@@ -703,6 +634,7 @@ mod tests {
             device: PlanDevice::Cpu,
             cache: None,
             hoisted: false,
+            shares_pass: Vec::new(),
             origin: origin.clone(),
             op,
         };

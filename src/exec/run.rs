@@ -18,11 +18,11 @@ use crate::eval::{
 use crate::exec::cache::{default_dir, model_hash, Cache};
 use crate::exec::editor::{OutputSink, PlanEditor};
 use crate::exec::error::ExecError;
-use crate::exec::executor::{Executor, KnowledgeSummary, Log, Phases};
+use crate::exec::executor::{Executor, Log, Phases};
+use crate::exec::methods::elora::KnowledgeSummary;
 use crate::exec::output::Provenance;
 use crate::exec::preserve::{Counts, PreserveSource};
 use crate::exec::shard::{file_hash, write_part, PartInfo, Shard, ShardError, PART_FORMAT};
-use crate::exec::validate::validate;
 use crate::model::{checkpoint, DeviceKind, LlavaConfig};
 use crate::plan::{self, Plan, PlanOptions};
 use crate::sema::{DataSpec, LossKind, Mode, Op};
@@ -111,6 +111,8 @@ pub struct RunRequest {
     pub k: Option<usize>,
     /// Overrides the recipe's `seed`.
     pub seed: Option<u64>,
+    /// `--set NAME=VALUE`: values for the recipe's `param`s.
+    pub overrides: crate::sema::Overrides,
     /// Where the JSON report goes: checked writable before the run, written by
     /// [`RunOutcome::write_json`] once the caller has shown the table (a failed write then
     /// loses nothing). With `shard`, the shard's partial report (`mkedsl merge` reads
@@ -139,6 +141,7 @@ impl RunRequest {
             sequential: None,
             k: None,
             seed: None,
+            overrides: crate::sema::Overrides::default(),
             json: None,
             out: None,
             cache: CacheChoice::Default,
@@ -256,6 +259,24 @@ impl RunOutcome {
     }
 }
 
+/// The recipe's identity for `mkedsl merge`: its file's SHA-256, combined with the `--set`
+/// values when there are any (two parts run with different values are different runs).
+fn recipe_hash(
+    path: &Path,
+    overrides: &crate::sema::Overrides,
+) -> std::result::Result<String, ShardError> {
+    let file = file_hash(path)?;
+    if overrides.is_empty() {
+        return Ok(file);
+    }
+    use sha2::Digest as _;
+    let text = format!("{file}\n{}", overrides.describe());
+    Ok(sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// The preserve data sets a plan draws on.
 fn preserve_sets(plan: &Plan) -> Vec<DataSpec> {
     let mut out: Vec<DataSpec> = Vec::new();
@@ -267,7 +288,7 @@ fn preserve_sets(plan: &Plan) -> Vec<DataSpec> {
     for s in &plan.steps {
         match &s.op {
             Op::Covariance { over, .. } => add(over),
-            Op::Loss { terms } => {
+            Op::Train { loss: terms, .. } => {
                 for t in terms {
                     if let LossKind::KlToOriginal { over } = &t.kind {
                         add(over);
@@ -330,13 +351,12 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             DeviceKind::Cuda => plan::Device::Cuda,
         },
     };
-    let mut compiled =
-        crate::compile(&req.recipe, Some(&dims), options).map_err(|f| f.into_report())?;
+    let mut compiled = crate::compile_with(&req.recipe, Some(&dims), options, &req.overrides)
+        .map_err(|f| f.into_report())?;
     if let Some(seed) = req.seed {
         compiled.program.recipe.seed = seed;
         compiled.plan = plan::plan(&compiled.program, &options);
     }
-    validate(&compiled.plan, &compiled.sources).map_err(|d| d.into_report(&compiled.sources))?;
     check_memory(&compiled, &dims, &config, req.max_memory)?;
     let plan = compiled.plan;
     let recipe_k = match plan.recipe.mode {
@@ -506,7 +526,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             cases: setup.cases.iter().map(|c| c.index).collect(),
             run_cases: run_cases.len(),
             run_groups: run_cases.len().div_ceil(mode.group_size()),
-            recipe_hash: file_hash(&req.recipe)?,
+            recipe_hash: recipe_hash(&req.recipe, &req.overrides)?,
             model_hash: hash.clone(),
             data_hash: file_hash(&setup.dataset.path)?,
             max_new_tokens: req.probe.max_new_tokens,
@@ -578,7 +598,7 @@ fn check_memory(
         .as_ref()
         .and_then(|(id, bytes, what)| plan.step(*id).map(|s| (s, bytes, what)))
     {
-        Some((step, bytes, what)) => crate::exec::validate::at_origin(
+        Some((step, bytes, what)) => crate::exec::origin::at_origin(
             &compiled.sources,
             &step.origin,
             "mkedsl::exec::memory",

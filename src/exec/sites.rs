@@ -2,21 +2,8 @@
 //! sites: which tensor of which layer a stream, a projection or a parameter names.
 
 use crate::exec::error::{ExecError, Result};
-use crate::model::site::{LayerPoint, LinearSite, Proj, Site};
+use crate::model::site::{LayerPoint, LinearSite, Site};
 use crate::sema::site::{self, Layers, Stream, StreamPoint};
-
-/// The runtime's projection for the checker's.
-pub fn proj(p: site::Proj) -> Proj {
-    match p {
-        site::Proj::QProj => Proj::Q,
-        site::Proj::KProj => Proj::K,
-        site::Proj::VProj => Proj::V,
-        site::Proj::OProj => Proj::O,
-        site::Proj::GateProj => Proj::Gate,
-        site::Proj::UpProj => Proj::Up,
-        site::Proj::DownProj => Proj::Down,
-    }
-}
 
 /// The absolute layer indices of a selection (the plan is compiled with the model bound, so they
 /// are always resolved here).
@@ -30,7 +17,7 @@ pub fn layers(l: &Layers) -> Result<&[usize]> {
 pub fn linear_sites(s: &site::LinearSite) -> Result<Vec<LinearSite>> {
     Ok(layers(&s.layers)?
         .iter()
-        .map(|&l| LinearSite::new(l, proj(s.proj)))
+        .map(|&l| LinearSite::new(l, s.proj))
         .collect())
 }
 
@@ -55,8 +42,8 @@ pub fn stream_site(point: StreamPoint, layer: Option<usize>) -> Result<Tap> {
         StreamPoint::MlpInput => at(LayerPoint::MlpInput),
         StreamPoint::MlpAct => at(LayerPoint::MlpAct),
         StreamPoint::MlpOutput => at(LayerPoint::MlpOutput),
-        StreamPoint::LinearInput { proj: p } => at(LayerPoint::ProjInput(proj(p))),
-        StreamPoint::LinearOutput { proj: p } => at(LayerPoint::ProjOutput(proj(p))),
+        StreamPoint::LinearInput { proj: p } => at(LayerPoint::ProjInput(p)),
+        StreamPoint::LinearOutput { proj: p } => at(LayerPoint::ProjOutput(p)),
         StreamPoint::LoraMid { adapter } => Ok(Tap::LoraMid {
             adapter,
             layer: layer.ok_or_else(|| ExecError::internal("a LoRA stream without a layer"))?,
@@ -113,6 +100,7 @@ pub fn layer_name(layer: Option<usize>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::site::Proj;
 
     fn resolved(l: usize) -> Layers {
         let mut layers = Layers::one(l as i64);
@@ -123,14 +111,14 @@ mod tests {
     #[test]
     fn projection_streams_map_to_component_sites() {
         let down_in = StreamPoint::LinearInput {
-            proj: site::Proj::DownProj,
+            proj: site::Proj::Down,
         };
         assert_eq!(
             stream_site(down_in, Some(2)).unwrap(),
             Tap::Site(Site::Layer(2, LayerPoint::MlpAct))
         );
         let up_in = StreamPoint::LinearInput {
-            proj: site::Proj::UpProj,
+            proj: site::Proj::Up,
         };
         assert_eq!(
             stream_site(up_in, Some(1)).unwrap(),
@@ -143,7 +131,7 @@ mod tests {
         assert!(stream_site(StreamPoint::LayerInput, None).is_err());
         let lin = site::LinearSite {
             layers: resolved(1),
-            proj: site::Proj::UpProj,
+            proj: site::Proj::Up,
             din: None,
             dout: None,
         };

@@ -18,17 +18,18 @@ use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::{in_step, Executor};
 use crate::exec::input::EditInput;
 use crate::exec::losses;
+use crate::exec::methods::unike::numerics::NeuronSlot;
 use crate::exec::optim::Optimizer;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
 use crate::exec::taps::{deepest, Reading};
-use crate::exec::unike::NeuronSlot;
 use crate::exec::values::{LoraSlot, Value, Values};
 use crate::linalg::Subspace;
 use crate::model::site::Proj;
 use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
 use crate::plan::{Step, StepId};
 use crate::sema::{
-    AdapterParam, HiddenSpec, LossKind, LossTerm, Op, Param, ParamOwner, Pool, ProjectWhen,
+    AdapterParam, HiddenSpec, LossKind, LossTerm, Op, Param, ParamOwner, Pool, ProjectKind,
+    Projection,
 };
 
 /// Where a trained tensor lives in the state.
@@ -246,14 +247,6 @@ impl Trained {
     }
 }
 
-/// A `project` of the body.
-struct Projection {
-    when: ProjectWhen,
-    owner: ParamOwner,
-    space: StepId,
-    scale: f64,
-}
-
 /// What one forward pass over a set of rows produced for the loss terms.
 struct RowsOut {
     rows: usize,
@@ -288,6 +281,8 @@ impl Executor {
             params,
             steps,
             optimizer,
+            loss: terms,
+            projections,
             ..
         } = &step.op
         else {
@@ -327,52 +322,23 @@ impl Executor {
                 trained.push(t);
             }
         }
-        let projections: Vec<Projection> = body
-            .iter()
-            .filter_map(|b| match &b.op {
-                Op::Project {
-                    when,
-                    param,
-                    space,
-                    scale,
-                } => Some(Projection {
-                    when: *when,
-                    owner: param.owner.clone(),
-                    space: *space,
-                    scale: *scale,
-                }),
-                _ => None,
-            })
-            .collect();
         let body_ids: Vec<StepId> = body.iter().map(|b| b.id).collect();
         let mut cast: HashMap<(StepId, usize), Subspace> = HashMap::new();
         let mut opt = Optimizer::new(*optimizer, trained.len());
         for k in 1..=*steps {
             let mut vals = values.clone();
             cast.retain(|(id, _), _| !body_ids.contains(id));
-            let mut loss = None;
             for b in &body {
-                match &b.op {
-                    Op::Loss { terms } => {
-                        let l = self
-                            .loss(terms, state, edit, &vals)
-                            .map_err(|e| in_step(b, Some(edit.case), e))?;
-                        finite(
-                            || format!("the loss (step {}, {})", b.id, b.origin.at),
-                            &l,
-                            k,
-                            *steps,
-                        )?;
-                        loss = Some(l);
-                    }
-                    Op::Project { .. } => {}
-                    _ => {
-                        self.run_step(b, &body, state, Some(edit), &mut vals)
-                            .map_err(|e| in_step(b, Some(edit.case), e))?;
-                    }
-                }
+                self.run_step(b, &body, state, Some(edit), &mut vals)
+                    .map_err(|e| in_step(b, Some(edit.case), e))?;
             }
-            let loss = loss.ok_or_else(|| ExecError::internal("a train body without a loss"))?;
+            let loss = self.loss(terms, state, edit, &vals)?;
+            finite(
+                || format!("the loss (step {}, {})", step.id, step.origin.at),
+                &loss,
+                k,
+                *steps,
+            )?;
             let grads = loss.backward()?;
             opt.begin_step();
             for (i, t) in trained.iter().enumerate() {
@@ -382,21 +348,16 @@ impl Executor {
                     None => p.zeros_like()?,
                 };
                 finite(|| format!("the gradient of {}", t.name), &g, k, *steps)?;
-                let owner = params
-                    .get(t.param)
-                    .map(|p| &p.owner)
-                    .ok_or_else(|| ExecError::internal("trained tensor without a parameter"))?;
-                for pr in projections
-                    .iter()
-                    .filter(|pr| pr.when == ProjectWhen::Grad && &pr.owner == owner)
-                {
+                let on_this = |kind: ProjectKind| {
+                    projections
+                        .iter()
+                        .filter(move |pr| pr.kind == kind && pr.covers(t.param, t.layer))
+                };
+                for pr in on_this(ProjectKind::Grad) {
                     g = project(&g, pr, t.layer, t.slot.transposed(), &vals, &mut cast)?;
                 }
                 let mut u = opt.update(i, &p, &g)?;
-                for pr in projections
-                    .iter()
-                    .filter(|pr| pr.when == ProjectWhen::Update && &pr.owner == owner)
-                {
+                for pr in on_this(ProjectKind::Update) {
                     u = project(&u, pr, t.layer, t.slot.transposed(), &vals, &mut cast)?;
                 }
                 finite(|| format!("the update of {}", t.name), &u, k, *steps)?;
@@ -654,11 +615,10 @@ mod tests {
             crate::exec::values::Value::Space(crate::exec::values::PerLayer(vec![(Some(2), sub)])),
         );
         let pr = Projection {
-            when: ProjectWhen::Grad,
-            owner: ParamOwner::Adapter {
-                adapter: NodeId(1),
-                name: AdapterParam::B,
-            },
+            kind: ProjectKind::Grad,
+            param: 0,
+            path: "#1.B".into(),
+            layers: None,
             space: NodeId(7),
             scale: 2.0 / 3.0,
         };

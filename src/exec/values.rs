@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use crate::exec::error::{ExecError, Result};
-use crate::exec::unike::{Encoders, IclHandle, Memory, NeuronHandle};
+use crate::exec::methods::unike::numerics::{Encoders, IclHandle, Memory, NeuronHandle};
 use crate::linalg::Subspace;
 use crate::model::batch::TokenLayout;
 use crate::model::LinearSite;

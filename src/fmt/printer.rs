@@ -17,7 +17,7 @@
 use crate::fmt::comments::Comment;
 use crate::source::Span;
 use crate::syntax::ast::{
-    Block, Expr, ExprKind, FnDef, FnParam, Header, Item, Module, ProjectKind, Stmt, StmtKind,
+    Block, Expr, ExprKind, FnDef, FnParam, Header, Item, Module, ParamDecl, Stmt, StmtKind,
     TypeExpr, UseDecl,
 };
 
@@ -47,6 +47,7 @@ pub fn print(module: &Module, src: &str, comments: Vec<Comment>) -> String {
         match item {
             Item::Header(h) => p.header(h),
             Item::Use(u) => p.use_decl(u),
+            Item::Param(d) => p.param_decl(d),
             Item::Fn(f) => p.fn_def(f),
             Item::Stmt(s) => p.stmt(s),
         }
@@ -244,6 +245,13 @@ impl Printer<'_> {
         self.end_line(u.span.end);
     }
 
+    fn param_decl(&mut self, d: &ParamDecl) {
+        self.node_start(d.span.start);
+        self.write(&format!("param {} = ", d.name.name));
+        self.expr(&d.value, 0);
+        self.end_line(d.span.end);
+    }
+
     fn fn_def(&mut self, f: &FnDef) {
         self.node_start(f.span.start);
         for line in &f.doc {
@@ -353,10 +361,7 @@ impl Printer<'_> {
                 scale,
                 ..
             } => {
-                let kind = match kind {
-                    ProjectKind::Grad => "grad",
-                    ProjectKind::Update => "update",
-                };
+                let kind: &str = (*kind).into();
                 self.write(&format!("project {kind} "));
                 self.write(&self.flat(param));
                 self.write(" onto ");

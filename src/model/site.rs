@@ -12,15 +12,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::config::ModelDims;
 
-/// A linear projection inside a decoder layer.
+/// A linear projection inside a decoder layer: the one projection enum of the crate, with its
+/// names and widths, shared by the checker, the plan and the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Proj {
+    #[serde(rename = "q_proj")]
     Q,
+    #[serde(rename = "k_proj")]
     K,
+    #[serde(rename = "v_proj")]
     V,
+    #[serde(rename = "o_proj")]
     O,
+    #[serde(rename = "gate_proj")]
     Gate,
+    #[serde(rename = "up_proj")]
     Up,
+    #[serde(rename = "down_proj")]
     Down,
 }
 

@@ -5,15 +5,15 @@
 //! 02)--#0 covariance layer(1).mlp.down_proj.input over preserve(text: 2048) → [344×344] · cache 1f0e…
 //! 03)per_edit
 //! 04)--#5 train [#2.B] for 70 steps with sgd(lr: 0.01)
-//! 05)----#6 loss nll(target)
+//! 05)----loss nll(target)
 //! ```
 
 use std::fmt::Write;
 
 use super::types::{Plan, Stage, Step};
 use crate::sema::{
-    Alpha, Apply, Cut, LoraInit, LossKind, LossTerm, Op, Optimizer, Param, Perturbation, Pool,
-    ProjectWhen,
+    Alpha, Cut, LoraInit, LossKind, LossTerm, Op, Optimizer, Param, Perturbation, Projection,
+    Symbol,
 };
 
 impl Plan {
@@ -56,10 +56,15 @@ impl Plan {
             lines.push((0, stage.name().to_string()));
             for step in steps {
                 lines.push((1, self.line(step)));
-                if matches!(step.op, Op::Train { .. }) {
+                if let Op::Train {
+                    loss, projections, ..
+                } = &step.op
+                {
                     for inner in self.body(step.id) {
                         lines.push((2, self.line(inner)));
                     }
+                    lines.push((2, loss_text(loss)));
+                    lines.extend(projections.iter().map(|p| (2, projection_text(p))));
                 }
             }
         }
@@ -82,6 +87,13 @@ impl Plan {
         }
         if step.hoisted {
             text.push_str(" · hoisted");
+        }
+        if !step.shares_pass.is_empty() {
+            let ids: Vec<String> = (step.shares_pass.iter())
+                .filter(|id| **id != step.id)
+                .map(|id| id.to_string())
+                .collect();
+            let _ = write!(text, " · one pass with {}", ids.join(", "));
         }
         if let Some(cache) = &step.cache {
             let _ = write!(text, " · cache {}", cache.digest);
@@ -144,15 +156,8 @@ fn term_text(t: &LossTerm) -> String {
             tau,
             anchor,
         } => {
-            let at = match hidden.at {
-                Pool::Last => "last",
-                Pool::LastPrompt => "last_prompt",
-                Pool::Mean => "mean",
-            };
-            let anchor = match anchor {
-                crate::sema::Anchor::Detached => "detached",
-                crate::sema::Anchor::Attached => "attached",
-            };
+            let at = hidden.at.name();
+            let anchor = anchor.name();
             format!(
                 "rank_align(hidden({}, at: {at}), over: {over}, tau: {tau}, anchor: {anchor})",
                 hidden.stream
@@ -250,10 +255,7 @@ pub(super) fn describe(op: &Op) -> String {
                     Perturbation::NoiseText { sigma } => format!("noise_text(sigma: {sigma})"),
                 })
                 .collect();
-            let apply = match apply {
-                Apply::Each => "each",
-                Apply::All => "all",
-            };
+            let apply = apply.name();
             format!("perturb [{}] count {count} apply {apply}", kinds.join(", "))
         }
         Op::Adversarial {
@@ -265,14 +267,7 @@ pub(super) fn describe(op: &Op) -> String {
             norm,
         } => {
             let latents: Vec<String> = latents.iter().map(|l| l.path.clone()).collect();
-            let init = match init {
-                crate::sema::AdvInit::Random => "random",
-                crate::sema::AdvInit::Zero => "zero",
-            };
-            let norm = match norm {
-                crate::sema::Norm::L2 => "l2",
-                crate::sema::Norm::Linf => "linf",
-            };
+            let (init, norm) = (init.name(), norm.name());
             format!("adversarial [{}] budget {budget} count {count} steps {steps} init {init} norm {norm}", latents.join(", "))
         }
         Op::IncontextMemory { triplets, at } => format!("incontext_memory {at} of {triplets}"),
@@ -300,26 +295,22 @@ pub(super) fn describe(op: &Op) -> String {
                 optimizer_text(optimizer)
             )
         }
-        Op::Loss { terms } => format!(
-            "loss {}",
-            terms.iter().map(term_text).collect::<Vec<_>>().join(" + ")
-        ),
-        Op::Project {
-            when,
-            param,
-            space,
-            scale,
-        } => {
-            let when = match when {
-                ProjectWhen::Grad => "grad",
-                ProjectWhen::Update => "update",
-            };
-            let scale = if *scale == 1.0 {
-                String::new()
-            } else {
-                format!(" scale {scale}")
-            };
-            format!("project {when} {} onto {space}{scale}", param.path)
-        }
     }
+}
+
+fn loss_text(terms: &[LossTerm]) -> String {
+    format!(
+        "loss {}",
+        terms.iter().map(term_text).collect::<Vec<_>>().join(" + ")
+    )
+}
+
+fn projection_text(p: &Projection) -> String {
+    let kind: &str = p.kind.into();
+    let scale = if p.scale == 1.0 {
+        String::new()
+    } else {
+        format!(" scale {}", p.scale)
+    };
+    format!("project {kind} {} onto {}{scale}", p.path, p.space)
 }

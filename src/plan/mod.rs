@@ -9,6 +9,7 @@
 mod cache;
 mod display;
 pub mod estimate;
+mod passes;
 mod schedule;
 mod types;
 
@@ -58,11 +59,14 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
                 device,
                 cache: keys.get(&s.node.id).cloned(),
                 hoisted: s.hoisted,
+                shares_pass: Vec::new(),
                 origin: s.node.origin,
                 op,
             }
         })
-        .collect();
+        .collect::<Vec<Step>>();
+    let mut steps = steps;
+    passes::share_passes(&mut steps);
     Plan {
         recipe: program.recipe.clone(),
         source: program.source.clone(),
@@ -82,11 +86,7 @@ fn output_of(op: &Op) -> Option<&'static str> {
         Op::IncontextMemory { .. } => "memory",
         Op::ContrastiveEncoders { .. } => "encoders",
         Op::TruthDirection { .. } => "direction",
-        Op::Freeze { .. }
-        | Op::Remember { .. }
-        | Op::Train { .. }
-        | Op::Loss { .. }
-        | Op::Project { .. } => return None,
+        Op::Freeze { .. } | Op::Remember { .. } | Op::Train { .. } => return None,
     })
 }
 
@@ -100,11 +100,21 @@ fn respell_params(op: &mut Op) {
         }
     }
     match op {
-        Op::Lora { params, .. }
-        | Op::ExtraNeurons { params, .. }
-        | Op::Freeze { params }
-        | Op::Train { params, .. } => params.iter_mut().for_each(respell),
-        Op::Project { param, .. } => respell(param),
+        Op::Lora { params, .. } | Op::ExtraNeurons { params, .. } | Op::Freeze { params } => {
+            params.iter_mut().for_each(respell)
+        }
+        Op::Train {
+            params,
+            projections,
+            ..
+        } => {
+            params.iter_mut().for_each(respell);
+            for pr in projections.iter_mut().filter(|pr| pr.layers.is_none()) {
+                if let Some(p) = params.get(pr.param) {
+                    pr.path = p.path.clone();
+                }
+            }
+        }
         _ => {}
     }
 }

@@ -57,7 +57,8 @@ pub struct Output {
     pub shape: Option<Vec<usize>>,
 }
 
-/// How a prepare step's result is cached on disk.
+/// How a prepare step's result is cached on disk. Every key is made by the planner
+/// (`plan/cache.rs`); the executor only loads and stores under it.
 ///
 /// `recipe` describes the computation completely — operation, resolved site, data set, seed and
 /// the recipes of its inputs — except the model, which is not hashed at plan time. The executor
@@ -65,6 +66,9 @@ pub struct Output {
 /// first 16 hex digits, for display.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CacheKey {
+    /// What the entry holds, and the folder it is stored in: `covariance`, `space`, `memory`,
+    /// `encoders` or `lora_init`.
+    pub kind: &'static str,
     pub recipe: String,
     pub digest: String,
 }
@@ -84,6 +88,11 @@ pub struct Step {
     pub cache: Option<CacheKey>,
     /// Written inside `per edit` but independent of the edit case, so moved to `prepare`.
     pub hoisted: bool,
+    /// The steps (this one included) whose results one set of forward passes computes
+    /// (covariances over the same preserve set; knowledge spaces over the same variants); empty
+    /// when the step runs alone. The first of them the executor reaches computes them all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shares_pass: Vec<StepId>,
     pub origin: Origin,
 }
 

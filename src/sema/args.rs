@@ -128,6 +128,11 @@ impl Args {
         }
     }
 
+    /// A symbol argument as the enum it names (checked against `Accept::Symbols(T::VARIANTS)`).
+    pub fn choice<T: crate::sema::program::Symbol>(&self, name: &str) -> Option<T> {
+        self.symbol(name).and_then(T::parse)
+    }
+
     pub fn symbol(&self, name: &str) -> Option<&str> {
         match self.get(name)? {
             Bound {

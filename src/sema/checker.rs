@@ -27,7 +27,11 @@ pub(super) struct Binding {
 pub(super) struct TrainCtx {
     pub train: NodeId,
     pub params: Vec<Param>,
+    /// The body's `loss` statement, for the "one loss" check.
     pub loss: Option<Span>,
+    /// The loss's terms and the body's projections, carried by the train node.
+    pub terms: Vec<super::program::LossTerm>,
+    pub projections: Vec<super::program::Projection>,
     /// The `train` statement, for notes.
     pub span: Span,
 }
@@ -95,6 +99,8 @@ pub(super) struct Checker<'a> {
     /// The inlining stack: function names and their call spans, outermost first.
     pub calls: Vec<(String, Span)>,
     pub metrics: Option<(Vec<Metric>, Span)>,
+    /// `remember(memory)` calls, checked at the end against the memories `latent_icl` reads.
+    pub remembered: Vec<(NodeId, Span)>,
     /// Current depth of nested expression evaluation (bounded, so no input exhausts the stack).
     pub depth: usize,
     pub too_deep_reported: bool,
@@ -119,6 +125,7 @@ impl<'a> Checker<'a> {
             frozen: Vec::new(),
             calls: Vec::new(),
             metrics: None,
+            remembered: Vec::new(),
             depth: 0,
             too_deep_reported: false,
         }
@@ -309,6 +316,28 @@ impl<'a> Checker<'a> {
                 per_edit = Some(stmt.span);
             }
             self.stmt(stmt);
+        }
+        self.check_remembered();
+    }
+
+    /// A `remember` of a memory that no `latent_icl` reads could have no effect.
+    fn check_remembered(&mut self) {
+        for (memory, span) in std::mem::take(&mut self.remembered) {
+            let read = self
+                .nodes
+                .iter()
+                .any(|n| matches!(&n.op, Op::LatentIcl { memory: m, .. } if *m == memory));
+            if !read {
+                self.diags.push(
+                    Diag::error(
+                        "mkedsl::unike::memory_unread",
+                        "`remember` adds the edit to a memory that no `latent_icl` reads",
+                        span,
+                    )
+                    .label("would have no effect")
+                    .help("attach `latent_icl(..., memory: ...)` on the same memory, or drop `remember`"),
+                );
+            }
         }
     }
 

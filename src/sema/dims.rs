@@ -14,19 +14,6 @@ use crate::source::Span;
 /// site the language can name.
 const FAMILIES: &[&str] = &["llava", "llama"];
 
-/// Input and output width of a projection.
-pub(super) fn proj_dims(dims: &ModelDims, proj: Proj) -> (usize, usize) {
-    let q = dims.heads * dims.head_dim;
-    let kv = dims.kv_heads * dims.head_dim;
-    match proj {
-        Proj::QProj => (dims.hidden, q),
-        Proj::KProj | Proj::VProj => (dims.hidden, kv),
-        Proj::OProj => (q, dims.hidden),
-        Proj::GateProj | Proj::UpProj => (dims.hidden, dims.intermediate),
-        Proj::DownProj => (dims.intermediate, dims.hidden),
-    }
-}
-
 /// Width of a stream in a bound model (`None` for adapter-internal streams).
 pub(super) fn point_width(dims: &ModelDims, point: StreamPoint) -> Option<usize> {
     use StreamPoint::*;
@@ -34,8 +21,8 @@ pub(super) fn point_width(dims: &ModelDims, point: StreamPoint) -> Option<usize>
         EmbedVision | EmbedText | LayerInput | LayerOutput | AttnInput | AttnOutput | MlpInput
         | MlpOutput => dims.hidden,
         MlpAct => dims.intermediate,
-        LinearInput { proj } => proj_dims(dims, proj).0,
-        LinearOutput { proj } => proj_dims(dims, proj).1,
+        LinearInput { proj } => proj.in_out(dims).0,
+        LinearOutput { proj } => proj.in_out(dims).1,
         LoraMid { .. } | ExtraAct { .. } => return None,
     })
 }
@@ -132,7 +119,7 @@ impl Checker<'_> {
     pub(super) fn linear(&self, layers: Layers, proj: Proj) -> LinearSite {
         let (din, dout) = match self.dims {
             Some(d) => {
-                let (i, o) = proj_dims(d, proj);
+                let (i, o) = proj.in_out(d);
                 (Some(i), Some(o))
             }
             None => (None, None),
@@ -168,19 +155,14 @@ mod tests {
     #[test]
     fn projection_widths_follow_llama() {
         let d = dims();
-        assert_eq!(proj_dims(&d, Proj::QProj), (128, 128));
-        assert_eq!(proj_dims(&d, Proj::KProj), (128, 64));
-        assert_eq!(proj_dims(&d, Proj::OProj), (128, 128));
-        assert_eq!(proj_dims(&d, Proj::UpProj), (128, 344));
-        assert_eq!(proj_dims(&d, Proj::DownProj), (344, 128));
+        assert_eq!(Proj::Q.in_out(&d), (128, 128));
+        assert_eq!(Proj::K.in_out(&d), (128, 64));
+        assert_eq!(Proj::O.in_out(&d), (128, 128));
+        assert_eq!(Proj::Up.in_out(&d), (128, 344));
+        assert_eq!(Proj::Down.in_out(&d), (344, 128));
         assert_eq!(point_width(&d, StreamPoint::MlpAct), Some(344));
         assert_eq!(
-            point_width(
-                &d,
-                StreamPoint::LinearInput {
-                    proj: Proj::DownProj
-                }
-            ),
+            point_width(&d, StreamPoint::LinearInput { proj: Proj::Down }),
             Some(344)
         );
         assert_eq!(point_width(&d, StreamPoint::EmbedVision), Some(128));

@@ -8,7 +8,7 @@ use crate::syntax::ast::{Expr, Header};
 
 const HEADER_KEYS: &[&str] = &["paper", "mode", "seed", "sequential_k"];
 pub(super) const MODES: &[&str] = &["single", "sequential"];
-pub(super) const METRICS: &[&str] = &["rel", "t_gen", "m_gen", "t_loc", "m_loc"];
+pub(super) const METRICS: &[&str] = <Metric as strum::VariantNames>::VARIANTS;
 
 /// The recipe name with terminal control characters (ESC, BEL, carriage return, …) written as
 /// escapes: the name is echoed in tables, progress lines and JSON reports, and raw control
@@ -194,7 +194,7 @@ impl Checker<'_> {
         for (i, item) in items.iter().enumerate() {
             let span = spans.get(i).copied().unwrap_or(expr.span);
             let metric = match item {
-                Value::Symbol(s) => Metric::ALL.iter().copied().find(|m| m.name() == s),
+                Value::Symbol(s) => s.parse::<Metric>().ok(),
                 _ => None,
             };
             match (metric, item) {

@@ -39,10 +39,7 @@ impl Checker<'_> {
                 (v, vec!["attn", "mlp", "input", "output"])
             }
             Value::Component(c) => {
-                let projs: &[Proj] = match c.kind {
-                    ComponentKind::Attn => &Proj::ATTN,
-                    ComponentKind::Mlp => &Proj::MLP,
-                };
+                let projs: &[Proj] = c.kind.projections();
                 let streams: &[(&str, StreamPoint)] = match c.kind {
                     ComponentKind::Attn => &[
                         ("input", StreamPoint::AttnInput),

@@ -16,6 +16,7 @@ mod header;
 mod inline;
 mod members;
 mod modules;
+pub mod params;
 pub mod program;
 pub mod site;
 mod stdlib;
@@ -25,6 +26,7 @@ mod value;
 
 use std::collections::HashMap;
 
+pub use params::{BoundParam, Overrides};
 pub use program::*;
 pub use stdlib::Library;
 
@@ -53,13 +55,45 @@ pub fn check_with(
     dims: Option<&ModelDims>,
     library: &Library,
 ) -> Result<Program, Diagnostics> {
+    check_bound(module, sources, dims, library, &Overrides::default()).map(|(p, _)| p)
+}
+
+/// [`check_with`] with the recipe's parameters bound: `--set` values from `overrides`, the
+/// declared literals otherwise ([`params`]). Returns the bound values beside the program.
+pub fn check_bound(
+    module: &Module,
+    sources: &mut SourceMap,
+    dims: Option<&ModelDims>,
+    library: &Library,
+    overrides: &Overrides,
+) -> Result<(Program, Vec<BoundParam>), Diagnostics> {
     let mut diags: Vec<Diag> = Vec::new();
     let loaded = modules::load(module, sources, library, &mut diags);
     let broken = definitions::check_definitions(&loaded.fns, &mut diags);
+    let bound = params::bind(module, overrides, sources, &loaded.fns, &mut diags);
+    let module = &bound.module;
     let sources: &SourceMap = sources;
 
     let mut checker = Checker::new(sources, dims, &loaded.fns);
     checker.broken_fns = broken;
+    // Parameters are names of the recipe's outermost scope: a `let` cannot take one.
+    for item in &module.items {
+        if let Item::Param(decl) = item {
+            // Every use was replaced by the literal, so this binding is never read.
+            let value = value::Value::Poison;
+            if let Some(frame) = checker.frames.first_mut() {
+                if !frame.iter().any(|(n, _)| *n == decl.name.name) {
+                    frame.push((
+                        decl.name.name.clone(),
+                        checker::Binding {
+                            value,
+                            span: decl.name.span,
+                        },
+                    ));
+                }
+            }
+        }
+    }
     let headers: Vec<&crate::syntax::ast::Header> = module
         .items
         .iter()
@@ -104,6 +138,7 @@ pub fn check_with(
         .map(|(m, _)| m)
         .unwrap_or_else(|| Metric::ALL.to_vec());
     diags.extend(std::mem::take(&mut checker.diags));
+    params::annotate(&mut diags, &bound.set_sources);
     if diags.len() > MAX_DIAGNOSTICS {
         let dropped = diags.len() - MAX_DIAGNOSTICS;
         diags.truncate(MAX_DIAGNOSTICS);
@@ -121,13 +156,14 @@ pub fn check_with(
     let Some(recipe) = recipe else {
         return Err(Diag::unplaced("mkedsl::header::missing", "no recipe header").into());
     };
-    Ok(Program {
+    let program = Program {
         recipe,
         source: sources.name(module.source).to_string(),
         model: dims.cloned(),
         nodes: checker.nodes,
         metrics,
-    })
+    };
+    Ok((program, bound.params))
 }
 
 /// What a reserved name is, if it is one: a variable may not take it.

@@ -176,6 +176,17 @@ fn check_module_items(module: &Module, diags: &mut Vec<Diag>) {
                 .label("statement at the top of a module")
                 .help("wrap it in a `fn` and call that from the recipe"),
             ),
+            Item::Param(d) => diags.push(
+                Diag::error(
+                    "mkedsl::module::param",
+                    "a stdlib module cannot declare a `param`",
+                    d.span,
+                )
+                .label("parameter in a module")
+                .help(
+                    "declare it in the recipe and pass it to the module's function as an argument",
+                ),
+            ),
             Item::Use(_) | Item::Fn(_) => {}
         }
     }

@@ -34,9 +34,22 @@ pub enum Mode {
     Sequential { k: usize },
 }
 
-/// The five MMEdit metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// The five MMEdit metrics. Their names (`rel`, `t_gen`, …) are the one table the checker, the
+/// plan and the reports use (`Metric::VARIANTS`, [`Metric::name`]).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Metric {
     Rel,
     TGen,
@@ -55,13 +68,7 @@ impl Metric {
     ];
 
     pub fn name(self) -> &'static str {
-        match self {
-            Metric::Rel => "rel",
-            Metric::TGen => "t_gen",
-            Metric::MGen => "m_gen",
-            Metric::TLoc => "t_loc",
-            Metric::MLoc => "m_loc",
-        }
+        self.into()
     }
 }
 
@@ -241,6 +248,21 @@ pub enum Alpha {
     SemanticGate { encoders: NodeId },
 }
 
+/// A set of symbols a recipe may write for one argument, with the enum it means: the enum's
+/// names are the one table for the checker (`Accept::Symbols(T::VARIANTS)`), the builtins
+/// ([`Symbol::parse`]) and the plan display ([`Symbol::name`]).
+pub trait Symbol: Copy + Into<&'static str> + std::str::FromStr + strum::VariantNames {
+    fn name(self) -> &'static str {
+        self.into()
+    }
+
+    fn parse(symbol: &str) -> Option<Self> {
+        symbol.parse().ok()
+    }
+}
+
+impl<T: Copy + Into<&'static str> + std::str::FromStr + strum::VariantNames> Symbol for T {}
+
 /// One way of perturbing the edit case's input (ELoRA Appendix C.2).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -252,8 +274,19 @@ pub enum Perturbation {
 }
 
 /// How several perturbation kinds combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Apply {
     /// Variant `b` uses kind `b mod n` only.
     Each,
@@ -261,8 +294,19 @@ pub enum Apply {
     All,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum AdvInit {
     /// δ starts uniformly inside the ε-ball.
     Random,
@@ -270,16 +314,38 @@ pub enum AdvInit {
     Zero,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Norm {
     L2,
     Linf,
 }
 
 /// Where a hidden state is pooled over the sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Pool {
     /// The last token of the whole input (prompt and target).
     Last,
@@ -297,8 +363,19 @@ pub struct HiddenSpec {
 }
 
 /// ASAM's treatment of the clean sample's hidden state in the alignment loss.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Anchor {
     /// No gradient flows through the clean sample (Eq. 11).
     Detached,
@@ -346,14 +423,30 @@ pub enum LossKind {
     },
 }
 
-/// When a projection acts in a training step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProjectWhen {
-    /// On the gradient, before the optimiser.
-    Grad,
-    /// On the optimiser's update, before it is applied.
-    Update,
+/// When a projection acts in a training step: the one enum for it, from the syntax tree on.
+pub use crate::syntax::ast::ProjectKind;
+
+/// A `project` line of a train body, resolved in sema to the trained tensors it acts on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projection {
+    pub kind: ProjectKind,
+    /// Which of the train step's `params` it projects.
+    pub param: usize,
+    /// The parameter as written: `layer(2).mlp.down_proj.weight`, `#4.B`.
+    pub path: String,
+    /// The layers of that parameter it acts on, when it names part of a weight trained at more
+    /// layers (`project grad layer(2)…` inside `train layers(1..)…`); `None`: every layer.
+    pub layers: Option<Vec<usize>>,
+    pub space: NodeId,
+    /// The projector is multiplied by this (LPEdit's 1/(1+λ)).
+    pub scale: f64,
+}
+
+impl Projection {
+    /// Whether it acts on the tensor of parameter `param` at `layer`.
+    pub fn covers(&self, param: usize, layer: usize) -> bool {
+        self.param == param && self.layers.as_ref().is_none_or(|ls| ls.contains(&layer))
+    }
 }
 
 /// Every runtime operation, with resolved arguments. `REFERENCE.md` documents each one.
@@ -448,22 +541,17 @@ pub enum Op {
     /// Adds the edit case (`h_sem`, and `h_pos` of prompt + target) to a memory, read with that
     /// memory's own in-context shift switched off.
     Remember { memory: NodeId },
-    /// Runs its `body` `steps` times: forward, `loss`, backward, `project grad`, optimiser update,
-    /// `project update`, apply.
+    /// Runs `steps` optimisation steps: the `body` (per-step variants), the forward passes of
+    /// `loss` (the weighted sum of its terms), backward, the `grad` projections, the optimiser's
+    /// update, the `update` projections, apply. A projection right-multiplies a gradient (or
+    /// update) by its space's projector, times its scale.
     Train {
         params: Vec<Param>,
         steps: usize,
         optimizer: Optimizer,
         body: Vec<NodeId>,
-    },
-    /// The training objective: the weighted sum of its terms.
-    Loss { terms: Vec<LossTerm> },
-    /// Right-multiplies the gradient (or update) of `param` by the space's projector, times `scale`.
-    Project {
-        when: ProjectWhen,
-        param: Param,
-        space: NodeId,
-        scale: f64,
+        loss: Vec<LossTerm>,
+        projections: Vec<Projection>,
     },
 }
 
@@ -486,8 +574,6 @@ impl Op {
             Op::TruthDirection { .. } => "truth_direction",
             Op::Remember { .. } => "remember",
             Op::Train { .. } => "train",
-            Op::Loss { .. } => "loss",
-            Op::Project { .. } => "project",
         }
     }
 
@@ -563,14 +649,16 @@ impl Op {
             Op::ContrastiveEncoders { memory, .. } => vec![memory],
             Op::TruthDirection { encoders } => vec![encoders],
             Op::Remember { memory } => vec![memory],
-            Op::Train { params, body, .. } => {
+            Op::Train {
+                params,
+                body,
+                loss,
+                projections,
+                ..
+            } => {
                 let mut out: Vec<&mut NodeId> = params.iter_mut().flat_map(param_refs).collect();
                 out.extend(body.iter_mut());
-                out
-            }
-            Op::Loss { terms } => terms
-                .iter_mut()
-                .flat_map(|t| match &mut t.kind {
+                out.extend(loss.iter_mut().flat_map(|t| match &mut t.kind {
                     LossKind::Nll { on } => on.iter_mut().collect::<Vec<_>>(),
                     LossKind::KlToOriginal { .. } => Vec::new(),
                     LossKind::RankAlign { hidden, over, .. } => {
@@ -578,11 +666,8 @@ impl Op {
                         out.push(over);
                         out
                     }
-                })
-                .collect(),
-            Op::Project { param, space, .. } => {
-                let mut out = param_refs(param);
-                out.push(space);
+                }));
+                out.extend(projections.iter_mut().map(|p| &mut p.space));
                 out
             }
         }
@@ -618,11 +703,7 @@ impl Op {
     pub fn reads_edit(&self) -> bool {
         matches!(
             self,
-            Op::Perturb { .. }
-                | Op::Adversarial { .. }
-                | Op::Remember { .. }
-                | Op::Train { .. }
-                | Op::Loss { .. }
+            Op::Perturb { .. } | Op::Adversarial { .. } | Op::Remember { .. } | Op::Train { .. }
         )
     }
 
@@ -653,8 +734,6 @@ impl Op {
                 | Op::Freeze { .. }
                 | Op::Remember { .. }
                 | Op::Train { .. }
-                | Op::Project { .. }
-                | Op::Loss { .. }
         )
     }
 

@@ -122,39 +122,23 @@ impl ComponentKind {
     }
 }
 
-/// The seven linear projections of a Llama-style decoder layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Proj {
-    QProj,
-    KProj,
-    VProj,
-    OProj,
-    GateProj,
-    UpProj,
-    DownProj,
-}
+/// The seven linear projections of a Llama-style decoder layer (one enum, the runtime's).
+pub use crate::model::site::Proj;
 
-impl Proj {
-    pub const ATTN: [Proj; 4] = [Proj::QProj, Proj::KProj, Proj::VProj, Proj::OProj];
-    pub const MLP: [Proj; 3] = [Proj::GateProj, Proj::UpProj, Proj::DownProj];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Proj::QProj => "q_proj",
-            Proj::KProj => "k_proj",
-            Proj::VProj => "v_proj",
-            Proj::OProj => "o_proj",
-            Proj::GateProj => "gate_proj",
-            Proj::UpProj => "up_proj",
-            Proj::DownProj => "down_proj",
+impl ComponentKind {
+    /// The component a projection belongs to.
+    pub fn of(proj: Proj) -> ComponentKind {
+        match proj {
+            Proj::Q | Proj::K | Proj::V | Proj::O => ComponentKind::Attn,
+            Proj::Gate | Proj::Up | Proj::Down => ComponentKind::Mlp,
         }
     }
 
-    pub fn component(self) -> ComponentKind {
+    /// The projections of the component, in forward order.
+    pub fn projections(self) -> &'static [Proj] {
         match self {
-            Proj::QProj | Proj::KProj | Proj::VProj | Proj::OProj => ComponentKind::Attn,
-            _ => ComponentKind::Mlp,
+            ComponentKind::Attn => &[Proj::Q, Proj::K, Proj::V, Proj::O],
+            ComponentKind::Mlp => &[Proj::Gate, Proj::Up, Proj::Down],
         }
     }
 }
@@ -189,7 +173,7 @@ impl fmt::Display for LinearSite {
             f,
             "{}.{}.{}",
             self.layers,
-            self.proj.component().name(),
+            ComponentKind::of(self.proj).name(),
             self.proj.name()
         )
     }
@@ -240,18 +224,14 @@ impl StreamPoint {
         use StreamPoint::*;
         match self {
             LinearInput {
-                proj: Proj::QProj | Proj::KProj | Proj::VProj,
+                proj: Proj::Q | Proj::K | Proj::V,
             } => AttnInput,
-            LinearOutput { proj: Proj::OProj } => AttnOutput,
+            LinearOutput { proj: Proj::O } => AttnOutput,
             LinearInput {
-                proj: Proj::GateProj | Proj::UpProj,
+                proj: Proj::Gate | Proj::Up,
             } => MlpInput,
-            LinearInput {
-                proj: Proj::DownProj,
-            } => MlpAct,
-            LinearOutput {
-                proj: Proj::DownProj,
-            } => MlpOutput,
+            LinearInput { proj: Proj::Down } => MlpAct,
+            LinearOutput { proj: Proj::Down } => MlpOutput,
             other => other,
         }
     }
@@ -325,19 +305,13 @@ mod tests {
     #[test]
     fn projection_streams_are_component_streams() {
         use StreamPoint::*;
+        assert_eq!(LinearInput { proj: Proj::Down }.canonical(), MlpAct);
+        assert_eq!(LinearInput { proj: Proj::Up }.canonical(), MlpInput);
+        assert_eq!(LinearOutput { proj: Proj::O }.canonical(), AttnOutput);
+        assert_eq!(LinearInput { proj: Proj::Q }.canonical(), AttnInput);
         assert_eq!(
-            LinearInput {
-                proj: Proj::DownProj
-            }
-            .canonical(),
-            MlpAct
-        );
-        assert_eq!(LinearInput { proj: Proj::UpProj }.canonical(), MlpInput);
-        assert_eq!(LinearOutput { proj: Proj::OProj }.canonical(), AttnOutput);
-        assert_eq!(LinearInput { proj: Proj::QProj }.canonical(), AttnInput);
-        assert_eq!(
-            LinearOutput { proj: Proj::UpProj }.canonical(),
-            LinearOutput { proj: Proj::UpProj }
+            LinearOutput { proj: Proj::Up }.canonical(),
+            LinearOutput { proj: Proj::Up }
         );
     }
 }

@@ -1,7 +1,7 @@
 //! `freeze`, `train`, `loss` and `project`: which parameters learn, and how.
 
 use super::checker::{Checker, Ctx, NodeInfo, TrainCtx};
-use super::program::{NodeId, Op, Param, ParamOwner, ProjectWhen};
+use super::program::{NodeId, Op, Param, ParamOwner, Projection};
 use super::types::Ty;
 use super::value::Value;
 use crate::diagnostics::Diag;
@@ -307,6 +307,8 @@ impl Checker<'_> {
                 steps: steps_n,
                 optimizer: opt,
                 body: Vec::new(),
+                loss: Vec::new(),
+                projections: Vec::new(),
             },
             NodeInfo::Effect,
             None,
@@ -316,14 +318,16 @@ impl Checker<'_> {
             train: id,
             params,
             loss: None,
+            terms: Vec::new(),
+            projections: Vec::new(),
             span,
         }));
         self.frames.push(Vec::new());
         self.stmts(&body.stmts);
         self.frames.pop();
-        let loss = match self.ctx.pop() {
-            Some(Ctx::Step(t)) => t.loss,
-            _ => None,
+        let (loss, terms, found) = match self.ctx.pop() {
+            Some(Ctx::Step(t)) => (t.loss, t.terms, t.projections),
+            _ => (None, Vec::new(), Vec::new()),
         };
         if loss.is_none() {
             self.diags.push(
@@ -342,8 +346,16 @@ impl Checker<'_> {
             .filter(|n| matches!(n.block, super::program::Block::Step { train } if train == id))
             .map(|n| n.id)
             .collect();
-        if let Some(Op::Train { body, .. }) = self.nodes.get_mut(id.0 as usize).map(|n| &mut n.op) {
+        if let Some(Op::Train {
+            body,
+            loss,
+            projections,
+            ..
+        }) = self.nodes.get_mut(id.0 as usize).map(|n| &mut n.op)
+        {
             *body = children;
+            *loss = terms;
+            *projections = found;
         }
     }
 
@@ -383,7 +395,9 @@ impl Checker<'_> {
         ctx.loss = Some(span);
         match self.eval(expr) {
             Value::Loss(terms) => {
-                self.add_node(Op::Loss { terms }, NodeInfo::Effect, None, span);
+                if let Some(ctx) = self.train_ctx() {
+                    ctx.terms = terms;
+                }
             }
             Value::Poison => {}
             other => {
@@ -491,7 +505,7 @@ impl Checker<'_> {
                 return;
             }
         };
-        if !trained.iter().any(|t| part_of(&param, t)) {
+        let Some(index) = trained.iter().position(|t| part_of(&param, t)) else {
             self.diags.push(
                 Diag::error(
                     "mkedsl::train::project_untrained",
@@ -510,7 +524,14 @@ impl Checker<'_> {
                 )),
             );
             return;
-        }
+        };
+        // Part of a weight trained at more layers: the projection acts on those layers only.
+        let layers = match (&param.owner, trained.get(index)) {
+            (ParamOwner::Weight { site }, Some(t)) if !same_param(&param, t) => {
+                site.layers.resolved.clone()
+            }
+            _ => None,
+        };
         let Some(space_id) = self.expect_space(&space_value, space.span) else {
             return;
         };
@@ -533,21 +554,16 @@ impl Checker<'_> {
             return;
         }
         let Some(scale) = scale_value else { return };
-        let when = match kind {
-            ProjectKind::Grad => ProjectWhen::Grad,
-            ProjectKind::Update => ProjectWhen::Update,
-        };
-        self.add_node(
-            Op::Project {
-                when,
-                param,
+        if let Some(ctx) = self.train_ctx() {
+            ctx.projections.push(Projection {
+                kind,
+                param: index,
+                path: param.path.clone(),
+                layers,
                 space: space_id,
                 scale,
-            },
-            NodeInfo::Effect,
-            None,
-            span,
-        );
+            });
+        }
     }
 
     /// The node of a Space value, or a diagnostic.

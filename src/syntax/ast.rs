@@ -15,6 +15,7 @@ pub struct Module {
 pub enum Item {
     Header(Header),
     Use(UseDecl),
+    Param(ParamDecl),
     Fn(FnDef),
     Stmt(Stmt),
 }
@@ -39,6 +40,22 @@ pub struct Field {
 pub struct Ident {
     pub name: String,
     pub span: Span,
+}
+
+/// `param lr = 1.5e-3`: a named literal of the recipe, which `--set lr=VALUE` replaces.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamDecl {
+    pub name: Ident,
+    pub value: Expr,
+    pub span: Span,
+}
+
+/// `NAME=VALUE` from the command line's `--set`, parsed in a source of its own so diagnostics
+/// can point into it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetArg {
+    pub name: Ident,
+    pub value: Expr,
 }
 
 /// `use std.lora`
@@ -88,7 +105,9 @@ pub struct Stmt {
     pub span: Span,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ProjectKind {
     /// The gradient, before the optimiser sees it.
     Grad,

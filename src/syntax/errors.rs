@@ -52,6 +52,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
     Some(match rule {
         Rule::header | Rule::kw_recipe => "`recipe`",
         Rule::use_decl | Rule::kw_use => "`use`",
+        Rule::param_decl | Rule::kw_param => "`param`",
         Rule::fn_def | Rule::doc | Rule::kw_fn => "`fn`",
         Rule::kw_edit => "`edit`",
         Rule::kw_for => "`for`",

@@ -42,6 +42,30 @@ pub fn parse(sources: &SourceMap, id: SourceId) -> Result<ast::Module, Diagnosti
     }
 }
 
+/// Parses one `--set NAME=VALUE` held as the whole text of source `id`.
+pub fn parse_set(sources: &SourceMap, id: SourceId) -> Result<ast::SetArg, Diagnostics> {
+    let text = sources.text(id);
+    prescan::prescan(id, text)?;
+    pest::set_error_detail(true);
+    let mut pairs = RecipeParser::parse(Rule::set_arg, text)
+        .map_err(|err| errors::syntax_error(id, text, &err))?;
+    let mut builder = Builder {
+        source: id,
+        errors: Vec::new(),
+    };
+    let parsed = pairs.next().ok_or(()).and_then(|p| builder.set_arg(p));
+    match (Diagnostics::from_vec(builder.errors), parsed) {
+        (Some(errors), _) => Err(errors),
+        (None, Ok(set)) => Ok(set),
+        (None, Err(())) => Err(crate::diagnostics::Diag::unplaced(
+            "mkedsl::set::syntax",
+            format!("cannot read `--set {text}`"),
+        )
+        .help("write `--set NAME=VALUE`, e.g. `--set lr=3e-3`")
+        .into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ast::*;

@@ -70,6 +70,7 @@ fn is_keyword(rule: Rule) -> bool {
         rule,
         Rule::kw_recipe
             | Rule::kw_use
+            | Rule::kw_param
             | Rule::kw_fn
             | Rule::kw_let
             | Rule::kw_freeze
@@ -114,6 +115,7 @@ impl Builder {
             let item = match pair.as_rule() {
                 Rule::header => self.header(pair).map(Item::Header),
                 Rule::use_decl => Ok(Item::Use(self.use_decl(pair))),
+                Rule::param_decl => self.param_decl(pair).map(Item::Param),
                 Rule::fn_def => self.fn_def(pair).map(Item::Fn),
                 Rule::EOI => continue,
                 _ => self.stmt(pair).map(Item::Stmt),
@@ -180,6 +182,22 @@ impl Builder {
             .map(|p| self.ident(p))
             .collect();
         UseDecl { path, span }
+    }
+
+    fn param_decl(&mut self, pair: Pair<'_, Rule>) -> Built<ParamDecl> {
+        let span = self.span(&pair);
+        let mut inner = children(pair);
+        let name = self.binder(inner.next().ok_or(())?)?;
+        let value = self.expr(inner.next().ok_or(())?)?;
+        Ok(ParamDecl { name, value, span })
+    }
+
+    /// `NAME=VALUE` of a `--set` (the `set_arg` rule).
+    pub fn set_arg(&mut self, pair: Pair<'_, Rule>) -> Built<SetArg> {
+        let mut inner = pair.into_inner().filter(|p| p.as_rule() != Rule::EOI);
+        let name = self.ident(inner.next().ok_or(())?);
+        let value = self.expr(inner.next().ok_or(())?)?;
+        Ok(SetArg { name, value })
     }
 
     fn fn_def(&mut self, pair: Pair<'_, Rule>) -> Built<FnDef> {

@@ -3,7 +3,9 @@
 # from Debian's packages, starts munged, slurmctld and slurmd on localhost (private ports, state
 # and configuration under a temp folder), submits the shard job array and the merge job with
 # examples/slurm/submit.sh, waits for them, and checks that the merged report equals an
-# unsharded run of the same recipe (every field but the timing).
+# unsharded run of the same recipe (every field but the timing). Then it queues a 2 × 2 sweep of
+# FT-L's `lr` with examples/slurm/sweep.sh (one array task per run, then the merge job) and checks
+# that the merged sweep.json holds the scores of a one-process `mkedsl sweep`.
 #
 #   tests/slurm/run_cluster.sh            # needs root (apt-get, daemons); about 2 minutes once built
 #
@@ -160,5 +162,35 @@ m = whole["metrics"]
 print(f"merged == unsharded: {whole['cases']} cases from {sys.argv[3]} shards; "
       f"Rel {100*m['rel']:.1f} T-Gen {100*m['t_gen']:.1f} M-Gen {100*m['m_gen']:.1f} "
       f"T-Loc {100*m['t_loc']:.1f} M-Loc {100*m['m_loc']:.1f}")
+PY
+sweep_out="$work/results/sweep"
+sweep_args="--set lr=5e-4,1.5e-3 --seeds 2"
+say "submitting a sweep of recipes/ft_l.edit ($sweep_args, 2 cases): one array task per run, then the merge"
+ids=$(RECIPE=recipes/ft_l.edit OUT="$sweep_out" SWEEP_ARGS="$sweep_args" MKEDSL_CACHE="$cache" \
+    MKEDSL_ARGS="--limit 2 --max-new-tokens 8" examples/slurm/sweep.sh)
+array="${ids% *}"
+merge="${ids#* }"
+say "sweep array job $array, merge job $merge (afterok:$array)"
+# shellcheck disable=SC2086
+"$MKEDSL" sweep recipes/ft_l.edit $sweep_args --limit 2 --max-new-tokens 8 --no-cache \
+    --out "$work/sweep-one" >/dev/null 2>&1
+for _ in $(seq 900); do
+    if [ -z "$(squeue -h -j "$array,$merge" 2>/dev/null)" ]; then break; fi
+    sleep 1
+done
+say "sweep jobs done"
+echo "--- sweep merge.out"
+cat "$sweep_out/merge.out"
+test -s "$sweep_out/sweep.json" || {
+    echo "no merged sweep: see $sweep_out" >&2
+    exit 1
+}
+python3 - "$sweep_out/sweep.json" "$work/sweep-one/sweep.json" <<'PY'
+import json, sys
+merged, one = (json.load(open(p)) for p in sys.argv[1:3])
+key = lambda f: [(p["task"], p["set"], p["seed"], p["report"]["metrics"]) for p in f["points"]]
+assert key(merged) == key(one), "merged sweep differs from the one-process sweep"
+assert [s["metrics"] for s in merged["summary"]] == [s["metrics"] for s in one["summary"]]
+print(f"merged sweep == one-process sweep: {len(merged['points'])} runs, {len(merged['summary'])} points")
 PY
 say "OK"

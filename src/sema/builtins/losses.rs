@@ -1,11 +1,13 @@
 //! Losses and the hidden-state features they read.
 
 use super::Builtin;
+use crate::diagnostics::Diag;
 use crate::sema::args::{Accept, Args, Dflt, Formal};
 use crate::sema::checker::Checker;
 use crate::sema::program::{Anchor, HiddenSpec, LossKind, LossTerm, Pool};
 use crate::sema::types::Ty;
 use crate::sema::value::Value;
+use strum::VariantNames;
 
 pub(super) const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -62,7 +64,7 @@ pub(super) const BUILTINS: &[Builtin] = &[
             },
             Formal {
                 name: "anchor",
-                accept: Accept::Symbols(&["detached", "attached"]),
+                accept: Accept::Symbols(Anchor::VARIANTS),
                 default: Dflt::Symbol("detached"),
             },
         ],
@@ -82,7 +84,7 @@ pub(super) const BUILTINS: &[Builtin] = &[
             },
             Formal {
                 name: "at",
-                accept: Accept::Symbols(&["last", "last_prompt", "mean"]),
+                accept: Accept::Symbols(Pool::VARIANTS),
                 default: Dflt::Required,
             },
         ],
@@ -123,6 +125,27 @@ fn rank_align(c: &mut Checker<'_>, args: &Args) -> Value {
     let Some(over) = c.node_arg(args, "over") else {
         return Value::Poison;
     };
+    // ASAM reads the hidden state of one edit layer; the executor pools one layer's stream.
+    let layers = hidden.stream.layers.as_ref().map(|l| l.count());
+    let refusal = match layers {
+        None => Some(("an embedding, outside the decoder layers", "read the hidden state inside a decoder layer, e.g. `hidden(layer(-1).output, at: last_prompt)`")),
+        Some(Some(n)) if n != 1 => Some(("a stream of several layers", "read the hidden state of one layer, e.g. `hidden(layer(-1).output, at: last_prompt)`")),
+        _ => None,
+    };
+    if let Some((what, help)) = refusal {
+        return c.error(
+            Diag::error(
+                "mkedsl::loss::rank_align_stream",
+                format!(
+                    "`rank_align` reads one decoder layer's hidden state, and `{}` is {what}",
+                    hidden.stream.path
+                ),
+                args.span("hidden"),
+            )
+            .label("not one decoder layer")
+            .help(help),
+        );
+    }
     let Some(tau) = c.positive(
         args,
         "tau",
@@ -130,10 +153,8 @@ fn rank_align(c: &mut Checker<'_>, args: &Args) -> Value {
     ) else {
         return Value::Poison;
     };
-    let anchor = if args.symbol("anchor") == Some("attached") {
-        Anchor::Attached
-    } else {
-        Anchor::Detached
+    let Some(anchor) = args.choice::<Anchor>("anchor") else {
+        return Value::Poison;
     };
     term(LossKind::RankAlign {
         hidden,
@@ -147,10 +168,8 @@ fn hidden(_c: &mut Checker<'_>, args: &Args) -> Value {
     let Value::Stream(stream) = args.value("stream") else {
         return Value::Poison;
     };
-    let at = match args.symbol("at") {
-        Some("last") => Pool::Last,
-        Some("mean") => Pool::Mean,
-        _ => Pool::LastPrompt,
+    let Some(at) = args.choice::<Pool>("at") else {
+        return Value::Poison;
     };
     Value::Hidden(HiddenSpec { stream, at })
 }

@@ -219,6 +219,7 @@ fn remember(c: &mut Checker<'_>, args: &Args) -> Value {
     let Some(memory) = c.node_arg(args, "memory") else {
         return Value::Poison;
     };
+    c.remembered.push((memory, args.call));
     c.add_node(Op::Remember { memory }, NodeInfo::Effect, None, args.call);
     Value::Unit
 }

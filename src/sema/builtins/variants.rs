@@ -8,6 +8,7 @@ use crate::sema::program::{AdvInit, Apply, Norm, Op, Perturbation};
 use crate::sema::site::StreamPoint;
 use crate::sema::types::Ty;
 use crate::sema::value::Value;
+use strum::VariantNames;
 
 pub(super) const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -26,7 +27,7 @@ pub(super) const BUILTINS: &[Builtin] = &[
             },
             Formal {
                 name: "apply",
-                accept: Accept::Symbols(&["each", "all"]),
+                accept: Accept::Symbols(Apply::VARIANTS),
                 default: Dflt::Symbol("all"),
             },
         ],
@@ -87,12 +88,12 @@ pub(super) const BUILTINS: &[Builtin] = &[
             },
             Formal {
                 name: "init",
-                accept: Accept::Symbols(&["random", "zero"]),
+                accept: Accept::Symbols(AdvInit::VARIANTS),
                 default: Dflt::Symbol("random"),
             },
             Formal {
                 name: "norm",
-                accept: Accept::Symbols(&["l2", "linf"]),
+                accept: Accept::Symbols(Norm::VARIANTS),
                 default: Dflt::Symbol("l2"),
             },
         ],
@@ -134,10 +135,8 @@ fn perturb(c: &mut Checker<'_>, args: &Args) -> Value {
     ) else {
         return Value::Poison;
     };
-    let apply = if args.symbol("apply") == Some("each") {
-        Apply::Each
-    } else {
-        Apply::All
+    let Some(apply) = args.choice::<Apply>("apply") else {
+        return Value::Poison;
     };
     let id = c.add_node(
         Op::Perturb {
@@ -252,15 +251,9 @@ fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
     let (Some(budget), Some(count), Some(steps)) = (budget, count, steps) else {
         return Value::Poison;
     };
-    let init = if args.symbol("init") == Some("zero") {
-        AdvInit::Zero
-    } else {
-        AdvInit::Random
-    };
-    let norm = if args.symbol("norm") == Some("linf") {
-        Norm::Linf
-    } else {
-        Norm::L2
+    let (Some(init), Some(norm)) = (args.choice::<AdvInit>("init"), args.choice::<Norm>("norm"))
+    else {
+        return Value::Poison;
     };
     let id = c.add_node(
         Op::Adversarial {

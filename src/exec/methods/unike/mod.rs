@@ -1,6 +1,8 @@
 //! Running UniKE's plan steps against the state: building the memory from hallucination
 //! triplets, training and loading encoders, attaching extra neurons and latent ICL, and
-//! `remember`. The numerics are in [`super::unike`].
+//! `remember`. The numerics are in [`numerics`].
+
+pub mod numerics;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +10,10 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
 
+use self::numerics::{
+    fresh_neurons, train_encoders, truth_direction, EncoderPair, EncoderTraining, Encoders,
+    IclHandle, Memory, NeuronHandle, NeuronSlot,
+};
 use crate::eval::{scored_text, EditState};
 use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::Executor;
@@ -17,10 +23,6 @@ use crate::exec::preserve::PreserveSource;
 use crate::exec::rng;
 use crate::exec::sites::{layers, stream_taps, Tap};
 use crate::exec::taps::{deepest, Reading};
-use crate::exec::unike::{
-    fresh_neurons, train_encoders, truth_direction, EncoderPair, EncoderTraining, Encoders,
-    IclHandle, Memory, NeuronHandle, NeuronSlot,
-};
 use crate::exec::values::{PerLayer, Value, Values};
 use crate::model::nn::mlp::Mlp;
 use crate::model::site::Site;
@@ -252,21 +254,17 @@ impl Executor {
         match &step.op {
             Op::IncontextMemory { triplets, at } => {
                 let layers: Vec<usize> = memory_sites(at)?.into_iter().map(|(l, _)| l).collect();
-                let cached = step
-                    .cache
-                    .as_ref()
-                    .and_then(|k| self.cache.load("memory", &k.recipe, &Device::Cpu))
+                let cached = self
+                    .load_cached(step)
                     .and_then(|t| memory_from(&t, &layers).ok());
                 let memory = match cached {
                     Some(m) => {
-                        self.reused(step, "in-context memory");
+                        self.reused(step);
                         m
                     }
                     None => {
                         let m = self.incontext_memory(triplets, at, state)?;
-                        if let Some(k) = &step.cache {
-                            self.store_entry("memory", &k.recipe, &memory_tensors(&m), step);
-                        }
+                        self.store_entry(step, &memory_tensors(&m));
                         m
                     }
                 };
@@ -282,14 +280,12 @@ impl Executor {
             } => {
                 let mem = values.memory(*memory)?.clone();
                 let layers: Vec<usize> = mem.layers.iter().map(|m| m.layer).collect();
-                let cached = step
-                    .cache
-                    .as_ref()
-                    .and_then(|k| self.cache.load("encoders", &k.recipe, &Device::Cpu))
+                let cached = self
+                    .load_cached(step)
                     .and_then(|t| encoders_from(&t, &layers).ok());
                 let encoders = match cached {
                     Some(e) => {
-                        self.reused(step, "contrastive encoders");
+                        self.reused(step);
                         e
                     }
                     None => {
@@ -309,9 +305,7 @@ impl Executor {
                             pairs.push(train_encoders(m, spec, &mut r)?);
                         }
                         let e = Encoders { layers: pairs };
-                        if let Some(k) = &step.cache {
-                            self.store_entry("encoders", &k.recipe, &encoder_tensors(&e), step);
-                        }
+                        self.store_entry(step, &encoder_tensors(&e));
                         e
                     }
                 };
