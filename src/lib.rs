@@ -30,6 +30,7 @@ pub mod data;
 pub mod diagnostics;
 pub mod eval;
 pub mod exec;
+pub mod export;
 pub mod fmt;
 pub mod linalg;
 pub mod model;

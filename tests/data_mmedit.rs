@@ -286,21 +286,26 @@ impl EasyEditLayout {
 }
 
 #[test]
-fn easyedit_files_resolve_two_image_roots_and_drop_empty_records() {
+fn easyedit_files_resolve_two_image_roots_and_drop_empty_alts_only() {
     let mut records: Vec<serde_json::Value> = (0..4).map(record).collect();
     records[1]["alt"] = "".into();
+    // EasyEdit keeps a record whose other fields are empty.
     records[3]["loc_ans"] = "   ".into();
     let layout = EasyEditLayout::new(&records);
     let data = layout.load().expect("loads");
     assert_eq!(
         data.cases.iter().map(|c| c.index).collect::<Vec<_>>(),
-        vec![0, 2]
+        vec![0, 2, 3]
     );
-    assert_eq!(data.dropped.len(), 2);
+    assert_eq!(data.dropped.len(), 1);
     assert_eq!(data.dropped[0].index, 1);
     assert_eq!(data.dropped[0].empty_fields, vec!["alt"]);
-    assert_eq!(data.dropped[1].empty_fields, vec!["loc_ans"]);
-    assert!(data.summary().ends_with("(2 dropped for an empty field)"));
+    assert!(
+        data.summary()
+            .ends_with("(of 4 records; skipped 1 with an empty alt)"),
+        "{}",
+        data.summary()
+    );
     let case = &data.cases[1];
     assert_eq!(
         case.image,

@@ -64,7 +64,10 @@ fn eval_prints_the_baseline_table_and_writes_the_json_report() {
     for needle in [
         "recipe    pre-edit (unedited model) · editor identity",
         &format!("model     {}", model.display()),
-        &format!("data      {} (3 cases)", data.display()),
+        &format!(
+            "data      {} (3 cases; first 3 of 4 records considered)",
+            data.display()
+        ),
         "run       mode single · seed none · device cpu",
         "template  \"USER: <image>\\n{question} ASSISTANT:\" (LLaVA-1.5 default)",
         "pre-edit   token",

@@ -31,6 +31,8 @@ fn report(mode: EditMode) -> EvalReport {
             device: "cpu".into(),
             template: ResolvedTemplate::llava15(),
             dropped: 1,
+            data_files: Vec::new(),
+            field_templates: Default::default(),
         },
         evaluation,
     )

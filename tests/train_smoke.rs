@@ -54,6 +54,8 @@ fn a_few_steps_lower_the_loss_and_the_saved_model_round_trips() {
         "model.safetensors",
         "tokenizer.json",
         "preprocessor_config.json",
+        "processor_config.json",
+        "chat_template.jinja",
         "training.json",
     ] {
         assert!(out.join(file).is_file(), "{file}");

@@ -28,11 +28,14 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8)]
     pub cases: usize,
     /// Checkpoint folder [default: examples/model].
-    #[arg(long)]
+    /// `ORG/NAME[@REVISION]` names a snapshot in the Hugging Face cache (offline).
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: Option<PathBuf>,
     /// MMEdit JSON file [default: examples/data/evqa.json].
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub images: super::inputs::ImageArgs,
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
@@ -81,13 +84,13 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
     };
     let request = BenchRequest {
         recipes,
-        setup: SetupRequest {
+        setup: args.images.apply(SetupRequest {
             model: Some(model.clone()),
             data: Some(data.clone()),
             limit: Some(args.cases),
             device: args.device,
             ..SetupRequest::default()
-        },
+        }),
         overrides: crate::sema::Overrides::new(args.set),
         cache: if args.cache {
             CacheChoice::Default

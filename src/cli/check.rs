@@ -10,7 +10,8 @@ pub struct CheckArgs {
     /// The recipe (`.edit` file).
     pub file: PathBuf,
     /// A checkpoint folder (or its config.json) to check dimensions against.
-    #[arg(long)]
+    /// `ORG/NAME[@REVISION]` names a snapshot in the Hugging Face cache (offline).
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: Option<PathBuf>,
     /// Value for a recipe `param` (repeat the flag): `--set lr=3e-3`. Checked like the literal
     /// it replaces.

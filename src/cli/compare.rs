@@ -31,10 +31,13 @@ pub struct CompareArgs {
     /// MMEdit files to run them on (repeat the flag) [default: examples/data/evqa.json and eic.json].
     #[arg(long)]
     pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub images: super::inputs::ImageArgs,
     /// Checkpoint folder [default: examples/model].
-    #[arg(long)]
+    /// `ORG/NAME[@REVISION]` names a snapshot in the Hugging Face cache (offline).
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: Option<PathBuf>,
-    /// Cases per dataset (the first N) [default: 24].
+    /// Records considered per dataset (the first N, as EasyEdit's `size`) [default: 24].
     #[arg(long, conflicts_with = "all")]
     pub limit: Option<usize>,
     /// Every case of each dataset.
@@ -94,15 +97,15 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
     } else {
         Some(args.limit.unwrap_or(DEFAULT_LIMIT))
     };
-    let cells = compare(&CompareRequest {
+    let mut cells = compare(&CompareRequest {
         recipes,
         datasets,
-        setup: SetupRequest {
+        setup: args.images.apply(SetupRequest {
             model: Some(model.clone()),
             limit,
             device: args.device,
             ..SetupRequest::default()
-        },
+        }),
         seed: args.seed,
         overrides: crate::sema::Overrides::new(args.set),
         cache: CacheChoice::Default,
@@ -138,6 +141,15 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
         super::report::write_for(&cells, args.json.as_deref(), Vec::new(), page)?;
     }
     if let Some(path) = args.json {
+        for cell in &mut cells {
+            let recipe = PathBuf::from(&cell.recipe_file);
+            cell.report.provenance = Some(super::provenance::provenance(
+                &cell.report,
+                Some(&recipe),
+                &model,
+                None,
+            )?);
+        }
         let mut text = serde_json::to_string_pretty(&cells)
             .map_err(|e| miette::miette!("cannot serialise the reports: {e}"))?;
         text.push('\n');

@@ -11,7 +11,7 @@ use crate::world::World;
 #[derive(Debug, clap::Args)]
 pub struct DatasetArgs {
     /// Checkpoint folder whose greedy answers become `pred`.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: PathBuf,
     /// Folder for evqa.json, eic.json and images/.
     #[arg(long)]

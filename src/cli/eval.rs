@@ -21,7 +21,8 @@ pub enum ModeArg {
 pub struct EvalArgs {
     #[command(flatten)]
     pub inputs: EditDataArgs,
-    /// Evaluate only the first N cases.
+    /// Consider only the first N records of each data file, before records with an empty `alt`
+    /// or a missing image are skipped (EasyEdit's `size`).
     #[arg(long)]
     pub limit: Option<usize>,
     /// Also write the full report (scores, per-case rows) as JSON to this file.
@@ -41,12 +42,16 @@ pub fn run(args: EvalArgs) -> miette::Result<()> {
     if let Some(path) = &args.json {
         crate::exec::run::check_output_file(path, "--json")?;
     }
-    let report = run_eval(&EvalRequest {
+    let mut report = run_eval(&EvalRequest {
         setup,
         mode,
         probe,
         progress: true,
     })?;
+    if args.json.is_some() {
+        let model = PathBuf::from(&report.model);
+        report.provenance = Some(super::provenance::provenance(&report, None, &model, None)?);
+    }
     // The table first: a report that then cannot be written loses nothing.
     print!("{}", report.table());
     if let Some(path) = &args.json {

@@ -11,11 +11,16 @@ use crate::model::infer::{infer, InferRequest};
 #[derive(Debug, Args)]
 pub struct InferArgs {
     /// Checkpoint folder in Hugging Face layout (config.json, model.safetensors, tokenizer.json, preprocessor_config.json).
-    #[arg(long)]
+    /// `ORG/NAME[@REVISION]` names a snapshot in the Hugging Face cache (offline).
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: PathBuf,
     /// Image file for the prompt's `<image>`.
     #[arg(long)]
     pub image: Option<PathBuf>,
+    /// A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors, e.g. from
+    /// `run --out DIR --format peft`) applied to the model.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     /// The prompt, used verbatim (write `<image>` where the image goes).
     #[arg(
         long,
@@ -58,6 +63,14 @@ pub fn run(args: InferArgs) -> miette::Result<()> {
         prompt,
         max_new_tokens: args.max_new_tokens,
         device: args.device,
+        loras: match &args.adapter {
+            Some(dir) => crate::export::read_adapter(
+                dir,
+                &candle_core::Device::Cpu,
+                candle_core::DType::F32,
+            )?,
+            None => Vec::new(),
+        },
     })?;
     if args.json {
         let text = serde_json::to_string(&output)

@@ -14,7 +14,7 @@ use crate::world::World;
 #[derive(Debug, clap::Args)]
 pub struct KnowledgeArgs {
     /// Checkpoint folder (Hugging Face layout) trained on the world.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: PathBuf,
     /// Held-out questions per family.
     #[arg(long, default_value_t = 200)]

@@ -13,6 +13,7 @@ pub mod inputs;
 pub mod knowledge;
 pub mod merge;
 pub mod plan;
+pub mod provenance;
 pub mod report;
 pub mod run;
 pub mod sweep;

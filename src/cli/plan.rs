@@ -15,7 +15,8 @@ pub struct PlanArgs {
     /// The recipe (`.edit` file).
     pub file: PathBuf,
     /// A checkpoint folder (or its config.json): resolves layers and fills in shapes.
-    #[arg(long)]
+    /// `ORG/NAME[@REVISION]` names a snapshot in the Hugging Face cache (offline).
+    #[arg(long, value_parser = crate::model::hub::model_arg)]
     pub model: Option<PathBuf>,
     /// Print the plan as JSON (the executor's input) instead of numbered lines.
     #[arg(long)]

@@ -17,7 +17,9 @@ pub struct RunArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub inputs: EditDataArgs,
-    /// Edit and score only the first N cases [default: 24, so the default run stays short].
+    /// Consider only the first N records of each data file, before records with an empty `alt`
+    /// or a missing image are skipped (EasyEdit's `size`) [default: 24, so the default run
+    /// stays short].
     #[arg(long, conflicts_with = "all")]
     pub limit: Option<usize>,
     /// Edit and score every case of the dataset.
@@ -51,6 +53,13 @@ pub struct RunArgs {
     /// safetensors, with a JSON saying where they apply — under this folder.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Formats of the --out artefacts, besides mkedsl's own (`edit.json` + `edit.safetensors`):
+    /// `peft` adds a PEFT LoRA adapter (`adapter_config.json` + `adapter_model.safetensors`)
+    /// that `PeftModel.from_pretrained` loads onto transformers' `LlavaForConditionalGeneration`;
+    /// `merged` adds `merged/`, a complete checkpoint of the edited model transformers loads
+    /// unchanged. Comma-separated or repeated.
+    #[arg(long, value_enum, value_delimiter = ',', requires = "out")]
+    pub format: Vec<OutFormat>,
     /// Neither read nor write the cache of prepare results.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
@@ -72,6 +81,14 @@ pub struct RunArgs {
     /// peak (`mkedsl plan FILE --model DIR` prints it) is larger is refused before loading.
     #[arg(long, value_parser = parse_size)]
     pub max_memory: Option<u64>,
+}
+
+/// `--format` of `--out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutFormat {
+    Mkedsl,
+    Peft,
+    Merged,
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -109,7 +126,16 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         max_memory: args.max_memory,
         ..RunRequest::new(args.file)
     };
-    let outcome = run_recipe(&request)?;
+    let mut outcome = run_recipe(&request)?;
+    if request.json.is_some() {
+        let model = PathBuf::from(&outcome.report.model);
+        outcome.report.provenance = Some(super::provenance::provenance(
+            &outcome.report,
+            Some(&request.recipe),
+            &model,
+            Some(&outcome.phases),
+        )?);
+    }
     if let Some(page) = &report {
         super::report::write_for(&outcome.report, request.json.as_deref(), Vec::new(), page)?;
     }
@@ -138,6 +164,29 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
     // Files come after the table: a write that fails cannot take the scores with it.
     if let Some(path) = &request.json {
         outcome.write_json(path)?;
+    }
+    let base = outcome.report.model.clone();
+    let dirs = outcome
+        .artefacts
+        .iter()
+        .map(|m| m.parent().unwrap_or(std::path::Path::new(".")));
+    if args.format.contains(&OutFormat::Peft) {
+        for dir in dirs.clone() {
+            crate::export::artefact_to_peft(dir, &base)?;
+        }
+        println!(
+            "peft      {} PEFT LoRA adapter(s) written beside them (adapter_config.json, adapter_model.safetensors)",
+            outcome.artefacts.len()
+        );
+    }
+    if args.format.contains(&OutFormat::Merged) {
+        for dir in dirs {
+            crate::export::artefact_to_merged(dir, std::path::Path::new(&base))?;
+        }
+        println!(
+            "merged    {} merged checkpoint(s) written beside them (merged/: config, safetensors, tokenizer, processor files)",
+            outcome.artefacts.len()
+        );
     }
     if let Some(failure) = outcome.output_failure {
         return Err(failure.wrap_err(format!(

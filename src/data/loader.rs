@@ -2,10 +2,23 @@
 //!
 //! As in EasyEdit, `image` and `m_loc` are resolved against one image root and `image_rephrase`
 //! against a separate rephrase-image root (MMEdit ships its generated rephrase images apart from
-//! COCO). EasyEdit skips records whose `alt` is empty; we skip records with *any* empty field
-//! (which includes those), because every field feeds a metric, and report how many were dropped.
-//! Everything else that is wrong — bad JSON, a missing key, a non-string value, a missing image —
-//! is an error naming the file and the record index, before any model work starts.
+//! COCO).
+//!
+//! Which records are kept follows EasyEdit's `VQADataset` (`easyeditor/dataset/vqa.py`) and
+//! `CaptionDataset` (`coco_caption.py`), which apply the same two rules to E-VQA and E-IC:
+//!
+//! 1. `size` (our `--limit`) cuts the *raw* record list first: `annotation[:size]`, so a limit of
+//!    N considers the first N records of the file, kept or not.
+//! 2. A record whose `alt` is empty is skipped (EasyEdit tests `alt == ""`; we also skip an
+//!    `alt` of only spaces, which no edit can target). Every other field may be empty and the
+//!    record is kept, as EasyEdit keeps it (E-IC files have such records).
+//!
+//! EasyEdit stops at the first image that does not open; real E-IC files name images the
+//! archives lack, so here a record with a missing image is skipped and counted
+//! ([`Dataset::missing`]), and [`LoadRules::strict`] (`--strict`) makes it an error instead.
+//! Everything else that is wrong — bad JSON, a missing key, a non-string value, an image path
+//! leaving its root — is an error naming the file and the record index, before any model work
+//! starts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,11 +64,32 @@ pub struct LoadedCase {
     pub m_loc: PathBuf,
 }
 
-/// A record skipped because some fields are empty.
+/// A record skipped because the field EasyEdit requires (`alt`) is empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DroppedRecord {
     pub index: usize,
     pub empty_fields: Vec<&'static str>,
+}
+
+/// A record skipped because one of its images is not there (see [`LoadRules::strict`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingImage {
+    pub index: usize,
+    pub field: &'static str,
+    pub image: PathBuf,
+}
+
+/// How records are chosen: EasyEdit's `size`, whether a missing image is an error, and whether
+/// image paths may leave their roots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadRules {
+    /// Consider only the first `size` records of the file, before any is skipped (EasyEdit's
+    /// `size`, our `--limit`).
+    pub size: Option<usize>,
+    /// A missing image is an error (`--strict`) instead of skipping its record.
+    pub strict: bool,
+    /// Allow image paths outside the roots (`--images-anywhere`).
+    pub anywhere: bool,
 }
 
 /// A loaded dataset.
@@ -63,19 +97,38 @@ pub struct DroppedRecord {
 pub struct Dataset {
     pub path: PathBuf,
     pub roots: ImageRoots,
+    /// Records in the file.
+    pub records: usize,
+    /// Records considered: the first `size` of them, or all.
+    pub considered: usize,
     pub cases: Vec<LoadedCase>,
     pub dropped: Vec<DroppedRecord>,
+    pub missing: Vec<MissingImage>,
 }
 
 impl Dataset {
-    /// A one-line account for the user: "300 cases from data/evqa.json (2 dropped: empty field)".
+    /// A one-line account for the user:
+    /// "300 cases from data/evqa.json (of the first 310 of 400 records: 2 with an empty alt, 8 with a missing image)".
     pub fn summary(&self) -> String {
         let mut s = format!("{} cases from {}", self.cases.len(), self.path.display());
+        let mut skipped = Vec::new();
         if !self.dropped.is_empty() {
-            s.push_str(&format!(
-                " ({} dropped for an empty field)",
-                self.dropped.len()
-            ));
+            skipped.push(format!("{} with an empty alt", self.dropped.len()));
+        }
+        if !self.missing.is_empty() {
+            skipped.push(format!("{} with a missing image", self.missing.len()));
+        }
+        let of = if self.considered < self.records {
+            format!("the first {} of {} records", self.considered, self.records)
+        } else {
+            format!("{} records", self.records)
+        };
+        if !skipped.is_empty() || self.considered < self.records {
+            s.push_str(&format!(" (of {of}"));
+            if !skipped.is_empty() {
+                s.push_str(&format!("; skipped {}", skipped.join(", ")));
+            }
+            s.push(')');
         }
         s
     }
@@ -86,9 +139,17 @@ impl Dataset {
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
 /// Loads the MMEdit JSON array at `path`, resolving images against `roots`; image paths must
-/// stay inside their root ([`load_dataset_with`] can allow them anywhere).
+/// stay inside their root and a missing image is an error ([`load_dataset_with`] takes other
+/// [`LoadRules`]).
 pub fn load_dataset(path: &Path, roots: &ImageRoots) -> Result<Dataset, DataError> {
-    load_dataset_with(path, roots, false)
+    load_dataset_with(
+        path,
+        roots,
+        &LoadRules {
+            strict: true,
+            ..LoadRules::default()
+        },
+    )
 }
 
 /// Whether a record's relative image path stays inside its root, judged on the path's words:
@@ -111,12 +172,13 @@ fn stays_inside(rel: &str) -> bool {
     true
 }
 
-/// [`load_dataset`], with `anywhere` allowing image paths outside the roots (`--images-anywhere`).
+/// [`load_dataset`] under `rules` (EasyEdit's `size`, `--strict`, `--images-anywhere`).
 pub fn load_dataset_with(
     path: &Path,
     roots: &ImageRoots,
-    anywhere: bool,
+    rules: &LoadRules,
 ) -> Result<Dataset, DataError> {
+    let anywhere = rules.anywhere;
     let text = std::fs::read_to_string(path).map_err(|source| DataError::Read {
         path: path.to_path_buf(),
         source,
@@ -128,9 +190,12 @@ pub fn load_dataset_with(
             path: path.to_path_buf(),
         });
     };
+    let records = items.len();
+    let considered = rules.size.map_or(records, |n| n.min(records));
     let mut cases = Vec::new();
     let mut dropped = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
+    let mut missing = Vec::new();
+    for (index, item) in items.into_iter().take(considered).enumerate() {
         let record = parse_record(path, index, item)?;
         for field in FIELDS {
             let len = record.field(field).map_or(0, str::len);
@@ -144,11 +209,10 @@ pub fn load_dataset_with(
                 });
             }
         }
-        let empty_fields = record.empty_fields();
-        if !empty_fields.is_empty() {
+        if record.alt.trim().is_empty() {
             dropped.push(DroppedRecord {
                 index,
-                empty_fields,
+                empty_fields: record.empty_fields(),
             });
             continue;
         }
@@ -164,19 +228,34 @@ pub fn load_dataset_with(
             }
             let image = root.join(rel);
             if image.is_file() {
-                Ok(image)
-            } else {
+                Ok(Ok(image))
+            } else if rules.strict {
                 Err(DataError::MissingImage {
                     path: path.to_path_buf(),
                     index,
                     field,
                     image,
                 })
+            } else {
+                Ok(Err(MissingImage {
+                    index,
+                    field,
+                    image,
+                }))
             }
         };
-        let image = resolve("image", &roots.image, &record.image)?;
-        let image_rephrase = resolve("image_rephrase", &roots.rephrase, &record.image_rephrase)?;
-        let m_loc = resolve("m_loc", &roots.image, &record.m_loc)?;
+        let resolved = (
+            resolve("image", &roots.image, &record.image)?,
+            resolve("image_rephrase", &roots.rephrase, &record.image_rephrase)?,
+            resolve("m_loc", &roots.image, &record.m_loc)?,
+        );
+        let (image, image_rephrase, m_loc) = match resolved {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            (Err(m), _, _) | (_, Err(m), _) | (_, _, Err(m)) => {
+                missing.push(m);
+                continue;
+            }
+        };
         cases.push(LoadedCase {
             index,
             record,
@@ -188,8 +267,11 @@ pub fn load_dataset_with(
     Ok(Dataset {
         path: path.to_path_buf(),
         roots: roots.clone(),
+        records,
+        considered,
         cases,
         dropped,
+        missing,
     })
 }
 

@@ -8,6 +8,7 @@
 //! ```
 
 pub mod error;
+pub mod fields;
 pub mod files;
 pub mod loader;
 pub mod prompt;
@@ -15,9 +16,10 @@ pub mod record;
 pub mod writer;
 
 pub use error::{AnswerError, DataError};
+pub use fields::{FieldStyle, FieldTemplateArg, FieldTemplates, ResolvedFields};
 pub use loader::{
-    load_dataset, load_dataset_with, Dataset, DroppedRecord, ImageRoots, LoadedCase,
-    MAX_FIELD_BYTES,
+    load_dataset, load_dataset_with, Dataset, DroppedRecord, ImageRoots, LoadRules, LoadedCase,
+    MissingImage, MAX_FIELD_BYTES,
 };
 pub use prompt::{answer_continuation, PromptTemplate, LLAVA_15_TEMPLATE};
 pub use record::{MmeditRecord, FIELDS};

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use image::DynamicImage;
 use serde::Serialize;
 
-use crate::data::{Dataset, MmeditRecord, PromptTemplate};
+use crate::data::{Dataset, FieldTemplates, MmeditRecord, PromptTemplate, ResolvedFields};
 use crate::eval::error::Result;
 use crate::model::preprocess::load_image;
 
@@ -47,27 +47,35 @@ impl EvalCase {
         self.record.alt.trim()
     }
 
-    /// Every kept case of `dataset` (the first `limit` if given), prompts formatted with
+    /// Every kept case of `dataset` (the first `limit` if given), every field formatted with
     /// `template`.
     pub fn from_dataset(
         dataset: &Dataset,
         template: &PromptTemplate,
         limit: Option<usize>,
     ) -> Vec<EvalCase> {
-        let take = limit.unwrap_or(usize::MAX);
+        let mut cases =
+            EvalCase::from_fields(dataset, &FieldTemplates::default().resolve(template), 0);
+        cases.truncate(limit.unwrap_or(usize::MAX));
+        cases
+    }
+
+    /// Every kept case of `dataset`, each field formatted with its own template; case indices
+    /// are the records' indices plus `offset` (several files in one run number their records
+    /// one after another).
+    pub fn from_fields(dataset: &Dataset, fields: &ResolvedFields, offset: usize) -> Vec<EvalCase> {
         dataset
             .cases
             .iter()
-            .take(take)
             .map(|c| {
                 let r = &c.record;
                 EvalCase {
-                    index: c.index,
+                    index: offset + c.index,
                     prompts: CasePrompts {
-                        src: template.prompt(&r.src, true),
-                        rephrase: template.prompt(&r.rephrase, true),
-                        loc: template.prompt(&r.loc, false),
-                        m_loc: template.prompt(&r.m_loc_q, true),
+                        src: fields.src.prompt(&r.src, true),
+                        rephrase: fields.rephrase.prompt(&r.rephrase, true),
+                        loc: fields.loc.prompt(&r.loc, false),
+                        m_loc: fields.m_loc_q.prompt(&r.m_loc_q, true),
                     },
                     record: r.clone(),
                     image: c.image.clone(),

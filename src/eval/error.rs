@@ -43,7 +43,7 @@ pub enum EvalError {
     #[error("no case to evaluate in {data}")]
     #[diagnostic(
         code(mkedsl::eval::no_cases),
-        help("check the file, the records dropped for empty fields, and --limit (it must be ≥ 1)")
+        help("check the file, the records skipped for an empty alt or a missing image, the image roots, and --limit (it counts records before skipping, as EasyEdit's size)")
     )]
     NoCases { data: String },
 

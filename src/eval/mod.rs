@@ -28,6 +28,7 @@
 //! `mkedsl infer --question` formats with the same one. [`metrics`] holds the pure primitives.
 
 pub mod case;
+pub mod easyedit;
 pub mod editor;
 pub mod error;
 pub mod metrics;
@@ -39,10 +40,11 @@ pub mod setup;
 pub mod template;
 
 pub use case::{scored_text, CasePrompts, EvalCase, PreparedCase};
+pub use easyedit::{EasyEditScores, KEYS as EASYEDIT_KEYS};
 pub use editor::{EditState, Editor, Identity, Snapshot};
 pub use error::EvalError;
 pub use probe::{CaseOutputs, Generations, ProbeOptions};
-pub use report::{EvalReport, RunInfo, Scoring, SCORING};
+pub use report::{DataFileInfo, EvalReport, PhaseTimes, Provenance, RunInfo, Scoring, SCORING};
 pub use runner::{evaluate, EditMode, EvalOptions, Evaluation, Timing, DEFAULT_K};
 pub use score::{CaseRow, EditScores, LocalityScores, PreEditScores, Summary};
 pub use setup::{

@@ -7,6 +7,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::data::files::write_atomic;
+use crate::data::{Dataset, FieldTemplates, MissingImage};
+use crate::eval::easyedit::{EasyEditKeys, EasyEditScores, KEYS};
 use crate::eval::error::{EvalError, Result};
 use crate::eval::metrics::MetricSet;
 use crate::eval::runner::{EditMode, Evaluation, Timing};
@@ -24,8 +26,81 @@ pub struct RunInfo {
     pub seed: Option<u64>,
     pub device: String,
     pub template: ResolvedTemplate,
-    /// Records the loader skipped for an empty field.
+    /// Records the loader skipped for an empty `alt`, over every data file.
     pub dropped: usize,
+    /// What each data file gave.
+    pub data_files: Vec<DataFileInfo>,
+    /// The template style of each formatted field.
+    pub field_templates: FieldTemplates,
+}
+
+/// What one data file gave: records, those considered (`--limit`, EasyEdit's `size`), the cases
+/// kept, and those skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DataFileInfo {
+    pub path: String,
+    pub records: usize,
+    pub considered: usize,
+    pub cases: usize,
+    /// Records skipped for an empty `alt` (EasyEdit's rule).
+    pub empty_alt: usize,
+    /// Records skipped because an image is missing: record index, field, path.
+    pub missing_images: Vec<(usize, String, String)>,
+}
+
+impl DataFileInfo {
+    pub fn of(d: &Dataset) -> Self {
+        let missing =
+            |m: &MissingImage| (m.index, m.field.to_string(), m.image.display().to_string());
+        DataFileInfo {
+            path: d.path.display().to_string(),
+            records: d.records,
+            considered: d.considered,
+            cases: d.cases.len(),
+            empty_alt: d.dropped.len(),
+            missing_images: d.missing.iter().map(missing).collect(),
+        }
+    }
+}
+
+/// Where a result came from, for someone reproducing it: the program, the exact inputs (by
+/// hash), the numeric settings, and where the time went.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Provenance {
+    /// mkedsl's version (`CARGO_PKG_VERSION`).
+    pub mkedsl_version: String,
+    /// SHA-256 of the recipe file's bytes; `None` for `mkedsl eval`.
+    pub recipe_sha256: Option<String>,
+    /// SHA-256 of the checkpoint (config, tokenizer, processor, template, weights; see
+    /// `mkedsl::exec::cache::model_hash`).
+    pub model_sha256: String,
+    /// SHA-256 of each data file's bytes, in order.
+    pub data_sha256: Vec<String>,
+    /// The dtype the frozen weights were held and multiplied in.
+    pub dtype: String,
+    pub device: String,
+    /// CPU threads of the tensor kernels; `None` when not set.
+    pub threads: Option<usize>,
+    pub seed: Option<u64>,
+    pub phases: PhaseTimes,
+}
+
+/// Wall-clock seconds per phase of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct PhaseTimes {
+    /// Scoring the unedited model on every case.
+    pub pre_edit_s: f64,
+    /// The editor's one-time preparation (statistics, caches).
+    pub prepare_s: f64,
+    /// All edits (for recipes: knowledge spaces + optimisation).
+    pub edit_s: f64,
+    /// Of `edit_s`: building subspaces / covariances per edit (recipes only).
+    pub spaces_s: Option<f64>,
+    /// Of `edit_s`: the optimisation steps (recipes only).
+    pub optimise_s: Option<f64>,
+    /// Scoring the edited models.
+    pub score_s: f64,
+    pub total_s: f64,
 }
 
 /// How each score is computed, spelled out in every report.
@@ -62,7 +137,11 @@ pub struct EvalReport {
     /// Number of cases scored.
     pub cases: usize,
     pub dropped: usize,
+    /// What each data file gave (records, considered, kept, skipped).
+    pub data_files: Vec<DataFileInfo>,
     pub template: ResolvedTemplate,
+    /// The template style of each formatted field (`--field-template`).
+    pub field_templates: FieldTemplates,
     pub scoring: Scoring,
     /// Token-level scores, fractions in [0, 1].
     pub metrics: MetricSet,
@@ -71,7 +150,14 @@ pub struct EvalReport {
     pub locality_all_positions: LocalityScores,
     /// The unedited model's Rel / T-Gen / M-Gen.
     pub pre_edit: PreEditScores,
+    /// The means under EasyEdit's names (`pre` and `post`).
+    pub easyedit: EasyEditScores,
+    /// Which of our scores each EasyEdit name equals.
+    pub easyedit_keys: EasyEditKeys,
     pub timing: Timing,
+    /// Set by the command that ran (version, hashes, dtype, threads, phases).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     pub per_case: Vec<CaseRow>,
 }
 
@@ -93,13 +179,22 @@ impl EvalReport {
             groups: evaluation.groups,
             cases: evaluation.cases.len(),
             dropped: info.dropped,
+            data_files: info.data_files,
             template: info.template,
+            field_templates: info.field_templates,
             scoring: SCORING,
             metrics: s.metrics,
             generation: s.generation,
             locality_all_positions: s.locality_all_positions,
             pre_edit: s.pre_edit,
+            easyedit: EasyEditScores::of(
+                &s.metrics,
+                &s.locality_all_positions,
+                &s.pre_edit.metrics,
+            ),
+            easyedit_keys: KEYS,
             timing: evaluation.timing,
+            provenance: None,
             per_case: evaluation.cases,
         }
     }
@@ -155,11 +250,29 @@ impl EvalReport {
         let seed = self
             .seed
             .map_or_else(|| "none".to_string(), |s| s.to_string());
-        let dropped = match self.dropped {
+        let mut dropped = match self.dropped {
             0 => String::new(),
-            1 => "; 1 record dropped for an empty field".into(),
-            n => format!("; {n} records dropped for an empty field"),
+            1 => "; 1 record skipped for an empty alt".into(),
+            n => format!("; {n} records skipped for an empty alt"),
         };
+        let missing: usize = self.data_files.iter().map(|d| d.missing_images.len()).sum();
+        match missing {
+            0 => {}
+            1 => dropped.push_str("; 1 record skipped for a missing image"),
+            n => dropped.push_str(&format!("; {n} records skipped for a missing image")),
+        }
+        let limited: Vec<String> = self
+            .data_files
+            .iter()
+            .filter(|d| d.considered < d.records)
+            .map(|d| format!("{} of {}", d.considered, d.records))
+            .collect();
+        if !limited.is_empty() {
+            dropped.push_str(&format!(
+                "; first {} records considered",
+                limited.join(", ")
+            ));
+        }
         let _ = writeln!(out, "recipe    {} · editor {}", self.recipe, self.editor);
         let _ = writeln!(out, "model     {}", self.model);
         let _ = writeln!(
@@ -178,6 +291,9 @@ impl EvalReport {
             self.template.template.as_str(),
             self.template.source
         );
+        if !self.field_templates.is_default() {
+            let _ = writeln!(out, "fields    {}", self.field_templates);
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,

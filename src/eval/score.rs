@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::eval::case::EvalCase;
+use crate::eval::easyedit::EasyEditScores;
 use crate::eval::error::{EvalError, Result};
 use crate::eval::metrics::{
     aggregate, generation_matches, mean, top_k_agreement, LocalityPositions, MetricSet,
@@ -66,6 +67,9 @@ pub struct CaseRow {
     pub generated: Generations,
     /// The unedited model's greedy generations.
     pub pre_generated: Generations,
+    /// The same scores under EasyEdit's names, `pre` and `post` ([`crate::eval::easyedit`]).
+    #[serde(default)]
+    pub easyedit: EasyEditScores,
 }
 
 /// The dataset's scores: means over cases of each case's scores.
@@ -102,8 +106,11 @@ pub fn score_case(
         let agreement = top_k_agreement(
             &a.top_k.head(1),
             &b.top_k.head(1),
+            // An empty `loc_ans` / `m_loc_a` (EasyEdit keeps such records) tokenises to
+            // nothing; its locality then reads the last position, the one predicting what
+            // follows the prompt.
             LocalityPositions::Answer {
-                answer_len: a.answer_len,
+                answer_len: a.answer_len.max(1),
             },
         )
         .map_err(metric(probe))?;
@@ -118,7 +125,7 @@ pub fn score_case(
     let gen = &post.generated;
     let pre_gen = &pre.generated;
     let matches = |a: &str, b: &str| if generation_matches(a, b) { 1.0 } else { 0.0 };
-    Ok(CaseRow {
+    let mut row = CaseRow {
         index: case.index,
         group,
         family: case.record.family.clone(),
@@ -157,7 +164,14 @@ pub fn score_case(
         },
         generated: post.generated.clone(),
         pre_generated: pre.generated.clone(),
-    })
+        easyedit: EasyEditScores::default(),
+    };
+    row.easyedit = EasyEditScores::of(
+        &row.metrics,
+        &row.locality_all_positions,
+        &row.pre_edit.metrics,
+    );
+    Ok(row)
 }
 
 /// The means over cases (each case weighs the same, as EasyEdit averages per-case accuracies).

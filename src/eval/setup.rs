@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::data::{load_dataset_with, Dataset, ImageRoots};
+use crate::data::{load_dataset_with, Dataset, FieldTemplates, ImageRoots, LoadRules};
 use crate::eval::case::EvalCase;
 use crate::eval::editor::{EditState, Identity};
 use crate::eval::error::{EvalError, Result};
 use crate::eval::probe::ProbeOptions;
-use crate::eval::report::{EvalReport, RunInfo};
+use crate::eval::report::{DataFileInfo, EvalReport, RunInfo};
 use crate::eval::runner::{evaluate, EditMode, EvalOptions};
 use crate::eval::template::{resolve_template, ResolvedTemplate};
 use crate::model::{DeviceKind, Llava, LoadOptions};
@@ -51,11 +51,22 @@ pub struct SetupRequest {
     pub image_root: Option<PathBuf>,
     /// Root of `image_rephrase` paths; `None` = the image root.
     pub rephrase_root: Option<PathBuf>,
-    /// Evaluate only the first `limit` kept records.
+    /// Consider only the first `limit` records of each file, before records are skipped:
+    /// EasyEdit's `size` (`annotation[:size]`).
     pub limit: Option<usize>,
     pub device: DeviceKind,
     /// Allow image paths that leave the image roots (`--images-anywhere`).
     pub images_anywhere: bool,
+    /// More MMEdit files after `data` (`--data` repeated): their cases follow `data`'s, or
+    /// alternate with them under `interleave`. The image roots apply to every file.
+    pub extra_data: Vec<PathBuf>,
+    /// Take the files' cases in turn (first of each file, then second, …) instead of one file
+    /// after another: cross-task sequences that mix E-VQA and E-IC edits in every group.
+    pub interleave: bool,
+    /// A record with a missing image is an error, not skipped (`--strict`).
+    pub strict: bool,
+    /// The template of each formatted field (`--field-template`).
+    pub fields: FieldTemplates,
 }
 
 /// A loaded model with its template, and the cases to evaluate.
@@ -64,7 +75,11 @@ pub struct Setup {
     pub model_dir: PathBuf,
     pub model: Llava,
     pub template: ResolvedTemplate,
+    /// The first data file.
     pub dataset: Dataset,
+    /// The other data files, in the order given.
+    pub extra: Vec<Dataset>,
+    pub fields: FieldTemplates,
     pub cases: Vec<EvalCase>,
     pub device: DeviceKind,
 }
@@ -81,20 +96,48 @@ impl Setup {
             Some(p) => p.clone(),
             None => default_path(DEFAULT_MODEL, "the embedded model")?,
         };
-        let mut roots = ImageRoots::beside(&data);
-        if let Some(root) = &req.image_root {
-            roots.image = root.clone();
-            roots.rephrase = root.clone();
-        }
-        if let Some(root) = &req.rephrase_root {
-            roots.rephrase = root.clone();
-        }
-        let dataset = load_dataset_with(&data, &roots, req.images_anywhere)?;
+        let rules = LoadRules {
+            size: req.limit,
+            strict: req.strict,
+            anywhere: req.images_anywhere,
+        };
+        let load = |data: &Path| {
+            let mut roots = ImageRoots::beside(data);
+            if let Some(root) = &req.image_root {
+                roots.image = root.clone();
+                roots.rephrase = root.clone();
+            }
+            if let Some(root) = &req.rephrase_root {
+                roots.rephrase = root.clone();
+            }
+            load_dataset_with(data, &roots, &rules)
+        };
+        let dataset = load(&data)?;
+        let extra = req
+            .extra_data
+            .iter()
+            .map(|p| load(p))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         let template = resolve_template(&model_dir)?;
-        let cases = EvalCase::from_dataset(&dataset, &template.template, req.limit);
+        let fields = req.fields.resolve(&template.template);
+        let mut offset = 0;
+        let mut per_file = Vec::new();
+        for d in std::iter::once(&dataset).chain(&extra) {
+            per_file.push(EvalCase::from_fields(d, &fields, offset));
+            offset += d.records;
+        }
+        let cases = if req.interleave {
+            interleave(per_file)
+        } else {
+            per_file.into_iter().flatten().collect()
+        };
         if cases.is_empty() {
             return Err(EvalError::NoCases {
-                data: format!("`{}`", data.display()),
+                data: std::iter::once(&data)
+                    .chain(&req.extra_data)
+                    .map(|p| format!("`{}`", p.display()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let model = Llava::load(&model_dir, &LoadOptions::on(req.device)?)?;
@@ -103,9 +146,16 @@ impl Setup {
             model,
             template,
             dataset,
+            extra,
+            fields: req.fields,
             cases,
             device: req.device,
         })
+    }
+
+    /// Every data file of the run, the first one first.
+    pub fn datasets(&self) -> impl Iterator<Item = &Dataset> {
+        std::iter::once(&self.dataset).chain(&self.extra)
     }
 
     /// One warning per answer word the model's tokenizer cannot spell (it becomes `<unk>`), by
@@ -142,11 +192,30 @@ impl Setup {
         RunInfo {
             recipe: recipe.to_string(),
             model: self.model_dir.display().to_string(),
-            data: self.dataset.path.display().to_string(),
+            data: self
+                .datasets()
+                .map(|d| d.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             seed,
             device: self.device.to_string(),
             template: self.template.clone(),
-            dropped: self.dataset.dropped.len(),
+            dropped: self.datasets().map(|d| d.dropped.len()).sum(),
+            data_files: self.datasets().map(DataFileInfo::of).collect(),
+            field_templates: self.fields,
+        }
+    }
+}
+
+/// Cases of several files taken in turn: the first of each file, then the second, …
+fn interleave(files: Vec<Vec<EvalCase>>) -> Vec<EvalCase> {
+    let mut iters: Vec<_> = files.into_iter().map(Vec::into_iter).collect();
+    let mut out = Vec::new();
+    loop {
+        let before = out.len();
+        out.extend(iters.iter_mut().filter_map(Iterator::next));
+        if out.len() == before {
+            return out;
         }
     }
 }

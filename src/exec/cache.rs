@@ -50,6 +50,11 @@ pub fn default_dir(model_dir: &Path) -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_ENV).filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
+    // A model found in the Hugging Face cache gets a cache of mkedsl's own, never a folder
+    // inside (or beside) its snapshot.
+    if let Some(dir) = crate::model::hub::own_cache_dir(model_dir) {
+        return dir;
+    }
     let parent = model_dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

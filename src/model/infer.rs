@@ -22,6 +22,8 @@ pub struct InferRequest {
     pub prompt: String,
     pub max_new_tokens: usize,
     pub device: DeviceKind,
+    /// LoRAs to apply (`--adapter`: a PEFT adapter read by [`crate::export::read_adapter`]).
+    pub loras: Vec<(crate::model::site::LinearSite, crate::model::Lora)>,
 }
 
 /// What came out (the `--json` output).
@@ -49,6 +51,18 @@ pub fn infer(req: &InferRequest) -> Result<InferOutput> {
         None => vec![],
     };
     let encoded = llava.encode(&req.prompt, &images)?;
+    let mut adapters = Adapters::new();
+    for (site, lora) in &req.loras {
+        let on = |t: &candle_core::Tensor| t.to_device(llava.device())?.to_dtype(llava.dtype());
+        adapters.lora(
+            *site,
+            crate::model::Lora {
+                a: on(&lora.a)?,
+                b: on(&lora.b)?,
+                scaling: lora.scaling,
+            },
+        );
+    }
     let opts = GenerateOptions {
         max_new_tokens: req.max_new_tokens,
         stop_tokens: llava.eos_token_id().into_iter().collect(),
@@ -56,7 +70,7 @@ pub fn infer(req: &InferRequest) -> Result<InferOutput> {
     let generated = llava.generate(
         std::slice::from_ref(&encoded),
         &mut Hooks::new(),
-        &Adapters::new(),
+        &adapters,
         &opts,
     )?;
     let next_token_logits = generated

@@ -86,7 +86,8 @@ impl Llava {
     /// Saves weights, config, tokenizer and preprocessor config into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         self.model.save(dir)?;
-        self.processor.save(dir)
+        self.processor.save(dir)?;
+        crate::model::hf_files::write_processor_files(dir, self.model.config())
     }
 }
 

@@ -136,6 +136,8 @@ pub fn merge(mut parts: Vec<Part>) -> miette::Result<EvalReport> {
         device: f.device.clone(),
         template: f.template.clone(),
         dropped: f.dropped,
+        data_files: f.data_files.clone(),
+        field_templates: f.field_templates,
     };
     let evaluation = Evaluation {
         editor: f.editor.clone(),

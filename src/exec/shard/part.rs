@@ -104,7 +104,11 @@ pub struct PartFile {
     pub k: Option<usize>,
     pub groups: usize,
     pub dropped: usize,
+    #[serde(default)]
+    pub data_files: Vec<crate::eval::DataFileInfo>,
     pub template: ResolvedTemplate,
+    #[serde(default)]
+    pub field_templates: crate::data::FieldTemplates,
     pub timing: Timing,
     pub per_case: Vec<CaseRow>,
     pub shard: Option<PartInfo>,
