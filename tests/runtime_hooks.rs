@@ -497,10 +497,7 @@ fn naive_greedy(llava: &Llava, prompt: &Encoded, steps: usize) -> Vec<u32> {
 fn cached_batched_generation_equals_naive_greedy() {
     let llava = load(DType::F32);
     let ps = prompts(&llava);
-    let opts = GenerateOptions {
-        max_new_tokens: 6,
-        stop_tokens: vec![],
-    };
+    let opts = GenerateOptions::new(6, vec![]);
     let mut hooks = Hooks::new();
     hooks.capture(Site::layer(1, LayerPoint::Output));
     let generated = llava
@@ -528,10 +525,7 @@ fn cached_batched_generation_equals_naive_greedy() {
 
     // Stopping: make the first greedy token of row 0 a stop token.
     let first = generated.tokens[0][0];
-    let opts = GenerateOptions {
-        max_new_tokens: 6,
-        stop_tokens: vec![first],
-    };
+    let opts = GenerateOptions::new(6, vec![first]);
     let stopped = llava
         .generate(&ps[..1], &mut Hooks::new(), &Adapters::new(), &opts)
         .unwrap();
@@ -546,10 +540,7 @@ fn cached_batched_generation_equals_naive_greedy() {
             &ps[..1],
             &mut Hooks::new(),
             &adapters,
-            &GenerateOptions {
-                max_new_tokens: 6,
-                stop_tokens: vec![],
-            },
+            &GenerateOptions::new(6, vec![]),
         )
         .unwrap();
     assert_ne!(edited.tokens[0], generated.tokens[0]);

@@ -43,9 +43,11 @@ pub use case::{scored_text, CasePrompts, EvalCase, PreparedCase};
 pub use easyedit::{EasyEditScores, KEYS as EASYEDIT_KEYS};
 pub use editor::{EditState, Editor, Identity, Snapshot};
 pub use error::EvalError;
-pub use probe::{CaseOutputs, Generations, ProbeOptions};
+pub use probe::{
+    observe, observe_plain, CaseOutputs, Generations, Path as ObservePath, ProbeOptions,
+};
 pub use report::{DataFileInfo, EvalReport, PhaseTimes, Provenance, RunInfo, Scoring, SCORING};
-pub use runner::{evaluate, EditMode, EvalOptions, Evaluation, Timing, DEFAULT_K};
+pub use runner::{evaluate, evaluate_with, EditMode, EvalOptions, Evaluation, Timing, DEFAULT_K};
 pub use score::{CaseRow, EditScores, LocalityScores, PreEditScores, Summary};
 pub use setup::{
     default_path, progress_bar, run_eval, EvalRequest, Setup, SetupRequest, BASELINE_RECIPE,

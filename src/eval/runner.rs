@@ -11,9 +11,9 @@ use serde::Serialize;
 use crate::eval::case::{EvalCase, PreparedCase};
 use crate::eval::editor::{EditState, Editor};
 use crate::eval::error::{EvalError, Result};
-use crate::eval::probe::{observe, CaseOutputs, ProbeOptions};
+use crate::eval::probe::{observe_with, CaseOutputs, Path, ProbeOptions};
 use crate::eval::score::{score_case, summarize, CaseRow, Summary};
-use crate::model::VisionLanguageModel;
+use crate::model::{FeatureCache, VisionLanguageModel};
 
 /// How edits are scheduled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,24 @@ where
     M: VisionLanguageModel + Clone,
     E: Editor<M> + ?Sized,
 {
+    evaluate_with(state, editor, cases, opts, Path::Fast)
+}
+
+/// [`evaluate`] with its observations computed on `path`: [`Path::Plain`] is the reference the
+/// fast path is tested against. One [`FeatureCache`] serves the whole evaluation, so an image's
+/// features are computed once, for the pre-edit and every post-edit observation.
+pub fn evaluate_with<M, E>(
+    state: &mut EditState<M>,
+    editor: &mut E,
+    cases: &[EvalCase],
+    opts: &EvalOptions,
+    path: Path,
+) -> Result<Evaluation>
+where
+    M: VisionLanguageModel + Clone,
+    E: Editor<M> + ?Sized,
+{
+    let mut features = FeatureCache::new();
     let total = Instant::now();
     let mut timing = Timing::default();
     if cases.is_empty() {
@@ -162,11 +180,13 @@ where
     let mut pre = Vec::with_capacity(cases.len());
     for chunk in cases.chunks(opts.probe.batch_size.max(1)) {
         let prepared = load_all(chunk)?;
-        pre.extend(observe(
+        pre.extend(observe_with(
             &state.model,
             &state.adapters,
             &prepared,
             &opts.probe,
+            path,
+            &mut features,
         )?);
         progress.inc(chunk.len() as u64);
     }
@@ -187,7 +207,14 @@ where
     let mut rows = Vec::with_capacity(cases.len());
     let mut groups = 0;
     for (group, (chunk, pre)) in cases.chunks(k).zip(pre.chunks(k)).enumerate() {
-        let result = edit_and_observe(state, editor, chunk, opts, &mut timing);
+        let result = edit_and_observe(
+            state,
+            editor,
+            chunk,
+            opts,
+            (path, &mut features),
+            &mut timing,
+        );
         state.restore(&snapshot);
         let post = result?;
         for ((case, pre), post) in chunk.iter().zip(pre).zip(&post) {
@@ -215,6 +242,7 @@ fn edit_and_observe<M, E>(
     editor: &mut E,
     chunk: &[EvalCase],
     opts: &EvalOptions,
+    (path, features): (Path, &mut FeatureCache),
     timing: &mut Timing,
 ) -> Result<Vec<CaseOutputs>>
 where
@@ -236,7 +264,14 @@ where
     }
     timing.edit_s += started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let post = observe(&state.model, &state.adapters, &prepared, &opts.probe)?;
+    let post = observe_with(
+        &state.model,
+        &state.adapters,
+        &prepared,
+        &opts.probe,
+        path,
+        features,
+    )?;
     timing.score_s += started.elapsed().as_secs_f64();
     Ok(post)
 }

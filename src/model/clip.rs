@@ -47,8 +47,11 @@ impl ClipAttention {
         let q = split((self.q_proj.forward(x)? * (hd as f64).powf(-0.5))?)?;
         let k = split(self.k_proj.forward(x)?)?;
         let v = split(self.v_proj.forward(x)?)?;
-        let scores = q.matmul(&k.t()?.contiguous()?)?;
+        let kt = k.t()?.contiguous()?;
+        crate::model::flops::matmul(&q, &kt);
+        let scores = q.matmul(&kt)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        crate::model::flops::matmul(&probs, &v);
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         Ok(self.out_proj.forward(&y)?)
     }

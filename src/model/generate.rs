@@ -19,6 +19,21 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// Generation of a row stops after any of these ids (typically EOS); it is not returned.
     pub stop_tokens: Vec<u32>,
+    /// Most new tokens of each row when shorter than `max_new_tokens` (evaluation: the answer's
+    /// length plus one); empty means `max_new_tokens` for every row. Decoding ends when every
+    /// row has stopped or reached its limit.
+    pub row_limits: Vec<usize>,
+}
+
+impl GenerateOptions {
+    /// At most `max_new_tokens` per row, stopping at any of `stop_tokens`.
+    pub fn new(max_new_tokens: usize, stop_tokens: Vec<u32>) -> Self {
+        Self {
+            max_new_tokens,
+            stop_tokens,
+            row_limits: Vec::new(),
+        }
+    }
 }
 
 /// What greedy generation produced.
@@ -32,8 +47,9 @@ pub struct Generated {
     pub prompt_logits: Tensor,
 }
 
-/// Index of the largest value, the first on ties (like `torch.argmax`).
-fn argmax(row: &[f32]) -> u32 {
+/// Index of the largest value, the first on ties (like `torch.argmax`): the token greedy
+/// decoding picks (evaluation reads greedy tokens off teacher-forced logits with it too).
+pub fn argmax(row: &[f32]) -> u32 {
     let mut best = 0;
     for (i, v) in row.iter().enumerate() {
         if *v > row[best] {
@@ -54,10 +70,22 @@ impl LlavaModel {
     ) -> Result<Generated> {
         let batch = self.batch(prompts, PadSide::Left)?;
         let latents = self.embed(&batch)?;
+        self.generate_latents(latents, hooks, adapters, opts)
+    }
+
+    /// [`Self::generate`] from the input latents of a left-padded batch (image features taken
+    /// from a [`crate::model::FeatureCache`], say).
+    pub fn generate_latents(
+        &self,
+        latents: Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        opts: &GenerateOptions,
+    ) -> Result<Generated> {
         let mut cache = KvCache::new();
         let prompt_logits =
             self.forward_cached(&latents, &mut cache, hooks, adapters, &Readout::Last)?;
-        let rows = prompts.len();
+        let rows = latents.layout.batch();
         let mut tokens = vec![Vec::new(); rows];
         let mut stopped = vec![false; rows];
         let mut layout = latents.layout;
@@ -72,10 +100,17 @@ impl LlavaModel {
             .max_position_embeddings
             .saturating_sub(cache.len());
         let max_new_tokens = opts.max_new_tokens.min(room + 1);
+        let limit: Vec<usize> = (0..rows)
+            .map(|r| {
+                opts.row_limits
+                    .get(r)
+                    .map_or(max_new_tokens, |&l| l.min(max_new_tokens))
+            })
+            .collect();
         for step in 0..max_new_tokens {
             let next: Vec<u32> = logits.iter().map(|row| argmax(row)).collect();
             for (row, &id) in next.iter().enumerate() {
-                if stopped[row] {
+                if stopped[row] || tokens[row].len() >= limit[row] {
                     continue;
                 }
                 if opts.stop_tokens.contains(&id) {
@@ -84,7 +119,7 @@ impl LlavaModel {
                     tokens[row].push(id);
                 }
             }
-            let all_done = (0..rows).all(|r| stopped[r] || tokens[r].len() == max_new_tokens);
+            let all_done = (0..rows).all(|r| stopped[r] || tokens[r].len() >= limit[r]);
             if all_done || step + 1 == max_new_tokens {
                 break;
             }

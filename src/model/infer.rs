@@ -63,10 +63,10 @@ pub fn infer(req: &InferRequest) -> Result<InferOutput> {
             },
         );
     }
-    let opts = GenerateOptions {
-        max_new_tokens: req.max_new_tokens,
-        stop_tokens: llava.eos_token_id().into_iter().collect(),
-    };
+    let opts = GenerateOptions::new(
+        req.max_new_tokens,
+        llava.eos_token_id().into_iter().collect(),
+    );
     let generated = llava.generate(
         std::slice::from_ref(&encoded),
         &mut Hooks::new(),

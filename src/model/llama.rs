@@ -191,9 +191,11 @@ impl DecoderLayer {
         }
         let k = repeat_kv(&k, shape.heads / shape.kv_heads)?;
         let v = repeat_kv(&v, shape.heads / shape.kv_heads)?;
-        let scores =
-            (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
+        let kt = k.t()?.contiguous()?;
+        crate::model::flops::matmul(&q, &kt);
+        let scores = (q.matmul(&kt)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        crate::model::flops::matmul(&probs, &v);
         let y = probs
             .matmul(&v)?
             .transpose(1, 2)?
@@ -265,8 +267,11 @@ impl DecoderLayer {
                 heads_of(pass.linear_unhooked(lin(Proj::K), &self.self_attn.k_proj, &normed)?)?;
             let values =
                 heads_of(pass.linear_unhooked(lin(Proj::V), &self.self_attn.v_proj, &normed)?)?;
-            let scores = (query.matmul(&keys.t()?.contiguous()?)? / (hd as f64).sqrt())?;
+            let kt = keys.t()?.contiguous()?;
+            crate::model::flops::matmul(&query, &kt);
+            let scores = (query.matmul(&kt)? / (hd as f64).sqrt())?;
             let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            crate::model::flops::matmul(&probs, &values);
             let mixed = probs.matmul(&values)?.reshape((rows, heads * hd))?;
             let know = pass.linear_unhooked(lin(Proj::O), &self.self_attn.o_proj, &mixed)?;
             let weights = probs.mean(1)?.reshape((rows, k))?;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, TensorId};
 use candle_nn::VarBuilder;
 
 use crate::model::adapters::Adapters;
@@ -12,6 +12,7 @@ use crate::model::clip::ClipVision;
 use crate::model::config::{FeatureSelect, LlavaConfig, ModelDims};
 use crate::model::device::DeviceKind;
 use crate::model::error::{ModelError, Result};
+use crate::model::features::FeatureCache;
 use crate::model::hooks::Hooks;
 use crate::model::llama::{KvCache, LlamaDecoder};
 use crate::model::pass::Pass;
@@ -210,13 +211,38 @@ impl LlavaModel {
     /// Input latents of a batch: token embeddings at text positions, projected image features at
     /// image-token positions (in order, like Hugging Face's `masked_scatter`).
     pub fn embed(&self, batch: &Batch) -> Result<Latents> {
+        self.embed_with(batch, |pixels| self.image_features(pixels))
+    }
+
+    /// [`Self::embed`] with the image features of images seen before taken from `cache` (and
+    /// those of new images added to it): the same latents, the vision tower run once per
+    /// distinct image over the cache's life.
+    pub fn embed_cached(&self, batch: &Batch, cache: &mut FeatureCache) -> Result<Latents> {
+        self.embed_with(batch, |pixels| {
+            cache.features(self.vision_weights(), pixels, |p| self.image_features(p))
+        })
+    }
+
+    /// Ids of the tensors image features depend on (vision tower and projector).
+    fn vision_weights(&self) -> Vec<TensorId> {
+        let mut named = Vec::new();
+        self.projector.tensors("multi_modal_projector", &mut named);
+        self.vision.tensors("vision_tower.vision_model", &mut named);
+        named.iter().map(|(_, t)| t.id()).collect()
+    }
+
+    fn embed_with(
+        &self,
+        batch: &Batch,
+        features: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Latents> {
         let text = self.decoder.embed(&batch.input_ids)?;
         let layout = batch.layout.clone();
         let visual = layout.visual_index();
         let embeds = match (&batch.pixel_values, visual.is_empty()) {
             (None, true) => text,
             (Some(pixels), false) => {
-                let feats = self.image_features(pixels)?;
+                let feats = features(pixels)?;
                 let (n, tokens, d) = feats.dims3()?;
                 if n * tokens != visual.len() {
                     return Err(ModelError::Prompt {

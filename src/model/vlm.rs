@@ -14,6 +14,7 @@ use crate::model::adapters::Adapters;
 use crate::model::batch::{Batch, Encoded, Latents, PadSide};
 use crate::model::config::{LlavaConfig, ModelDims};
 use crate::model::error::Result;
+use crate::model::features::FeatureCache;
 use crate::model::generate::{GenerateOptions, Generated};
 use crate::model::hooks::Hooks;
 use crate::model::llava::{LlavaModel, LoadOptions, Readout};
@@ -42,6 +43,12 @@ pub trait VisionLanguageModel {
     fn batch(&self, prompts: &[Encoded], side: PadSide) -> Result<Batch>;
     /// Input latents `(B, T, hidden)`: text embeddings and projected image features.
     fn embed(&self, batch: &Batch) -> Result<Latents>;
+    /// [`Self::embed`], taking the features of images seen before from `features` (a family
+    /// whose image features cannot be cached computes them: the default).
+    fn embed_cached(&self, batch: &Batch, features: &mut FeatureCache) -> Result<Latents> {
+        let _ = features;
+        self.embed(batch)
+    }
     /// Logits (or hidden states) of latents, with hooks and adapters.
     fn forward(
         &self,
@@ -58,6 +65,18 @@ pub trait VisionLanguageModel {
         adapters: &Adapters,
         opts: &GenerateOptions,
     ) -> Result<Generated>;
+    /// [`Self::generate`] with image features from `features` (see [`Self::embed_cached`]).
+    fn generate_cached(
+        &self,
+        prompts: &[Encoded],
+        features: &mut FeatureCache,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        opts: &GenerateOptions,
+    ) -> Result<Generated> {
+        let _ = features;
+        self.generate(prompts, hooks, adapters, opts)
+    }
     /// The current weight of a decoder linear.
     fn linear_weight(&self, site: LinearSite) -> Result<Tensor>;
     /// Replaces a decoder linear's weight, returning the previous one (to restore later).
@@ -150,6 +169,23 @@ impl VisionLanguageModel for Llava {
         opts: &GenerateOptions,
     ) -> Result<Generated> {
         self.model.generate(prompts, hooks, adapters, opts)
+    }
+
+    fn embed_cached(&self, batch: &Batch, features: &mut FeatureCache) -> Result<Latents> {
+        self.model.embed_cached(batch, features)
+    }
+
+    fn generate_cached(
+        &self,
+        prompts: &[Encoded],
+        features: &mut FeatureCache,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        opts: &GenerateOptions,
+    ) -> Result<Generated> {
+        let batch = self.model.batch(prompts, PadSide::Left)?;
+        let latents = self.model.embed_cached(&batch, features)?;
+        self.model.generate_latents(latents, hooks, adapters, opts)
     }
 
     fn linear_weight(&self, site: LinearSite) -> Result<Tensor> {

@@ -29,10 +29,10 @@ pub fn greedy_answers(
     questions: &[Question],
     batch: usize,
 ) -> Result<Vec<String>> {
-    let opts = GenerateOptions {
-        max_new_tokens: MAX_ANSWER_TOKENS,
-        stop_tokens: llava.processor.eos_token_id().into_iter().collect(),
-    };
+    let opts = GenerateOptions::new(
+        MAX_ANSWER_TOKENS,
+        llava.processor.eos_token_id().into_iter().collect(),
+    );
     let mut answers = vec![String::new(); questions.len()];
     for with_image in [true, false] {
         let indices: Vec<usize> = (0..questions.len())

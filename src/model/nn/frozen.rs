@@ -100,10 +100,11 @@ impl CustomOp1 for FrozenMatmul {
 /// When `w` takes part in autograd (a `Var`, or computed from one) the ordinary matmul runs so
 /// that `w` gets its gradient; otherwise the frozen op runs and only `x` gets one.
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (out, inp) = w.dims2()?;
+    let lead = &x.dims()[..x.rank().saturating_sub(1)];
+    let rows = lead.iter().product::<usize>();
+    crate::model::flops::linear(rows, inp, out, x.track_op(), w.track_op());
     if w.track_op() {
-        let (out, inp) = w.dims2()?;
-        let lead = &x.dims()[..x.rank().saturating_sub(1)];
-        let rows = lead.iter().product::<usize>();
         let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
         let mut dims = lead.to_vec();
         dims.push(out);
