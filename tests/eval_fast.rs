@@ -70,11 +70,13 @@ fn the_fast_path_equals_the_plain_path_and_counts_less_arithmetic() {
     for data in ["examples/data/evqa.json", "examples/data/eic.json"] {
         let setup = setup(data, 5);
         for mode in [EditMode::Single, EditMode::Sequential { k: 2 }] {
-            let editors: [(&str, fn() -> Box<dyn Editor<Llava>>); 2] = [
-                ("identity", || Box::new(Identity)),
-                ("scale", || Box::new(Scale)),
-            ];
-            for (name, make) in editors {
+            for name in ["identity", "scale"] {
+                let make = || -> Box<dyn Editor<Llava>> {
+                    match name {
+                        "identity" => Box::new(Identity),
+                        _ => Box::new(Scale),
+                    }
+                };
                 let (plain, plain_flops) = run(&setup, &mut *make(), mode, ObservePath::Plain);
                 let (fast, fast_flops) = run(&setup, &mut *make(), mode, ObservePath::Fast);
                 assert_eq!(plain.cases, fast.cases, "{data}, {mode}, {name}");

@@ -155,7 +155,17 @@ fn bench_times_recipes_side_by_side() {
     for r in &rows {
         assert_eq!(r["cases"], 2);
         assert!(r["optimise_s"].as_f64().unwrap() > 0.0);
+        // Every row is read against the same measured matmul rate; training and evaluation
+        // run model matmuls.
+        assert_eq!(r["matmul_gflops"], rows[0]["matmul_gflops"]);
+        assert!(r["matmul_gflops"].as_f64().unwrap() > 0.0);
+        assert!(r["optimise_gflop"].as_f64().unwrap() > 0.0);
+        assert!(r["evaluate_gflop"].as_f64().unwrap() > 0.0);
     }
+    assert!(stdout.contains("arithmetic rate"), "{stdout}");
+    // FT-L prepares nothing; ELoRA's prepare runs the model over its statistics data.
+    assert_eq!(rows[0]["prepare_gflop"].as_f64(), Some(0.0));
+    assert!(rows[1]["prepare_gflop"].as_f64().unwrap() > 0.0);
     // ELoRA has a prepare stage and builds spaces per edit; FT-L has neither.
     assert!(rows[1]["prepare_s"].as_f64().unwrap() > rows[0]["prepare_s"].as_f64().unwrap());
     assert!(rows[1]["spaces_s"].as_f64().unwrap() > 0.0);

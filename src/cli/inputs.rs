@@ -39,7 +39,8 @@ pub struct EditDataArgs {
     /// Sequences per forward pass of the evaluation.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Most tokens a greedy generation may produce.
+    /// Most tokens a greedy generation may produce (evaluation also stops each one after its
+    /// answer's length + 1 tokens).
     #[arg(long, default_value_t = 16)]
     pub max_new_tokens: usize,
 }

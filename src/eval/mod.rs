@@ -23,8 +23,14 @@
 //! - **pre_edit**: the unedited model's Rel / T-Gen / M-Gen under both scorers.
 //!
 //! Every evaluation prompt of a case — and of all cases sharing a model (the pre-edit pass, a
-//! sequential group) — goes through padded batches; greedy generation is batched with the KV
-//! cache ([`probe`]). Prompts follow the model folder's template ([`template`]);
+//! sequential group) — goes through padded batches ([`probe`]). Work that cannot change is done
+//! once: pre-edit outputs per case, image features per distinct image (a [`FeatureCache`] per
+//! evaluation). Greedy generation stops at EOS or after the answer's length + 1 tokens; its
+//! tokens are read off the teacher-forced pass while they follow the answer, and only the rest
+//! is decoded, batched, with the KV cache. `evaluate_with(.., ObservePath::Plain)` is the
+//! reference path the fast one is tested against (`tests/eval_fast.rs`).
+//!
+//! [`FeatureCache`]: crate::model::FeatureCache Prompts follow the model folder's template ([`template`]);
 //! `mkedsl infer --question` formats with the same one. [`metrics`] holds the pure primitives.
 
 pub mod case;

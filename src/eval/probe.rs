@@ -450,6 +450,9 @@ fn latents<M: VisionLanguageModel>(
     })
 }
 
+/// A greedy generation's tokens, when the teacher-forced logits determine them.
+type Greedy = Option<Vec<u32>>;
+
 /// Teacher-forced forward passes over all sequences, each reduced right after its batch, with
 /// the greedy generations the logits determine (`None`: to be decoded).
 fn run_sequences<M: VisionLanguageModel>(
@@ -459,7 +462,7 @@ fn run_sequences<M: VisionLanguageModel>(
     opts: &ProbeOptions,
     stop: &[u32],
     features: &mut Option<&mut FeatureCache>,
-) -> Result<(Vec<Reduced>, Vec<Option<Vec<u32>>>)> {
+) -> Result<(Vec<Reduced>, Vec<Greedy>)> {
     let vocab = model.dims().vocab;
     let mut out = Vec::with_capacity(sequences.len());
     let mut greedy = Vec::with_capacity(sequences.len());

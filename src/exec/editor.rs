@@ -125,15 +125,19 @@ impl Editor for PlanEditor {
     fn prepare(&mut self, state: &mut EditState, _cases: &[EvalCase]) -> miette::Result<()> {
         self.original = Some(state.clone());
         let started = Instant::now();
+        let flops = crate::model::flops::count();
         self.exec.prepare(state)?;
         self.exec.phases.prepare_s += started.elapsed().as_secs_f64();
+        self.exec.phases.prepare_flops += crate::model::flops::count() - flops;
         Ok(())
     }
 
     fn edit(&mut self, state: &mut EditState, case: &PreparedCase) -> miette::Result<()> {
         let started = Instant::now();
+        let flops = crate::model::flops::count();
         let input = EditInput::new(state, case)?;
         self.exec.phases.spaces_s += started.elapsed().as_secs_f64();
+        self.exec.phases.spaces_flops += crate::model::flops::count() - flops;
         self.exec.edit(state, &input)?;
         self.edits += 1;
         self.record(state, case.case.index)?;

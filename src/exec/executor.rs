@@ -23,7 +23,8 @@ use crate::exec::values::{PerLayer, Value, Values};
 use crate::plan::{Plan, Stage, Step, StepId};
 use crate::sema::{DataSpec, Op, ParamOwner};
 
-/// Seconds spent per phase of the method (the evaluator times pre-edit and scoring itself).
+/// Seconds (and matmul operations) spent per phase of the method (the evaluator times pre-edit
+/// and scoring itself).
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Phases {
     /// The prepare stage (statistics, spaces, adapter initialisation), once.
@@ -34,6 +35,10 @@ pub struct Phases {
     pub optimise_s: f64,
     /// Edits performed.
     pub edits: usize,
+    /// Matmul operations of each phase, counted as they run ([`crate::model::flops`]).
+    pub prepare_flops: u64,
+    pub spaces_flops: u64,
+    pub optimise_flops: u64,
 }
 
 /// One preserve batch of a [`KlReference`]: the input latents, the `(row, column)` positions
@@ -177,14 +182,18 @@ impl Executor {
                 continue; // computed together with an earlier step (grouped knowledge spaces)
             }
             let started = Instant::now();
+            let flops = crate::model::flops::count();
             let is_train = matches!(step.op, Op::Train { .. });
             self.run_step(step, &steps, state, Some(edit), &mut values)
                 .map_err(|e| in_step(step, Some(edit.case), e))?;
             let secs = started.elapsed().as_secs_f64();
+            let flops = crate::model::flops::count() - flops;
             if is_train {
                 self.phases.optimise_s += secs;
+                self.phases.optimise_flops += flops;
             } else {
                 self.phases.spaces_s += secs;
+                self.phases.spaces_flops += flops;
             }
         }
         self.phases.edits += 1;
