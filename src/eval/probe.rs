@@ -153,6 +153,11 @@ impl Sequence {
         let mut pos = self.prompt.len() - 1;
         while out.len() < self.budget {
             let row = rows.get((pos - start) * vocab..(pos - start + 1) * vocab)?;
+            // Scores refuse non-finite logits only where they read them; a generation step
+            // that meets one is left to the decoder, which treats it as the plain path does.
+            if row.iter().any(|v| !v.is_finite()) {
+                return None;
+            }
             let id = argmax(row);
             if stop.contains(&id) {
                 return Some(out);
@@ -497,7 +502,7 @@ fn run_sequences<M: VisionLanguageModel>(
                 .unwrap_or_default();
             // NaN logits give the same argmax before and after an edit: scored, they would
             // count as perfect locality. A model that produces them is reported instead.
-            if let Some(bad) = read.iter().find(|v| !v.is_finite()) {
+            if let Some(bad) = rows.iter().find(|v| !v.is_finite()) {
                 return Err(EvalError::NonFinite {
                     case: s.case,
                     probe: s.probe,
