@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use mkedsl::model::config::{LlavaConfig, ModelDims};
 use mkedsl::plan::{Device, Plan, PlanOptions, Stage};
+use mkedsl::sema::ops;
 use mkedsl::sema::{Op, ProjectKind};
 
 fn fixture_dims() -> ModelDims {
@@ -103,7 +104,7 @@ fn shipped_recipe_plans(#[files("recipes/*.edit")] path: PathBuf) {
     for step in &unbound.steps {
         if matches!(
             step.op,
-            Op::Covariance { .. } | Op::NullSpace { .. } | Op::IncontextMemory { .. }
+            Op::Covariance(_) | Op::NullSpace(_) | Op::IncontextMemory(_)
         ) {
             assert_eq!(step.output.as_ref().and_then(|o| o.shape.clone()), None);
         }
@@ -212,7 +213,7 @@ fn assert_well_formed(plan: &Plan, shown: &Path) {
                 let parent = step.parent.expect("per-step steps have a parent");
                 let train = plan.step(parent).expect("the parent exists");
                 assert!(
-                    matches!(&train.op, Op::Train { body, .. } if body.contains(&step.id)),
+                    matches!(&train.op, Op::Train(ops::Train { body, .. }) if body.contains(&step.id)),
                     "{shown}"
                 );
             }
@@ -225,7 +226,7 @@ fn assert_well_formed(plan: &Plan, shown: &Path) {
                 "{shown}: only prepare steps are cached"
             );
         }
-        let on_cpu = matches!(step.op, Op::NullSpace { .. } | Op::TopSpace { .. });
+        let on_cpu = matches!(step.op, Op::NullSpace(_) | Op::TopSpace(_));
         assert_eq!(
             step.device,
             if on_cpu { Device::Cpu } else { Device::Cuda },
@@ -256,7 +257,7 @@ fn lpedit_projects_its_updates_with_the_papers_scale() {
         .steps
         .iter()
         .find_map(|s| match &s.op {
-            Op::Train { projections, .. } => Some(projections.clone()),
+            Op::Train(ops::Train { projections, .. }) => Some(projections.clone()),
             _ => None,
         })
         .expect("a train step");

@@ -19,6 +19,7 @@ use crate::exec::executor::{in_step, Executor};
 use crate::exec::input::EditInput;
 use crate::exec::losses;
 use crate::exec::methods::unike::numerics::NeuronSlot;
+use crate::exec::ops::{Execute, StepContext};
 use crate::exec::optim::Optimizer;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
 use crate::exec::taps::{deepest, Reading};
@@ -27,6 +28,7 @@ use crate::linalg::Subspace;
 use crate::model::site::Proj;
 use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
 use crate::plan::{Step, StepId};
+use crate::sema::ops;
 use crate::sema::{
     AdapterParam, HiddenSpec, LossKind, LossTerm, Op, Param, ParamOwner, Pool, ProjectKind,
     Projection,
@@ -277,14 +279,14 @@ impl Executor {
         edit: &EditInput,
         values: &Values,
     ) -> Result<()> {
-        let Op::Train {
+        let Op::Train(ops::Train {
             params,
             steps,
             optimizer,
             loss: terms,
             projections,
             ..
-        } = &step.op
+        }) = &step.op
         else {
             return Err(ExecError::internal("train on a step that is not `train`"));
         };
@@ -593,6 +595,23 @@ fn project(
         return Ok((sub.project_rows(&m.t()?)? * pr.scale)?.t()?.contiguous()?);
     }
     Ok((sub.project_rows(m)? * pr.scale)?)
+}
+
+impl Execute for ops::Train {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.train(cx.step, cx.state, cx.edit()?, cx.values)?;
+        cx.values.insert(cx.step.id, Value::Done);
+        Ok(())
+    }
+}
+
+impl Execute for ops::Freeze {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.frozen
+            .extend(self.params.iter().map(|p| p.owner.clone()));
+        cx.values.insert(cx.step.id, Value::Done);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
