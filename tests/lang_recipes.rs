@@ -25,7 +25,11 @@ fn recipes() -> Vec<PathBuf> {
 }
 
 fn plan_of(path: &Path, dims: Option<&ModelDims>, device: Device) -> Plan {
-    match mkedsl::compile(path, dims, PlanOptions { device }) {
+    let options = PlanOptions {
+        device,
+        ..PlanOptions::default()
+    };
+    match mkedsl::compile(path, dims, options) {
         Ok(compiled) => compiled.plan,
         Err(failed) => panic!(
             "{} does not check:\n{}",

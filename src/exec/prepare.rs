@@ -654,6 +654,7 @@ mod tests {
             cache: None,
             hoisted: false,
             shares_pass: Vec::new(),
+            frozen_prefix: None,
             origin: origin.clone(),
             op,
         };

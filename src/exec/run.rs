@@ -351,6 +351,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             DeviceKind::Cpu => plan::Device::Cpu,
             DeviceKind::Cuda => plan::Device::Cuda,
         },
+        ..PlanOptions::default()
     };
     let mut compiled = crate::compile_with(&req.recipe, Some(&dims), options, &req.overrides)
         .map_err(|f| f.into_report())?;

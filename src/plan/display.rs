@@ -86,6 +86,13 @@ impl Plan {
                 .collect();
             let _ = write!(text, " · one pass with {}", ids.join(", "));
         }
+        match step.frozen_prefix {
+            Some(1) => text.push_str(" · layer 0 once per edit"),
+            Some(first) => {
+                let _ = write!(text, " · layers 0–{} once per edit", first - 1);
+            }
+            None => {}
+        }
         if let Some(cache) = &step.cache {
             let _ = write!(text, " · cache {}", cache.digest);
         }

@@ -10,6 +10,7 @@ mod cache;
 mod display;
 pub mod estimate;
 mod passes;
+mod prefix;
 mod schedule;
 mod types;
 
@@ -23,12 +24,16 @@ use crate::sema::{AdapterParam, Op, Param, ParamOwner, Program};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanOptions {
     pub device: Device,
+    /// Compute the layers below a train step's trained tensors once per edit case
+    /// (`plan/prefix.rs`); off only to check that it changes nothing.
+    pub reuse_frozen_prefix: bool,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             device: Device::Cpu,
+            reuse_frozen_prefix: true,
         }
     }
 }
@@ -60,6 +65,7 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
                 cache: keys.get(&s.node.id).cloned(),
                 hoisted: s.hoisted,
                 shares_pass: Vec::new(),
+                frozen_prefix: None,
                 origin: s.node.origin,
                 op,
             }
@@ -67,6 +73,9 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
         .collect::<Vec<Step>>();
     let mut steps = steps;
     passes::share_passes(&mut steps);
+    if options.reuse_frozen_prefix {
+        prefix::frozen_prefixes(&mut steps);
+    }
     Plan {
         recipe: program.recipe.clone(),
         source: program.source.clone(),
