@@ -28,12 +28,16 @@ struct Bench {
 }
 
 fn bench(text: &str, cases: usize) -> Bench {
+    bench_with(text, cases, PlanOptions::default())
+}
+
+fn bench_with(text: &str, cases: usize, options: PlanOptions) -> Bench {
     let dir = tempfile::tempdir().expect("temp dir");
     let model = embedded_model(dir.path());
     let data = dataset(dir.path(), cases);
     let path = recipe(dir.path(), "r.edit", text);
     let dims = LlavaConfig::from_path(&model).expect("config").dims();
-    let compiled = mkedsl::compile(&path, Some(&dims), PlanOptions::default())
+    let compiled = mkedsl::compile(&path, Some(&dims), options)
         .unwrap_or_else(|f| panic!("{}", f.render_plain()));
     let setup = Setup::load(&SetupRequest {
         model: Some(model.clone()),
@@ -502,4 +506,64 @@ fn adversarial_variants_stay_in_the_budget_ball_and_raise_the_target_loss() {
             "{norm:?}: ascent did not raise the loss"
         );
     }
+}
+
+const FT_LAST_WITH_KL: &str = r#"
+recipe "FT-L with KL" { mode: single, seed: 0 }
+per edit {
+  train layer(-1).mlp.down_proj.weight for 4 steps with adam(lr: 1e-3) {
+    loss nll(target) + 0.5 * kl_to_original(over: preserve(text: 4, vqa: 4))
+  }
+}
+"#;
+
+const LORA_AT_1: &str = r#"
+recipe "LoRA at 1" { mode: single, seed: 0 }
+use std.lora
+let down = plain_lora(layer(1).mlp.down_proj, rank: 4, alpha: 8)
+per edit {
+  train [down] for 4 steps with adam(lr: 1e-2) {
+    loss nll(target)
+  }
+}
+"#;
+
+/// Trains with the plan's frozen prefix (the layers below the trained tensors run once per
+/// case) and without it; the edited models must agree.
+fn edit_with_and_without_prefix(text: &str) -> (Option<usize>, usize, f64) {
+    let without = PlanOptions {
+        reuse_frozen_prefix: false,
+        ..PlanOptions::default()
+    };
+    let mut outcomes = Vec::new();
+    let (mut first, mut layers) = (None, 0);
+    for options in [PlanOptions::default(), without] {
+        let mut b = bench_with(text, 1, options);
+        let train = step_of(&b.exec.plan, "train");
+        let prefix = b.exec.plan.step(train).unwrap().frozen_prefix;
+        layers = b.exec.plan.model.as_ref().unwrap().num_layers;
+        if options.reuse_frozen_prefix {
+            first = prefix;
+        } else {
+            assert_eq!(prefix, None);
+        }
+        let mut state = EditState::new(b.setup.model.clone());
+        b.exec.prepare(&mut state).unwrap();
+        let (input, _) = b.edit(&mut state, 0);
+        outcomes.push(logits(&state, &input));
+    }
+    (first, layers, max_diff(&outcomes[0], &outcomes[1]))
+}
+
+#[test]
+fn a_frozen_prefix_gives_the_same_edit_as_whole_passes() {
+    // FT-L of the last layer, with a KL term over preserved samples: every layer below it once.
+    let (first, layers, diff) = edit_with_and_without_prefix(FT_LAST_WITH_KL);
+    assert!(layers > 1);
+    assert_eq!(first, Some(layers - 1));
+    assert!(diff < 1e-5, "FT-L logits differ by {diff}");
+    // A LoRA at layer 1: layer 0 once.
+    let (first, _, diff) = edit_with_and_without_prefix(LORA_AT_1);
+    assert_eq!(first, Some(1));
+    assert!(diff < 1e-5, "LoRA logits differ by {diff}");
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use mkedsl::model::config::{LlavaConfig, ModelDims};
 use mkedsl::plan::{Plan, PlanOptions, Stage};
+use mkedsl::sema::ops;
 use mkedsl::sema::{self, Library, Mode, Op};
 use mkedsl::source::SourceMap;
 
@@ -133,7 +134,9 @@ fn negative_layers_resolve_against_the_model() {
         Some(&dims()),
     );
     match &p.steps.first().map(|s| s.op.clone()) {
-        Some(Op::ExtraNeurons { site, .. }) => assert_eq!(site.layers.resolved, Some(vec![5])),
+        Some(Op::ExtraNeurons(ops::ExtraNeurons { site, .. })) => {
+            assert_eq!(site.layers.resolved, Some(vec![5]))
+        }
         other => panic!("{other:?}"),
     }
     let unbound = plan(
@@ -141,7 +144,9 @@ fn negative_layers_resolve_against_the_model() {
         None,
     );
     match &unbound.steps.first().map(|s| s.op.clone()) {
-        Some(Op::ExtraNeurons { site, .. }) => assert_eq!(site.layers.resolved, None),
+        Some(Op::ExtraNeurons(ops::ExtraNeurons { site, .. })) => {
+            assert_eq!(site.layers.resolved, None)
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -164,7 +169,7 @@ let b = adapter(layer(2).mlp.up_proj, rank: 8)
         .steps
         .iter()
         .filter_map(|s| match s.op {
-            Op::Lora { rank, .. } => Some(rank),
+            Op::Lora(ops::Lora { rank, .. }) => Some(rank),
             _ => None,
         })
         .collect();
@@ -322,7 +327,7 @@ per edit {{
         .steps
         .iter()
         .find_map(|s| match &s.op {
-            Op::Train { projections, .. } => Some(projections.clone()),
+            Op::Train(ops::Train { projections, .. }) => Some(projections.clone()),
             _ => None,
         })
         .expect("a train step");

@@ -56,7 +56,10 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
     let compiled = crate::compile_with(
         &args.file,
         dims.as_ref(),
-        PlanOptions { device },
+        PlanOptions {
+            device,
+            ..PlanOptions::default()
+        },
         &overrides,
     )
     .map_err(|f| f.into_report())?;

@@ -17,9 +17,9 @@ use crate::exec::cache::Cache;
 use crate::exec::error::{ExecError, Result};
 use crate::exec::input::EditInput;
 use crate::exec::methods::elora::KnowledgeSummary;
+use crate::exec::ops::{executable, StepContext};
 use crate::exec::preserve::{PreserveSource, Sample};
-use crate::exec::spaces;
-use crate::exec::values::{PerLayer, Value, Values};
+use crate::exec::values::Values;
 use crate::plan::{Plan, Stage, Step, StepId};
 use crate::sema::{DataSpec, Op, ParamOwner};
 
@@ -183,7 +183,7 @@ impl Executor {
             }
             let started = Instant::now();
             let flops = crate::model::flops::count();
-            let is_train = matches!(step.op, Op::Train { .. });
+            let is_train = matches!(step.op, Op::Train(_));
             self.run_step(step, &steps, state, Some(edit), &mut values)
                 .map_err(|e| in_step(step, Some(edit.case), e))?;
             let secs = started.elapsed().as_secs_f64();
@@ -209,58 +209,13 @@ impl Executor {
         edit: Option<&EditInput>,
         values: &mut Values,
     ) -> Result<()> {
-        let need_edit = || {
-            edit.ok_or_else(|| {
-                ExecError::internal(format!("`{}` ran outside an edit", step.op.name()))
-            })
+        let mut cx = StepContext {
+            step,
+            stage_steps,
+            state,
+            edit,
+            values,
         };
-        match &step.op {
-            Op::Covariance { stream, over } => {
-                let cov = self.covariances(&[(step.id, stream.clone())], over, state, values)?;
-                for (id, c) in cov {
-                    values.insert(id, Value::Covariance(c));
-                }
-            }
-            Op::NullSpace {
-                covariance, cut, ..
-            } => {
-                let per_layer = values
-                    .covariance(*covariance)?
-                    .iter()
-                    .map(|(l, c)| Ok((*l, spaces::null(c, *cut)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                values.insert(step.id, Value::Space(PerLayer(per_layer)));
-            }
-            Op::TopSpace { covariance, rank } => {
-                let per_layer = values
-                    .covariance(*covariance)?
-                    .iter()
-                    .map(|(l, c)| Ok((*l, spaces::top(c, *rank)?)))
-                    .collect::<Result<Vec<_>>>()?;
-                values.insert(step.id, Value::Space(PerLayer(per_layer)));
-            }
-            Op::KnowledgeSpace { .. } => {
-                self.knowledge_space_step(step, stage_steps, state, need_edit()?, values)?
-            }
-            Op::Lora { .. } => self.attach_lora(step, state, values)?,
-            Op::Freeze { params } => {
-                self.frozen.extend(params.iter().map(|p| p.owner.clone()));
-                values.insert(step.id, Value::Done);
-            }
-            Op::Perturb { .. } => self.perturb_step(step, need_edit()?, values)?,
-            Op::Adversarial { .. } => self.adversarial_step(step, state, need_edit()?, values)?,
-            Op::Train { .. } => {
-                let edit = need_edit()?;
-                self.train(step, state, edit, values)?;
-                values.insert(step.id, Value::Done);
-            }
-            Op::ExtraNeurons { .. }
-            | Op::LatentIcl { .. }
-            | Op::IncontextMemory { .. }
-            | Op::ContrastiveEncoders { .. }
-            | Op::TruthDirection { .. }
-            | Op::Remember { .. } => self.run_unike(step, state, edit, values)?,
-        }
-        Ok(())
+        executable(&step.op).execute(self, &mut cx)
     }
 }

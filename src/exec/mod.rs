@@ -20,13 +20,13 @@
 //! [`crate::eval::EditState`], so its snapshot/restore undoes every edit (single editing) and
 //! sequential edits build on each other. The executor decides nothing the plan could: cache keys
 //! and kinds, shared forward passes and the projections of each trained tensor come with the
-//! steps. Files: `executor` (state, dispatch), `prepare` (the prepare stage, the one cache
-//! read/write), `cache` (the on-disk store), `preserve` (where preserved samples come from),
-//! `input` (the edit case as tensors), `taps` and `sites` (reading streams, also inside
-//! adapters), `spaces` (null and top spaces), `losses`, `optim`, `train`, `methods/` (ELoRA's
-//! variants and knowledge spaces, ASAM's adversarial latents, UniKE's memory, encoders and
-//! neurons), `output` (`--out`), `origin` (run-time refusals at a recipe line), `bench`,
-//! `compare`, `shard` (`--shard I/N` and `mkedsl merge`).
+//! steps. Files: `executor` (state, dispatch), `ops` (the `Execute` trait and its registry),
+//! `prepare` (the prepare stage, the one cache read/write), `cache` (the on-disk store),
+//! `preserve` (where preserved samples come from), `input` (the edit case as tensors), `taps` and
+//! `sites` (reading streams, also inside adapters), `spaces` (null and top spaces), `losses`,
+//! `optim`, `train`, `methods/` (ELoRA's variants and knowledge spaces, ASAM's adversarial
+//! latents, UniKE's memory, encoders and neurons), `output` (`--out`), `origin` (run-time
+//! refusals at a recipe line), `bench`, `compare`, `shard` (`--shard I/N` and `mkedsl merge`).
 
 pub mod bench;
 pub mod cache;
@@ -37,6 +37,7 @@ pub mod executor;
 pub mod input;
 pub mod losses;
 pub mod methods;
+pub(crate) mod ops;
 pub(crate) mod optim;
 pub(crate) mod origin;
 pub mod output;

@@ -19,6 +19,7 @@ use crate::eval::EditState;
 use crate::exec::cache::{short, CacheLock};
 use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::{in_step, Executor, KlReference};
+use crate::exec::ops::{Execute, StepContext};
 use crate::exec::rng;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
 use crate::exec::taps::{deepest, Reading};
@@ -26,6 +27,7 @@ use crate::exec::values::{LoraHandle, LoraSlot, PerLayer, Value, Values};
 use crate::linalg::{svd, CovarianceAccumulator, Subspace};
 use crate::model::{Encoded, Hooks, Lora, PadSide, Readout, VisionLanguageModel};
 use crate::plan::{Stage, Step, StepId};
+use crate::sema::ops;
 use crate::sema::site::Stream;
 use crate::sema::{DataSpec, LoraInit, LossKind, Op};
 
@@ -54,7 +56,7 @@ impl Executor {
         let _lock = self.lock_cache();
         let mut kl_sets: Vec<DataSpec> = Vec::new();
         for step in &self.plan.steps {
-            if let Op::Train { loss: terms, .. } = &step.op {
+            if let Op::Train(ops::Train { loss: terms, .. }) = &step.op {
                 for t in terms {
                     if let LossKind::KlToOriginal { over } = &t.kind {
                         if !kl_sets.contains(over) {
@@ -148,7 +150,7 @@ impl Executor {
                 .load_cached(step)
                 .ok_or_else(|| ExecError::internal("a cache entry vanished during the run"))?;
             let value = match &step.op {
-                Op::Covariance { .. } => Value::Covariance(from_entry(tensors, Ok)?),
+                Op::Covariance(_) => Value::Covariance(from_entry(tensors, Ok)?),
                 _ => Value::Space(from_entry(tensors, |t| {
                     Ok(Subspace::from_orthonormal_columns(t)?)
                 })?),
@@ -158,14 +160,16 @@ impl Executor {
             return Ok(());
         }
         let computed: Vec<StepId> = match &step.op {
-            Op::Covariance { over, .. } if step.cache.is_some() => {
+            Op::Covariance(ops::Covariance { over, .. }) if step.cache.is_some() => {
                 // The plan's group of covariances sharing this pass, less those loaded or not needed.
                 let group: Vec<(StepId, Stream)> = steps
                     .iter()
                     .filter(|s| s.id == step.id || step.shares_pass.contains(&s.id))
                     .filter(|s| needed.contains(&s.id) && !hits.contains(&s.id))
                     .filter_map(|s| match &s.op {
-                        Op::Covariance { stream, .. } => Some((s.id, stream.clone())),
+                        Op::Covariance(ops::Covariance { stream, .. }) => {
+                            Some((s.id, stream.clone()))
+                        }
                         _ => None,
                     })
                     .collect();
@@ -349,13 +353,13 @@ impl Executor {
         state: &mut EditState,
         values: &mut Values,
     ) -> Result<()> {
-        let Op::Lora {
+        let Op::Lora(ops::Lora {
             site,
             rank,
             alpha,
             init,
             ..
-        } = &step.op
+        }) = &step.op
         else {
             return Err(ExecError::internal(
                 "attach_lora on a step that is not `lora`",
@@ -493,12 +497,14 @@ fn from_entry<T>(
 /// What a cached step holds, for messages.
 fn describe(step: &Step) -> String {
     match &step.op {
-        Op::Covariance { stream, over } => format!("covariance of {} over {over}", stream.path),
-        Op::NullSpace { .. } => "null space".into(),
-        Op::TopSpace { .. } => "top space".into(),
-        Op::Lora { site, .. } => format!("LoRA initialisation (Eq. 8) of {site}"),
-        Op::IncontextMemory { .. } => "in-context memory".into(),
-        Op::ContrastiveEncoders { .. } => "contrastive encoders".into(),
+        Op::Covariance(ops::Covariance { stream, over }) => {
+            format!("covariance of {} over {over}", stream.path)
+        }
+        Op::NullSpace(_) => "null space".into(),
+        Op::TopSpace(_) => "top space".into(),
+        Op::Lora(ops::Lora { site, .. }) => format!("LoRA initialisation (Eq. 8) of {site}"),
+        Op::IncontextMemory(_) => "in-context memory".into(),
+        Op::ContrastiveEncoders(_) => "contrastive encoders".into(),
         other => other.name().to_string(),
     }
 }
@@ -530,10 +536,7 @@ pub fn needed_steps(all: &[Step], prepare: &[Step], hits: &HashSet<StepId>) -> H
         // A train step's body consumes through the train step.
     }
     for s in prepare.iter().rev() {
-        let value_only = matches!(
-            s.op,
-            Op::Covariance { .. } | Op::NullSpace { .. } | Op::TopSpace { .. }
-        );
+        let value_only = matches!(s.op, Op::Covariance(_) | Op::NullSpace(_) | Op::TopSpace(_));
         if !value_only || consumed.contains(&s.id) {
             needed.insert(s.id);
             if !hits.contains(&s.id) {
@@ -542,6 +545,22 @@ pub fn needed_steps(all: &[Step], prepare: &[Step], hits: &HashSet<StepId>) -> H
         }
     }
     needed
+}
+
+impl Execute for ops::Covariance {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        let requests = [(cx.step.id, self.stream.clone())];
+        for (id, c) in ex.covariances(&requests, &self.over, cx.state, cx.values)? {
+            cx.values.insert(id, Value::Covariance(c));
+        }
+        Ok(())
+    }
+}
+
+impl Execute for ops::Lora {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.attach_lora(cx.step, cx.state, cx.values)
+    }
 }
 
 #[cfg(test)]
@@ -635,15 +654,18 @@ mod tests {
             cache: None,
             hoisted: false,
             shares_pass: Vec::new(),
+            frozen_prefix: None,
             origin: origin.clone(),
             op,
         };
-        let null = |c: u32| Op::NullSpace {
-            covariance: NodeId(c),
-            cut: Cut::Below(0.1),
-            rank: None,
+        let null = |c: u32| {
+            Op::NullSpace(ops::NullSpace {
+                covariance: NodeId(c),
+                cut: Cut::Below(0.1),
+                rank: None,
+            })
         };
-        let cov = Op::Freeze { params: vec![] }; // stands in for a state-changing step
+        let cov = Op::Freeze(ops::Freeze { params: vec![] }); // stands in for a state-changing step
         let steps = vec![
             mk(0, null(9), vec![], Stage::Prepare),
             mk(1, null(0), vec![0], Stage::Prepare),

@@ -25,6 +25,7 @@ use crate::exec::preserve::{Counts, PreserveSource};
 use crate::exec::shard::{file_hash, write_part, PartInfo, Shard, ShardError, PART_FORMAT};
 use crate::model::{checkpoint, DeviceKind, LlavaConfig};
 use crate::plan::{self, Plan, PlanOptions};
+use crate::sema::ops;
 use crate::sema::{DataSpec, LossKind, Mode, Op};
 
 /// Cases `mkedsl run` edits when neither `--limit` nor `--all` is given: the README's main
@@ -287,8 +288,8 @@ fn preserve_sets(plan: &Plan) -> Vec<DataSpec> {
     };
     for s in &plan.steps {
         match &s.op {
-            Op::Covariance { over, .. } => add(over),
-            Op::Train { loss: terms, .. } => {
+            Op::Covariance(ops::Covariance { over, .. }) => add(over),
+            Op::Train(ops::Train { loss: terms, .. }) => {
                 for t in terms {
                     if let LossKind::KlToOriginal { over } = &t.kind {
                         add(over);
@@ -350,6 +351,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             DeviceKind::Cpu => plan::Device::Cpu,
             DeviceKind::Cuda => plan::Device::Cuda,
         },
+        ..PlanOptions::default()
     };
     let mut compiled = crate::compile_with(&req.recipe, Some(&dims), options, &req.overrides)
         .map_err(|f| f.into_report())?;
@@ -386,10 +388,10 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
     let triplets = plan.steps.iter().any(|s| {
         matches!(
             &s.op,
-            Op::IncontextMemory {
+            Op::IncontextMemory(ops::IncontextMemory {
                 triplets: DataSpec::Hallucinations { .. },
                 ..
-            }
+            })
         )
     });
     if triplets && !matches!(preserve, PreserveSource::World { .. }) {
@@ -402,12 +404,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         }
         .into());
     }
-    if req.out.is_some()
-        && plan
-            .steps
-            .iter()
-            .any(|s| matches!(s.op, Op::LatentIcl { .. }))
-    {
+    if req.out.is_some() && plan.steps.iter().any(|s| matches!(s.op, Op::LatentIcl(_))) {
         return Err(ExecError::Option {
             reason: "--out cannot write this recipe's edit: its latent in-context memory is not part of the edit artefact format".into(),
             help: "drop --out for recipes with `latent_icl`; LoRA, weight deltas and extra neurons are written".into(),

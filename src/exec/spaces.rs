@@ -1,6 +1,10 @@
 //! Null and top spaces of a covariance, once per run (the general subspaces every method may
 //! build; ELoRA's knowledge space is in [`super::methods::elora`]).
 
+use crate::exec::executor::Executor;
+use crate::exec::ops::{Execute, StepContext};
+use crate::exec::values::{PerLayer, Value};
+use crate::sema::ops;
 use candle_core::Tensor;
 
 use crate::exec::error::Result;
@@ -19,4 +23,26 @@ pub fn null(covariance: &Tensor, cut: Cut) -> Result<Subspace> {
 /// The principal subspace of a covariance.
 pub fn top(covariance: &Tensor, rank: usize) -> Result<Subspace> {
     Ok(principal_subspace(covariance, rank)?)
+}
+
+impl Execute for ops::NullSpace {
+    fn execute(&self, _: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        let per_layer = (cx.values.covariance(self.covariance)?.iter())
+            .map(|(l, c)| Ok((*l, null(c, self.cut)?)))
+            .collect::<Result<Vec<_>>>()?;
+        cx.values
+            .insert(cx.step.id, Value::Space(PerLayer(per_layer)));
+        Ok(())
+    }
+}
+
+impl Execute for ops::TopSpace {
+    fn execute(&self, _: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        let per_layer = (cx.values.covariance(self.covariance)?.iter())
+            .map(|(l, c)| Ok((*l, top(c, self.rank)?)))
+            .collect::<Result<Vec<_>>>()?;
+        cx.values
+            .insert(cx.step.id, Value::Space(PerLayer(per_layer)));
+        Ok(())
+    }
 }

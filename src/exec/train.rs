@@ -15,10 +15,11 @@ use candle_core::{DType, Tensor, Var};
 
 use crate::eval::EditState;
 use crate::exec::error::{ExecError, Result};
-use crate::exec::executor::{in_step, Executor};
+use crate::exec::executor::{in_step, Executor, KlReference};
 use crate::exec::input::EditInput;
 use crate::exec::losses;
 use crate::exec::methods::unike::numerics::NeuronSlot;
+use crate::exec::ops::{Execute, StepContext};
 use crate::exec::optim::Optimizer;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
 use crate::exec::taps::{deepest, Reading};
@@ -27,6 +28,7 @@ use crate::linalg::Subspace;
 use crate::model::site::Proj;
 use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
 use crate::plan::{Step, StepId};
+use crate::sema::ops;
 use crate::sema::{
     AdapterParam, HiddenSpec, LossKind, LossTerm, Op, Param, ParamOwner, Pool, ProjectKind,
     Projection,
@@ -277,14 +279,14 @@ impl Executor {
         edit: &EditInput,
         values: &Values,
     ) -> Result<()> {
-        let Op::Train {
+        let Op::Train(ops::Train {
             params,
             steps,
             optimizer,
             loss: terms,
             projections,
             ..
-        } = &step.op
+        }) = &step.op
         else {
             return Err(ExecError::internal("train on a step that is not `train`"));
         };
@@ -322,6 +324,10 @@ impl Executor {
                 trained.push(t);
             }
         }
+        let prefix = match step.frozen_prefix {
+            Some(first) => Some(self.frozen_prefix(first, terms, state, edit)?),
+            None => None,
+        };
         let body_ids: Vec<StepId> = body.iter().map(|b| b.id).collect();
         let mut cast: HashMap<(StepId, usize), Subspace> = HashMap::new();
         let mut opt = Optimizer::new(*optimizer, trained.len());
@@ -332,7 +338,7 @@ impl Executor {
                 self.run_step(b, &body, state, Some(edit), &mut vals)
                     .map_err(|e| in_step(b, Some(edit.case), e))?;
             }
-            let loss = self.loss(terms, state, edit, &vals)?;
+            let loss = self.loss(terms, state, edit, &vals, prefix.as_ref())?;
             finite(
                 || format!("the loss (step {}, {})", step.id, step.origin.at),
                 &loss,
@@ -373,6 +379,50 @@ impl Executor {
         Ok(())
     }
 
+    /// The residual streams entering layer `first` for the rows a train step's loss reads at
+    /// every step: the clean edit input and each `kl_to_original` batch. Computed once per edit
+    /// case with the state as the step begins; the plan sets `first` at or below every tensor the
+    /// step trains, so they do not change while it runs.
+    fn frozen_prefix(
+        &self,
+        first: usize,
+        terms: &[LossTerm],
+        state: &EditState,
+        edit: &EditInput,
+    ) -> Result<FrozenPrefix> {
+        let model = &state.model.model;
+        let through = |latents: &Latents| -> Result<Tensor> {
+            let mut hooks = Hooks::new();
+            let residual =
+                model.forward_through(latents, &mut hooks, &state.adapters, first - 1)?;
+            Ok(residual.detach())
+        };
+        let clean = through(&Latents {
+            embeds: edit.latents.embeds.clone(),
+            layout: edit.layout(1),
+        })?;
+        let mut kl = HashMap::new();
+        for t in terms {
+            if let LossKind::KlToOriginal { over } = &t.kind {
+                if kl.contains_key(over) {
+                    continue;
+                }
+                let batches = (self.original_distributions(over)?.batches.iter())
+                    .map(|(latents, _, _)| through(latents))
+                    .collect::<Result<Vec<_>>>()?;
+                kl.insert(over.clone(), batches);
+            }
+        }
+        Ok(FrozenPrefix { first, clean, kl })
+    }
+
+    fn original_distributions(&self, over: &crate::sema::DataSpec) -> Result<&KlReference> {
+        self.kl
+            .get(over)
+            .map(|r| r.as_ref())
+            .ok_or_else(|| ExecError::internal(format!("no original distributions for {over}")))
+    }
+
     /// `Σ weight · term` of a loss, with the forward passes shared between terms that read the
     /// same rows (the clean input, or the clean input and one set of variants).
     fn loss(
@@ -381,12 +431,10 @@ impl Executor {
         state: &EditState,
         edit: &EditInput,
         values: &Values,
+        prefix: Option<&FrozenPrefix>,
     ) -> Result<Tensor> {
-        let mut needs: Vec<(Option<StepId>, bool, Vec<HiddenSpec>)> = Vec::new();
-        fn slot(
-            needs: &mut Vec<(Option<StepId>, bool, Vec<HiddenSpec>)>,
-            key: Option<StepId>,
-        ) -> usize {
+        let mut needs: Vec<RowsNeed> = Vec::new();
+        fn slot(needs: &mut Vec<RowsNeed>, key: Option<StepId>) -> usize {
             match needs.iter().position(|(k, _, _)| *k == key) {
                 Some(i) => i,
                 None => {
@@ -409,11 +457,9 @@ impl Executor {
             }
         }
         let mut outs: Vec<(Option<StepId>, RowsOut)> = Vec::new();
-        for (key, logits, hidden) in needs {
-            outs.push((
-                key,
-                self.forward_rows(key, logits, &hidden, state, edit, values)?,
-            ));
+        for need in &needs {
+            let out = self.forward_rows(need, state, edit, values, prefix)?;
+            outs.push((need.0, out));
         }
         let out_of = |key: Option<StepId>| {
             outs.iter()
@@ -449,7 +495,7 @@ impl Executor {
                         })?;
                     losses::rank_align(h, *tau, *anchor == crate::sema::Anchor::Detached)?
                 }
-                LossKind::KlToOriginal { over } => self.kl_term(over, state)?,
+                LossKind::KlToOriginal { over } => self.kl_term(over, state, prefix)?,
             };
             let weighted = (value * t.weight)?;
             total = Some(match total {
@@ -463,13 +509,13 @@ impl Executor {
     /// One forward pass over the clean input (and the variants `key`, stacked after it).
     fn forward_rows(
         &self,
-        key: Option<StepId>,
-        logits: bool,
-        hidden: &[HiddenSpec],
+        need: &RowsNeed,
         state: &EditState,
         edit: &EditInput,
         values: &Values,
+        prefix: Option<&FrozenPrefix>,
     ) -> Result<RowsOut> {
+        let (key, logits, hidden) = (need.0, need.1, need.2.as_slice());
         let (embeds, rows) = match key {
             None => (edit.latents.embeds.clone(), 1),
             Some(id) => {
@@ -499,9 +545,24 @@ impl Executor {
         };
         let out = if logits {
             let readout = Readout::Positions(edit.target_readout(rows));
-            state
-                .model
-                .forward(&latents, &mut hooks, &state.adapters, &readout)?
+            match prefix.filter(|_| key.is_none() && hidden.is_empty()) {
+                Some(p) => {
+                    let residual = Latents {
+                        embeds: p.clean.clone(),
+                        layout: latents.layout.clone(),
+                    };
+                    (state.model.model).forward_from(
+                        &residual,
+                        p.first,
+                        &mut hooks,
+                        &state.adapters,
+                        &readout,
+                    )?
+                }
+                None => state
+                    .model
+                    .forward(&latents, &mut hooks, &state.adapters, &readout)?,
+            }
         } else {
             state.model.model.forward_through(
                 &latents,
@@ -534,20 +595,32 @@ impl Executor {
     }
 
     /// `KL(p_original ‖ p_current)` over a preserve set, averaged over every position.
-    fn kl_term(&self, over: &crate::sema::DataSpec, state: &EditState) -> Result<Tensor> {
-        let reference = self
-            .kl
-            .get(over)
-            .ok_or_else(|| ExecError::internal(format!("no original distributions for {over}")))?;
+    fn kl_term(
+        &self,
+        over: &crate::sema::DataSpec,
+        state: &EditState,
+        prefix: Option<&FrozenPrefix>,
+    ) -> Result<Tensor> {
+        let reference = self.original_distributions(over)?;
+        let residuals = prefix.and_then(|p| Some((p.first, p.kl.get(over)?)));
         let mut total: Option<Tensor> = None;
         let mut rows = 0usize;
-        for (latents, positions, log_p) in &reference.batches {
-            let logits = state.model.forward(
-                latents,
-                &mut Hooks::new(),
-                &state.adapters,
-                &Readout::Positions(positions.clone()),
-            )?;
+        for (i, (latents, positions, log_p)) in reference.batches.iter().enumerate() {
+            let readout = Readout::Positions(positions.clone());
+            let (mut hooks, adapters) = (Hooks::new(), &state.adapters);
+            let logits = match residuals.and_then(|(first, r)| Some((first, r.get(i)?))) {
+                Some((first, residual)) => {
+                    let residual = Latents {
+                        embeds: residual.clone(),
+                        layout: latents.layout.clone(),
+                    };
+                    (state.model.model)
+                        .forward_from(&residual, first, &mut hooks, adapters, &readout)?
+                }
+                None => state
+                    .model
+                    .forward(latents, &mut hooks, adapters, &readout)?,
+            };
             let kl = (losses::kl_to_original(log_p, &logits)? * positions.len() as f64)?;
             rows += positions.len();
             total = Some(match total {
@@ -559,6 +632,20 @@ impl Executor {
             .ok_or_else(|| ExecError::internal(format!("the preserve set {over} is empty")))?;
         Ok((total / rows.max(1) as f64)?)
     }
+}
+
+/// One forward pass a loss needs: over the clean input and the variants `.0` (`None`: the clean
+/// input alone), whether it reads logits, and the hidden states it reads.
+type RowsNeed = (Option<StepId>, bool, Vec<HiddenSpec>);
+
+/// What [`Executor::frozen_prefix`] computes once per edit case.
+struct FrozenPrefix {
+    /// The first layer each optimisation step runs.
+    first: usize,
+    /// The residual entering it for the clean edit input, `(1, T, hidden)`.
+    clean: Tensor,
+    /// The same for each batch of each `kl_to_original` preserve set, in batch order.
+    kl: HashMap<crate::sema::DataSpec, Vec<Tensor>>,
 }
 
 /// `scale · m P` with `P` the projector of the space's subspace at `layer` (for a tensor stored
@@ -593,6 +680,23 @@ fn project(
         return Ok((sub.project_rows(&m.t()?)? * pr.scale)?.t()?.contiguous()?);
     }
     Ok((sub.project_rows(m)? * pr.scale)?)
+}
+
+impl Execute for ops::Train {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.train(cx.step, cx.state, cx.edit()?, cx.values)?;
+        cx.values.insert(cx.step.id, Value::Done);
+        Ok(())
+    }
+}
+
+impl Execute for ops::Freeze {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.frozen
+            .extend(self.params.iter().map(|p| p.owner.clone()));
+        cx.values.insert(cx.step.id, Value::Done);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

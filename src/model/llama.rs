@@ -401,7 +401,7 @@ impl LlamaDecoder {
         match cache {
             None => {
                 let bias = attention_bias(layout, &[], 0, dtype, &device)?;
-                for (l, layer) in self.layers.iter().enumerate() {
+                for (l, layer) in self.layers.iter().enumerate().skip(pass.start_at) {
                     x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, None)?;
                     if pass.stop_after == Some(l) {
                         return Ok(x);

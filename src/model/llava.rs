@@ -280,7 +280,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, None, None)
+        self.run(latents, hooks, adapters, readout, None, (0, None))
     }
 
     /// Runs the decoder only up to layer `last` (inclusive) and returns the residual stream
@@ -294,7 +294,32 @@ impl LlavaModel {
         adapters: &Adapters,
         last: usize,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, &Readout::Hidden, None, Some(last))
+        self.run(
+            latents,
+            hooks,
+            adapters,
+            &Readout::Hidden,
+            None,
+            (0, Some(last)),
+        )
+    }
+
+    /// Runs the decoder from layer `first` on `residual`, the residual stream entering that
+    /// layer as [`Self::forward_through`]`(…, first - 1)` returned it (`latents.embeds`, with the
+    /// layout of the tokens it holds). The layers below `first` are not run: a hook there is
+    /// refused, and adapters there act only through the residual (which must have been computed
+    /// with them). For training that changes only layers from `first` on, whose inputs below it
+    /// are the same at every step (the plan's frozen prefix): the same result as a full pass, at
+    /// the cost of the layers above.
+    pub fn forward_from(
+        &self,
+        residual: &Latents,
+        first: usize,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        readout: &Readout,
+    ) -> Result<Tensor> {
+        self.run(residual, hooks, adapters, readout, None, (first, None))
     }
 
     /// Like [`Self::forward`], continuing from (and extending) a KV cache: the latents are the
@@ -307,7 +332,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, Some(cache), None)
+        self.run(latents, hooks, adapters, readout, Some(cache), (0, None))
     }
 
     fn run(
@@ -317,7 +342,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
         cache: Option<&mut KvCache>,
-        stop_after: Option<usize>,
+        (start_at, stop_after): (usize, Option<usize>),
     ) -> Result<Tensor> {
         let dims = self.dims();
         adapters.check(&dims, self.dtype)?;
@@ -362,16 +387,38 @@ impl LlavaModel {
                 });
             }
         }
+        if start_at > 0 {
+            if start_at >= dims.num_layers || cache.is_some() {
+                return Err(ModelError::Prompt {
+                    reason: format!(
+                        "a pass cannot start at layer {start_at} of {} here",
+                        dims.num_layers
+                    ),
+                    help: "start inside the decoder, in an uncached forward".into(),
+                });
+            }
+            let below = |site: &Site| match site {
+                Site::Layer(l, _) => *l < start_at,
+                Site::EmbedVision | Site::EmbedText => true,
+            };
+            if let Some(site) = hooks.sites().find(|s| below(s)) {
+                return Err(ModelError::Site {
+                    site: site.to_string(),
+                    reason: format!("a pass that starts at layer {start_at} does not run it"),
+                });
+            }
+        }
         let mut pass = Pass {
             hooks,
             adapters,
             layout,
             block_input: None,
             stop_after,
+            start_at,
         };
         let mut x = latents.embeds.to_dtype(self.dtype)?;
         for site in [Site::EmbedVision, Site::EmbedText] {
-            if !pass.touches(&site) {
+            if start_at > 0 || !pass.touches(&site) {
                 continue;
             }
             let index = if site == Site::EmbedVision {

@@ -19,6 +19,9 @@ pub(crate) struct Pass<'p, 'h> {
     pub block_input: Option<Tensor>,
     /// Stop after this decoder layer and return its output (`LlavaModel::forward_through`).
     pub stop_after: Option<usize>,
+    /// The first decoder layer to run: the input is the residual stream entering it
+    /// (`LlavaModel::forward_from`); 0 for a pass from the embeddings.
+    pub start_at: usize,
 }
 
 impl Pass<'_, '_> {

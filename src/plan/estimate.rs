@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::model::config::ModelDims;
 use crate::plan::{Plan, Step, StepId};
+use crate::sema::ops;
 use crate::sema::site::Stream;
 use crate::sema::{DataSpec, Op};
 
@@ -68,23 +69,26 @@ fn step_memory(plan: &Plan, dims: &ModelDims, seq: usize, step: &Step) -> Option
     let t = seq as u64;
     let d = dims.hidden as u64;
     match &step.op {
-        Op::Perturb { count, .. } => Some((
+        Op::Perturb(ops::Perturb { count, .. }) => Some((
             mul(&[*count as u64, t, d, 4]),
             format!("{count} variants × {seq} tokens × {d} wide"),
         )),
-        Op::Adversarial { count, .. } => Some((
+        Op::Adversarial(ops::Adversarial { count, .. }) => Some((
             mul(&[*count as u64, activations(dims, seq)]),
             format!("{count} adversarial sequences of {seq} tokens through forward and backward"),
         )),
-        Op::Covariance { stream, .. } => {
+        Op::Covariance(ops::Covariance { stream, .. }) => {
             let (w, l) = stream_size(dims, stream);
             Some((
                 mul(&[l, w, w, 8]),
                 format!("{l} covariance(s) of {w} × {w}"),
             ))
         }
-        Op::NullSpace { covariance, .. } | Op::TopSpace { covariance, .. } => {
-            let Some(Op::Covariance { stream, .. }) = plan.step(*covariance).map(|s| &s.op) else {
+        Op::NullSpace(ops::NullSpace { covariance, .. })
+        | Op::TopSpace(ops::TopSpace { covariance, .. }) => {
+            let Some(Op::Covariance(ops::Covariance { stream, .. })) =
+                plan.step(*covariance).map(|s| &s.op)
+            else {
                 return None;
             };
             let (w, l) = stream_size(dims, stream);
@@ -93,13 +97,12 @@ fn step_memory(plan: &Plan, dims: &ModelDims, seq: usize, step: &Step) -> Option
                 format!("eigendecompositions of {l} matrix(es) of {w} × {w}"),
             ))
         }
-        Op::KnowledgeSpace {
+        Op::KnowledgeSpace(ops::KnowledgeSpace {
             stream, variants, ..
-        } => {
+        }) => {
             let count = match plan.step(*variants).map(|s| &s.op) {
-                Some(Op::Perturb { count, .. }) | Some(Op::Adversarial { count, .. }) => {
-                    *count as u64
-                }
+                Some(Op::Perturb(ops::Perturb { count, .. }))
+                | Some(Op::Adversarial(ops::Adversarial { count, .. })) => *count as u64,
                 _ => 1,
             };
             let (w, l) = stream_size(dims, stream);
@@ -108,7 +111,7 @@ fn step_memory(plan: &Plan, dims: &ModelDims, seq: usize, step: &Step) -> Option
                 format!("{count} variants' rows × {w} wide and {l} covariance(s)"),
             ))
         }
-        Op::IncontextMemory { triplets, at } => {
+        Op::IncontextMemory(ops::IncontextMemory { triplets, at }) => {
             let DataSpec::Hallucinations { count } = triplets else {
                 return None;
             };
@@ -118,11 +121,11 @@ fn step_memory(plan: &Plan, dims: &ModelDims, seq: usize, step: &Step) -> Option
                 format!("{count} memory triplets × {l} layer(s) × {w} wide"),
             ))
         }
-        Op::Train { body, steps, .. } => {
+        Op::Train(ops::Train { body, steps, .. }) => {
             let rows = 1 + body
                 .iter()
                 .filter_map(|id| match plan.step(*id).map(|s| &s.op) {
-                    Some(Op::Adversarial { count, .. }) => Some(*count as u64),
+                    Some(Op::Adversarial(ops::Adversarial { count, .. })) => Some(*count as u64),
                     _ => None,
                 })
                 .sum::<u64>();
@@ -157,26 +160,28 @@ pub fn estimate(plan: &Plan, dims: &ModelDims, weights: u64) -> Estimate {
     let mut sets: Vec<&DataSpec> = Vec::new();
     for step in &plan.steps {
         match &step.op {
-            Op::Train { steps, body, .. } => {
+            Op::Train(ops::Train { steps, body, .. }) => {
                 let mut per_step: u64 = 1;
                 for id in body {
-                    if let Some(Op::Adversarial {
+                    if let Some(Op::Adversarial(ops::Adversarial {
                         count, steps: s, ..
-                    }) = plan.step(*id).map(|b| &b.op)
+                    })) = plan.step(*id).map(|b| &b.op)
                     {
                         per_step = per_step.saturating_add(mul(&[*count as u64, *s as u64 + 1]));
                     }
                 }
                 passes = passes.saturating_add(mul(&[*steps as u64, per_step]));
             }
-            Op::Perturb { count, .. } if step.parent.is_none() => {
+            Op::Perturb(ops::Perturb { count, .. }) if step.parent.is_none() => {
                 passes = passes.saturating_add(*count as u64);
             }
-            Op::Covariance { over, .. } if !sets.contains(&over) => sets.push(over),
-            Op::IncontextMemory {
+            Op::Covariance(ops::Covariance { over, .. }) if !sets.contains(&over) => {
+                sets.push(over)
+            }
+            Op::IncontextMemory(ops::IncontextMemory {
                 triplets: DataSpec::Hallucinations { count },
                 ..
-            } => prepare_samples = prepare_samples.saturating_add(*count as u64),
+            }) => prepare_samples = prepare_samples.saturating_add(*count as u64),
             _ => {}
         }
     }

@@ -10,24 +10,30 @@ mod cache;
 mod display;
 pub mod estimate;
 mod passes;
+mod prefix;
 mod schedule;
 mod types;
 
 pub use estimate::{estimate, Estimate};
 pub use types::*;
 
+use crate::sema::ops;
 use crate::sema::{AdapterParam, Op, Param, ParamOwner, Program};
 
 /// Choices that are not part of the recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlanOptions {
     pub device: Device,
+    /// Compute the layers below a train step's trained tensors once per edit case
+    /// (`plan/prefix.rs`); off only to check that it changes nothing.
+    pub reuse_frozen_prefix: bool,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             device: Device::Cpu,
+            reuse_frozen_prefix: true,
         }
     }
 }
@@ -41,14 +47,13 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
         .map(|s| {
             let mut op = s.node.op;
             respell_params(&mut op);
-            let output = output_of(&op).map(|kind| Output {
+            let output = op.spec().output().map(|kind| Output {
                 kind,
                 shape: s.node.shape.clone(),
             });
-            let device = match op {
-                // Eigendecompositions run on the CPU (faer) wherever the model is.
-                Op::NullSpace { .. } | Op::TopSpace { .. } => Device::Cpu,
-                _ => options.device,
+            let device = match op.spec().host_only() {
+                true => Device::Cpu,
+                false => options.device,
             };
             Step {
                 id: s.node.id,
@@ -60,6 +65,7 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
                 cache: keys.get(&s.node.id).cloned(),
                 hoisted: s.hoisted,
                 shares_pass: Vec::new(),
+                frozen_prefix: None,
                 origin: s.node.origin,
                 op,
             }
@@ -67,6 +73,9 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
         .collect::<Vec<Step>>();
     let mut steps = steps;
     passes::share_passes(&mut steps);
+    if options.reuse_frozen_prefix {
+        prefix::frozen_prefixes(&mut steps);
+    }
     Plan {
         recipe: program.recipe.clone(),
         source: program.source.clone(),
@@ -75,19 +84,6 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
         metrics: program.metrics.clone(),
         steps,
     }
-}
-
-fn output_of(op: &Op) -> Option<&'static str> {
-    Some(match op {
-        Op::Covariance { .. } => "covariance",
-        Op::NullSpace { .. } | Op::TopSpace { .. } | Op::KnowledgeSpace { .. } => "space",
-        Op::Lora { .. } | Op::ExtraNeurons { .. } | Op::LatentIcl { .. } => "adapter",
-        Op::Perturb { .. } | Op::Adversarial { .. } => "variants",
-        Op::IncontextMemory { .. } => "memory",
-        Op::ContrastiveEncoders { .. } => "encoders",
-        Op::TruthDirection { .. } => "direction",
-        Op::Freeze { .. } | Op::Remember { .. } | Op::Train { .. } => return None,
-    })
 }
 
 /// Adapter tensors are spelled by their adapter's id (`#4.B`); ids changed when steps were
@@ -100,14 +96,14 @@ fn respell_params(op: &mut Op) {
         }
     }
     match op {
-        Op::Lora { params, .. } | Op::ExtraNeurons { params, .. } | Op::Freeze { params } => {
-            params.iter_mut().for_each(respell)
-        }
-        Op::Train {
+        Op::Lora(ops::Lora { params, .. })
+        | Op::ExtraNeurons(ops::ExtraNeurons { params, .. })
+        | Op::Freeze(ops::Freeze { params }) => params.iter_mut().for_each(respell),
+        Op::Train(ops::Train {
             params,
             projections,
             ..
-        } => {
+        }) => {
             params.iter_mut().for_each(respell);
             for pr in projections.iter_mut().filter(|pr| pr.layers.is_none()) {
                 if let Some(p) = params.get(pr.param) {

@@ -11,6 +11,7 @@
 //!   ends the group, since later spaces must see the changed model.
 
 use super::types::{Stage, Step, StepId};
+use crate::sema::ops;
 use crate::sema::Op;
 
 pub(super) fn share_passes(steps: &mut [Step]) {
@@ -22,22 +23,26 @@ pub(super) fn share_passes(steps: &mut [Step]) {
         let lead = &steps[i];
         let mut members = vec![lead.id];
         match &lead.op {
-            Op::Covariance { over, .. } if lead.stage == Stage::Prepare && lead.cache.is_some() => {
+            Op::Covariance(ops::Covariance { over, .. })
+                if lead.stage == Stage::Prepare && lead.cache.is_some() =>
+            {
                 for s in &steps[i + 1..] {
-                    if let Op::Covariance { over: o, .. } = &s.op {
+                    if let Op::Covariance(ops::Covariance { over: o, .. }) = &s.op {
                         if o == over && s.stage == Stage::Prepare && s.cache.is_some() {
                             members.push(s.id);
                         }
                     }
                 }
             }
-            Op::KnowledgeSpace { variants, .. } => {
+            Op::KnowledgeSpace(ops::KnowledgeSpace { variants, .. }) => {
                 for s in steps[i + 1..]
                     .iter()
                     .filter(|s| s.stage == lead.stage && s.parent == lead.parent)
                 {
                     match &s.op {
-                        Op::KnowledgeSpace { variants: v, .. } if v == variants => {
+                        Op::KnowledgeSpace(ops::KnowledgeSpace { variants: v, .. })
+                            if v == variants =>
+                        {
                             members.push(s.id)
                         }
                         op if op.changes_state() => break,

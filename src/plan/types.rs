@@ -93,6 +93,10 @@ pub struct Step {
     /// when the step runs alone. The first of them the executor reaches computes them all.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shares_pass: Vec<StepId>,
+    /// For a train step: the first decoder layer each optimisation step runs; the residual
+    /// stream entering it is computed once per edit case (`plan/prefix.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frozen_prefix: Option<usize>,
     pub origin: Origin,
 }
 

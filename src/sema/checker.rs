@@ -12,6 +12,7 @@ use super::site::{Layers, Stream};
 use super::value::Value;
 use crate::diagnostics::{did_you_mean, Diag};
 use crate::model::config::ModelDims;
+use crate::sema::ops;
 use crate::source::{SourceMap, Span};
 use crate::syntax::ast::{self, FnDef, Item, Module, StmtKind};
 
@@ -326,7 +327,7 @@ impl<'a> Checker<'a> {
             let read = self
                 .nodes
                 .iter()
-                .any(|n| matches!(&n.op, Op::LatentIcl { memory: m, .. } if *m == memory));
+                .any(|n| matches!(&n.op, Op::LatentIcl(ops::LatentIcl { memory: m, .. }) if *m == memory));
             if !read {
                 self.diags.push(
                     Diag::error(

@@ -122,34 +122,6 @@ fn check_stmts(
                     frame.push(name.name.clone());
                 }
             }
-            StmtKind::Freeze(e) | StmtKind::Loss(e) | StmtKind::Expr(e) => {
-                check_expr(e, scope, fns, diags)
-            }
-            StmtKind::Project {
-                param,
-                space,
-                scale,
-                ..
-            } => {
-                check_expr(param, scope, fns, diags);
-                check_expr(space, scope, fns, diags);
-                if let Some(s) = scale {
-                    check_expr(s, scope, fns, diags);
-                }
-            }
-            StmtKind::Train {
-                target,
-                steps,
-                optimizer,
-                body,
-            } => {
-                check_expr(target, scope, fns, diags);
-                check_expr(steps, scope, fns, diags);
-                check_expr(optimizer, scope, fns, diags);
-                scope.push(Vec::new());
-                check_stmts(&body.stmts, scope, fns, diags);
-                scope.pop();
-            }
             StmtKind::PerEdit(_) => diags.push(
                 Diag::error(
                     "mkedsl::block::per_edit_in_fn",
@@ -168,6 +140,17 @@ fn check_stmts(
                 .label("inside a function")
                 .help("write `evaluate [...]` once, at the end of the recipe"),
             ),
+            other => {
+                other
+                    .exprs()
+                    .into_iter()
+                    .for_each(|e| check_expr(e, scope, fns, diags));
+                if let Some(body) = other.block() {
+                    scope.push(Vec::new());
+                    check_stmts(&body.stmts, scope, fns, diags);
+                    scope.pop();
+                }
+            }
         }
     }
 }

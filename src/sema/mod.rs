@@ -16,6 +16,7 @@ mod header;
 mod inline;
 mod members;
 mod modules;
+pub mod ops;
 pub mod params;
 pub mod program;
 pub mod site;
@@ -26,6 +27,7 @@ mod value;
 
 use std::collections::HashMap;
 
+pub use ops::{Op, OpSpec};
 pub use params::{BoundParam, Overrides};
 pub use program::*;
 pub use stdlib::Library;

@@ -9,7 +9,7 @@ use super::builtins;
 use super::stdlib::Library;
 use crate::diagnostics::{did_you_mean, Diag};
 use crate::source::{SourceMap, Span};
-use crate::syntax::ast::{Expr, ExprKind, FnDef, Item, Module, Stmt, StmtKind};
+use crate::syntax::ast::{Expr, ExprKind, FnDef, Item, Module, Stmt};
 use crate::syntax::parse;
 
 /// The recipe and everything it imports.
@@ -262,35 +262,12 @@ fn report_cycles(fns: &HashMap<String, FnDef>, diags: &mut Vec<Diag>) {
 }
 
 fn stmt_calls(stmt: &Stmt, out: &mut Vec<(String, Span)>) {
-    match &stmt.kind {
-        StmtKind::Let { value, .. } => expr_calls(value, out),
-        StmtKind::Freeze(e) | StmtKind::Loss(e) | StmtKind::Evaluate(e) | StmtKind::Expr(e) => {
-            expr_calls(e, out)
-        }
-        StmtKind::PerEdit(block) => block.stmts.iter().for_each(|s| stmt_calls(s, out)),
-        StmtKind::Train {
-            target,
-            steps,
-            optimizer,
-            body,
-        } => {
-            expr_calls(target, out);
-            expr_calls(steps, out);
-            expr_calls(optimizer, out);
-            body.stmts.iter().for_each(|s| stmt_calls(s, out));
-        }
-        StmtKind::Project {
-            param,
-            space,
-            scale,
-            ..
-        } => {
-            expr_calls(param, out);
-            expr_calls(space, out);
-            if let Some(s) = scale {
-                expr_calls(s, out);
-            }
-        }
+    stmt.kind
+        .exprs()
+        .into_iter()
+        .for_each(|e| expr_calls(e, out));
+    if let Some(block) = stmt.kind.block() {
+        block.stmts.iter().for_each(|s| stmt_calls(s, out));
     }
 }
 

@@ -19,7 +19,7 @@ use super::builtins;
 use crate::diagnostics::{did_you_mean, Diag, Note};
 use crate::source::{SourceMap, Span};
 use crate::syntax::ast::{
-    Block, Expr, ExprKind, FnDef, Header, Item, Module, ParamDecl, SetArg, Stmt, StmtKind,
+    Block, Expr, ExprKind, FnDef, Header, Item, Module, ParamDecl, SetArg, Stmt,
 };
 
 /// The name of the source that holds one `--set NAME=VALUE` (its text is `NAME=VALUE`).
@@ -433,35 +433,11 @@ fn substitute_block(block: &mut Block, by_name: &HashMap<String, usize>, b: &mut
 }
 
 fn substitute_stmt(stmt: &mut Stmt, by_name: &HashMap<String, usize>, b: &mut [Binding]) {
-    match &mut stmt.kind {
-        StmtKind::Let { value, .. } => substitute(value, by_name, b),
-        StmtKind::Freeze(e) | StmtKind::Loss(e) | StmtKind::Evaluate(e) | StmtKind::Expr(e) => {
-            substitute(e, by_name, b)
-        }
-        StmtKind::PerEdit(block) => substitute_block(block, by_name, b),
-        StmtKind::Train {
-            target,
-            steps,
-            optimizer,
-            body,
-        } => {
-            substitute(target, by_name, b);
-            substitute(steps, by_name, b);
-            substitute(optimizer, by_name, b);
-            substitute_block(body, by_name, b);
-        }
-        StmtKind::Project {
-            param,
-            space,
-            scale,
-            ..
-        } => {
-            substitute(param, by_name, b);
-            substitute(space, by_name, b);
-            if let Some(s) = scale {
-                substitute(s, by_name, b);
-            }
-        }
+    for e in stmt.kind.exprs_mut() {
+        substitute(e, by_name, b);
+    }
+    if let Some(block) = stmt.kind.block_mut() {
+        substitute_block(block, by_name, b);
     }
 }
 

@@ -5,6 +5,7 @@ use super::program::{NodeId, Op, Param, ParamOwner, Projection};
 use super::types::Ty;
 use super::value::Value;
 use crate::diagnostics::Diag;
+use crate::sema::ops;
 use crate::source::Span;
 use crate::syntax::ast::{self, ProjectKind};
 
@@ -180,7 +181,12 @@ impl Checker<'_> {
         for p in &params {
             self.frozen.push((p.clone(), span));
         }
-        self.add_node(Op::Freeze { params }, NodeInfo::Effect, None, span);
+        self.add_node(
+            Op::Freeze(ops::Freeze { params }),
+            NodeInfo::Effect,
+            None,
+            span,
+        );
     }
 
     pub(super) fn train_stmt(
@@ -302,14 +308,14 @@ impl Checker<'_> {
             ),
         };
         let id = self.add_node(
-            Op::Train {
+            Op::Train(ops::Train {
                 params: params.clone(),
                 steps: steps_n,
                 optimizer: opt,
                 body: Vec::new(),
                 loss: Vec::new(),
                 projections: Vec::new(),
-            },
+            }),
             NodeInfo::Effect,
             None,
             span,
@@ -346,12 +352,12 @@ impl Checker<'_> {
             .filter(|n| matches!(n.block, super::program::Block::Step { train } if train == id))
             .map(|n| n.id)
             .collect();
-        if let Some(Op::Train {
+        if let Some(Op::Train(ops::Train {
             body,
             loss,
             projections,
             ..
-        }) = self.nodes.get_mut(id.0 as usize).map(|n| &mut n.op)
+        })) = self.nodes.get_mut(id.0 as usize).map(|n| &mut n.op)
         {
             *body = children;
             *loss = terms;

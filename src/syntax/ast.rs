@@ -142,6 +142,79 @@ pub enum StmtKind {
     Expr(Expr),
 }
 
+impl StmtKind {
+    /// The expressions written in this statement itself, in source order; a nested block's
+    /// statements are reached through [`StmtKind::block`]. Every pass that walks statements
+    /// (call collection, parameter substitution, scope checks) visits them through these two,
+    /// so a new statement form is added here and nowhere else.
+    pub fn exprs(&self) -> Vec<&Expr> {
+        match self {
+            StmtKind::Let { value, .. } => vec![value],
+            StmtKind::Freeze(e) | StmtKind::Loss(e) | StmtKind::Evaluate(e) | StmtKind::Expr(e) => {
+                vec![e]
+            }
+            StmtKind::PerEdit(_) => Vec::new(),
+            StmtKind::Train {
+                target,
+                steps,
+                optimizer,
+                ..
+            } => vec![target, steps, optimizer],
+            StmtKind::Project {
+                param,
+                space,
+                scale,
+                ..
+            } => [Some(param), Some(space), scale.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        }
+    }
+
+    /// [`StmtKind::exprs`], mutably.
+    pub fn exprs_mut(&mut self) -> Vec<&mut Expr> {
+        match self {
+            StmtKind::Let { value, .. } => vec![value],
+            StmtKind::Freeze(e) | StmtKind::Loss(e) | StmtKind::Evaluate(e) | StmtKind::Expr(e) => {
+                vec![e]
+            }
+            StmtKind::PerEdit(_) => Vec::new(),
+            StmtKind::Train {
+                target,
+                steps,
+                optimizer,
+                ..
+            } => vec![target, steps, optimizer],
+            StmtKind::Project {
+                param,
+                space,
+                scale,
+                ..
+            } => [Some(param), Some(space), scale.as_mut()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        }
+    }
+
+    /// The block nested in this statement (`per edit`, a train body).
+    pub fn block(&self) -> Option<&Block> {
+        match self {
+            StmtKind::PerEdit(b) | StmtKind::Train { body: b, .. } => Some(b),
+            _ => None,
+        }
+    }
+
+    /// [`StmtKind::block`], mutably.
+    pub fn block_mut(&mut self) -> Option<&mut Block> {
+        match self {
+            StmtKind::PerEdit(b) | StmtKind::Train { body: b, .. } => Some(b),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Expr {
     pub kind: ExprKind,

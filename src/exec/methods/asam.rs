@@ -17,11 +17,13 @@ use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::Executor;
 use crate::exec::input::EditInput;
 use crate::exec::losses::per_row_nll;
+use crate::exec::ops::{Execute, StepContext};
 use crate::exec::rng::{self, Rng};
 use crate::exec::values::{Value, Values, Variants};
 use crate::model::batch::TokenKind;
 use crate::model::{Hooks, Latents, Readout, VisionLanguageModel};
 use crate::plan::Step;
+use crate::sema::ops;
 use crate::sema::site::{Stream, StreamPoint};
 use crate::sema::{AdvInit, Norm, Op};
 
@@ -35,14 +37,14 @@ impl Executor {
         edit: &EditInput,
         values: &mut Values,
     ) -> Result<()> {
-        let Op::Adversarial {
+        let Op::Adversarial(ops::Adversarial {
             latents,
             budget,
             count,
             steps,
             init,
             norm,
-        } = &step.op
+        }) = &step.op
         else {
             return Err(ExecError::internal("adversarial on another op"));
         };
@@ -183,4 +185,10 @@ pub fn adversarial(
         layout,
         count: n,
     })
+}
+
+impl Execute for ops::Adversarial {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.adversarial_step(cx.step, cx.state, cx.edit()?, cx.values)
+    }
 }

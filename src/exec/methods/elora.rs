@@ -16,9 +16,11 @@ use candle_core::{DType, Device, Tensor};
 use crate::eval::EditState;
 use crate::exec::error::{ExecError, Result};
 use crate::exec::input::EditInput;
+use crate::exec::ops::{Execute, StepContext};
 use crate::exec::taps::{deepest, Reading};
 use crate::exec::values::Variants;
 use crate::linalg::{principal_subspace, projector_similarity, Subspace};
+use crate::sema::ops;
 use std::collections::HashMap;
 
 use crate::exec::executor::Executor;
@@ -245,11 +247,11 @@ impl Executor {
         edit: &EditInput,
         values: &mut Values,
     ) -> Result<()> {
-        let Op::Perturb {
+        let Op::Perturb(ops::Perturb {
             kinds,
             count,
             apply,
-        } = &step.op
+        }) = &step.op
         else {
             return Err(ExecError::internal("perturb on another op"));
         };
@@ -292,13 +294,13 @@ impl Executor {
         let mut requests: Vec<(StepId, Option<usize>, Request)> = Vec::new();
         let mut variants_id = None;
         for s in group {
-            let Op::KnowledgeSpace {
+            let Op::KnowledgeSpace(ops::KnowledgeSpace {
                 stream,
                 variants,
                 top,
                 keep_above,
                 rank,
-            } = &s.op
+            }) = &s.op
             else {
                 continue;
             };
@@ -338,6 +340,19 @@ impl Executor {
             values.insert(id, Value::Space(PerLayer(spaces)));
         }
         Ok(())
+    }
+}
+
+impl Execute for ops::Perturb {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.perturb_step(cx.step, cx.edit()?, cx.values)
+    }
+}
+
+impl Execute for ops::KnowledgeSpace {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        let edit = cx.edit()?;
+        ex.knowledge_space_step(cx.step, cx.stage_steps, cx.state, edit, cx.values)
     }
 }
 

@@ -4,6 +4,7 @@ use super::Builtin;
 use crate::diagnostics::Diag;
 use crate::sema::args::{Accept, Args, Dflt, Formal};
 use crate::sema::checker::{AdapterKind, Checker, NodeInfo};
+use crate::sema::ops;
 use crate::sema::program::{AdapterParam, Alpha, LoraInit, Op, Param, ParamOwner, Regulation};
 use crate::sema::site::{ComponentKind, ComponentSite, StreamPoint};
 use crate::sema::types::Ty;
@@ -173,13 +174,13 @@ fn lora(c: &mut Checker<'_>, args: &Args) -> Value {
         },
     ];
     let got = c.add_node(
-        Op::Lora {
+        Op::Lora(ops::Lora {
             site,
             rank,
             alpha,
             init,
             params: params.clone(),
-        },
+        }),
         NodeInfo::Adapter {
             kind: AdapterKind::Lora { rank },
             params,
@@ -353,12 +354,12 @@ fn extra_neurons(c: &mut Checker<'_>, args: &Args) -> Value {
         });
     }
     let got = c.add_node(
-        Op::ExtraNeurons {
+        Op::ExtraNeurons(ops::ExtraNeurons {
             site,
             count,
             regulate,
             params: params.clone(),
-        },
+        }),
         NodeInfo::Adapter {
             kind: AdapterKind::ExtraNeurons,
             params,
@@ -471,12 +472,12 @@ fn latent_icl(c: &mut Checker<'_>, args: &Args) -> Value {
     };
     let layers = site.layers.clone();
     let id = c.add_node(
-        Op::LatentIcl {
+        Op::LatentIcl(ops::LatentIcl {
             site,
             memory,
             top_k,
             alpha,
-        },
+        }),
         NodeInfo::Adapter {
             kind: AdapterKind::LatentIcl { layers },
             params: Vec::new(),

@@ -4,6 +4,7 @@ use super::Builtin;
 use crate::diagnostics::Diag;
 use crate::sema::args::{Accept, Args, Dflt, Formal};
 use crate::sema::checker::{Checker, NodeInfo};
+use crate::sema::ops;
 use crate::sema::program::{Cut, DataSpec, Op};
 use crate::sema::types::Ty;
 use crate::sema::value::Value;
@@ -71,10 +72,10 @@ fn covariance(c: &mut Checker<'_>, args: &Args) -> Value {
     let over: DataSpec = over;
     let shape = stream.width.map(|w| vec![w, w]);
     let id = c.add_node(
-        Op::Covariance {
+        Op::Covariance(ops::Covariance {
             stream: stream.clone(),
             over,
-        },
+        }),
         NodeInfo::Covariance { stream },
         shape,
         args.call,
@@ -157,11 +158,11 @@ fn null_space(c: &mut Checker<'_>, args: &Args) -> Value {
     };
     let shape = stream.width.map(|w| vec![w, w]);
     let id = c.add_node(
-        Op::NullSpace {
+        Op::NullSpace(ops::NullSpace {
             covariance,
             cut,
             rank,
-        },
+        }),
         NodeInfo::Space { stream, rank },
         shape,
         args.call,
@@ -190,7 +191,7 @@ fn top_space(c: &mut Checker<'_>, args: &Args) -> Value {
     }
     let shape = stream.width.map(|w| vec![w, w]);
     let id = c.add_node(
-        Op::TopSpace { covariance, rank },
+        Op::TopSpace(ops::TopSpace { covariance, rank }),
         NodeInfo::Space {
             stream,
             rank: Some(rank),
@@ -251,13 +252,13 @@ fn knowledge_space(c: &mut Checker<'_>, args: &Args) -> Value {
     }
     let shape = stream.width.map(|w| vec![w, w]);
     let id = c.add_node(
-        Op::KnowledgeSpace {
+        Op::KnowledgeSpace(ops::KnowledgeSpace {
             stream: stream.clone(),
             variants,
             top,
             keep_above,
             rank,
-        },
+        }),
         NodeInfo::Space {
             stream,
             rank: Some(rank),

@@ -4,6 +4,7 @@ use super::Builtin;
 use crate::diagnostics::Diag;
 use crate::sema::args::{Accept, Args, Dflt, Formal};
 use crate::sema::checker::{Checker, NodeInfo};
+use crate::sema::ops;
 use crate::sema::program::{DataSpec, Op};
 use crate::sema::site::StreamPoint;
 use crate::sema::types::Ty;
@@ -130,10 +131,10 @@ fn incontext_memory(c: &mut Checker<'_>, args: &Args) -> Value {
     };
     let shape = at.width.map(|w| vec![count, w]);
     let id = c.add_node(
-        Op::IncontextMemory {
+        Op::IncontextMemory(ops::IncontextMemory {
             triplets,
             at: at.clone(),
-        },
+        }),
         NodeInfo::Memory { at, entries: count },
         shape,
         args.call,
@@ -170,14 +171,14 @@ fn contrastive_encoders(c: &mut Checker<'_>, args: &Args) -> Value {
         _ => None,
     };
     let id = c.add_node(
-        Op::ContrastiveEncoders {
+        Op::ContrastiveEncoders(ops::ContrastiveEncoders {
             memory,
             hidden,
             depth,
             lr,
             steps,
             batch,
-        },
+        }),
         NodeInfo::Encoders { memory, hidden },
         width.map(|w| vec![w, hidden]),
         args.call,
@@ -201,7 +202,7 @@ fn truth_direction(c: &mut Checker<'_>, args: &Args) -> Value {
         _ => None,
     };
     let id = c.add_node(
-        Op::TruthDirection { encoders },
+        Op::TruthDirection(ops::TruthDirection { encoders }),
         NodeInfo::Direction {
             width: hidden,
             layers,
@@ -220,6 +221,11 @@ fn remember(c: &mut Checker<'_>, args: &Args) -> Value {
         return Value::Poison;
     };
     c.remembered.push((memory, args.call));
-    c.add_node(Op::Remember { memory }, NodeInfo::Effect, None, args.call);
+    c.add_node(
+        Op::Remember(ops::Remember { memory }),
+        NodeInfo::Effect,
+        None,
+        args.call,
+    );
     Value::Unit
 }

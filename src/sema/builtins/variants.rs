@@ -4,6 +4,7 @@ use super::Builtin;
 use crate::diagnostics::Diag;
 use crate::sema::args::{Accept, Args, Dflt, Formal};
 use crate::sema::checker::{Checker, NodeInfo};
+use crate::sema::ops;
 use crate::sema::program::{AdvInit, Apply, Norm, Op, Perturbation};
 use crate::sema::site::StreamPoint;
 use crate::sema::types::Ty;
@@ -139,11 +140,11 @@ fn perturb(c: &mut Checker<'_>, args: &Args) -> Value {
         return Value::Poison;
     };
     let id = c.add_node(
-        Op::Perturb {
+        Op::Perturb(ops::Perturb {
             kinds,
             count,
             apply,
-        },
+        }),
         NodeInfo::Variants,
         Some(vec![count]),
         args.call,
@@ -256,14 +257,14 @@ fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
         return Value::Poison;
     };
     let id = c.add_node(
-        Op::Adversarial {
+        Op::Adversarial(ops::Adversarial {
             latents,
             budget,
             count,
             steps,
             init,
             norm,
-        },
+        }),
         NodeInfo::Variants,
         Some(vec![count]),
         args.call,

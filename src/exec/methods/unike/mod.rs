@@ -18,6 +18,7 @@ use crate::eval::{scored_text, EditState};
 use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::Executor;
 use crate::exec::input::EditInput;
+use crate::exec::ops::{Execute, StepContext};
 use crate::exec::prepare::PRESERVE_BATCH;
 use crate::exec::preserve::PreserveSource;
 use crate::exec::rng;
@@ -30,6 +31,7 @@ use crate::model::{
     Activation, Hooks, LatentMemory, Latents, MemoryGate, PadSide, VisionLanguageModel,
 };
 use crate::plan::{Step, StepId};
+use crate::sema::ops;
 use crate::sema::site::Stream;
 use crate::sema::{Alpha, DataSpec, Op};
 use crate::world::World;
@@ -134,7 +136,7 @@ impl Executor {
     /// The memory step's stream.
     fn memory_stream(&self, memory: StepId) -> Result<Stream> {
         match &self.step(memory)?.op {
-            Op::IncontextMemory { at, .. } => Ok(at.clone()),
+            Op::IncontextMemory(ops::IncontextMemory { at, .. }) => Ok(at.clone()),
             _ => Err(ExecError::internal(format!(
                 "step {memory} is not a memory"
             ))),
@@ -252,7 +254,7 @@ impl Executor {
         values: &mut Values,
     ) -> Result<()> {
         match &step.op {
-            Op::IncontextMemory { triplets, at } => {
+            Op::IncontextMemory(ops::IncontextMemory { triplets, at }) => {
                 let layers: Vec<usize> = memory_sites(at)?.into_iter().map(|(l, _)| l).collect();
                 let cached = self
                     .load_cached(step)
@@ -270,14 +272,14 @@ impl Executor {
                 };
                 values.insert(step.id, Value::Memory(Arc::new(memory)));
             }
-            Op::ContrastiveEncoders {
+            Op::ContrastiveEncoders(ops::ContrastiveEncoders {
                 memory,
                 hidden,
                 depth,
                 lr,
                 steps,
                 batch,
-            } => {
+            }) => {
                 let mem = values.memory(*memory)?.clone();
                 let layers: Vec<usize> = mem.layers.iter().map(|m| m.layer).collect();
                 let cached = self
@@ -311,9 +313,9 @@ impl Executor {
                 };
                 values.insert(step.id, Value::Encoders(Arc::new(encoders)));
             }
-            Op::TruthDirection { encoders } => {
+            Op::TruthDirection(ops::TruthDirection { encoders }) => {
                 let memory = match &self.step(*encoders)?.op {
-                    Op::ContrastiveEncoders { memory, .. } => *memory,
+                    Op::ContrastiveEncoders(ops::ContrastiveEncoders { memory, .. }) => *memory,
                     _ => return Err(ExecError::internal("ζ of something that is not encoders")),
                 };
                 let mem = values.memory(memory)?.clone();
@@ -327,12 +329,12 @@ impl Executor {
                 }
                 values.insert(step.id, Value::Direction(PerLayer(per)));
             }
-            Op::ExtraNeurons {
+            Op::ExtraNeurons(ops::ExtraNeurons {
                 site,
                 count,
                 regulate,
                 ..
-            } => {
+            }) => {
                 let dims = state.model.dims();
                 let dtype = state.model.dtype();
                 let device = state.model.device().clone();
@@ -387,12 +389,12 @@ impl Executor {
                     }),
                 );
             }
-            Op::LatentIcl {
+            Op::LatentIcl(ops::LatentIcl {
                 site,
                 memory,
                 top_k,
                 alpha,
-            } => {
+            }) => {
                 let mem = values.memory(*memory)?.clone();
                 let dtype = state.model.dtype();
                 let device = state.model.device().clone();
@@ -440,7 +442,7 @@ impl Executor {
                     }),
                 );
             }
-            Op::Remember { memory } => {
+            Op::Remember(ops::Remember { memory }) => {
                 let edit =
                     edit.ok_or_else(|| ExecError::internal("`remember` ran outside an edit"))?;
                 let icls: Vec<IclHandle> = values.icls_of(*memory).into_iter().cloned().collect();
@@ -502,5 +504,41 @@ impl Executor {
             }
         }
         Ok(())
+    }
+}
+
+impl Execute for ops::ExtraNeurons {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.run_unike(cx.step, cx.state, cx.edit, cx.values)
+    }
+}
+
+impl Execute for ops::LatentIcl {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.run_unike(cx.step, cx.state, cx.edit, cx.values)
+    }
+}
+
+impl Execute for ops::IncontextMemory {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.run_unike(cx.step, cx.state, cx.edit, cx.values)
+    }
+}
+
+impl Execute for ops::ContrastiveEncoders {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.run_unike(cx.step, cx.state, cx.edit, cx.values)
+    }
+}
+
+impl Execute for ops::TruthDirection {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.run_unike(cx.step, cx.state, cx.edit, cx.values)
+    }
+}
+
+impl Execute for ops::Remember {
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        ex.run_unike(cx.step, cx.state, cx.edit, cx.values)
     }
 }
