@@ -357,7 +357,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         compiled.program.recipe.seed = seed;
         compiled.plan = plan::plan(&compiled.program, &options);
     }
-    check_memory(&compiled, &dims, &config, req.max_memory)?;
+    check_memory(&compiled, &dims, &config, req.max_memory, req.setup.dtype)?;
     let plan = compiled.plan;
     let recipe_k = match plan.recipe.mode {
         Mode::Single => None,
@@ -574,13 +574,19 @@ fn check_memory(
     dims: &crate::model::ModelDims,
     config: &LlavaConfig,
     limit: Option<u64>,
+    precision: crate::model::Precision,
 ) -> miette::Result<()> {
     use crate::plan::estimate::{human_bytes, machine_memory};
     let Some(limit) = limit.or_else(machine_memory) else {
         return Ok(());
     };
     let plan = &compiled.plan;
-    let estimate = plan::estimate(plan, dims, crate::model::tensors::weight_bytes(config));
+    let estimate = plan::estimate(
+        plan,
+        dims,
+        crate::model::tensors::weight_bytes(config, precision),
+        precision,
+    );
     if estimate.total <= limit {
         return Ok(());
     }
@@ -590,8 +596,9 @@ fn check_memory(
         human_bytes(limit)
     );
     let help = format!(
-        "weights {}; lower the counts or sizes of the step shown, or pass --max-memory SIZE (e.g. 64G) if the estimate is wrong for your machine (`mkedsl plan FILE --model DIR` shows it)",
-        human_bytes(estimate.weights)
+        "weights {} ({}); lower the counts or sizes of the step shown, or pass --max-memory SIZE (e.g. 64G) if the estimate is wrong for your machine (`mkedsl plan FILE --model DIR` shows it)",
+        human_bytes(estimate.weights),
+        estimate.weights_dtype
     );
     let diag = match estimate
         .peak_step

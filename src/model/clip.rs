@@ -5,7 +5,7 @@
 //! in the parity test. The patch convolution (stride = kernel = patch) is written as an unfold
 //! and a linear, so a frozen tower uses the gradient-free matmul like every other linear.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::model::config::VisionConfig;
@@ -48,7 +48,7 @@ impl ClipAttention {
         let k = split(self.k_proj.forward(x)?)?;
         let v = split(self.v_proj.forward(x)?)?;
         let scores = q.matmul(&k.t()?.contiguous()?)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = crate::model::nn::attention_softmax(&scores, None)?;
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         Ok(self.out_proj.forward(&y)?)
     }
