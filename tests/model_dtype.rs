@@ -13,6 +13,7 @@ use mkedsl::exec::cache::Cache;
 use mkedsl::exec::executor::Log;
 use mkedsl::exec::input::EditInput;
 use mkedsl::exec::preserve::PreserveSource;
+use mkedsl::exec::shard::{merge_files, Shard};
 use mkedsl::exec::{run, CacheChoice, Executor, RunRequest};
 use mkedsl::model::{Hooks, LinearSite, Precision, Proj, Readout, VisionLanguageModel};
 use mkedsl::plan::PlanOptions;
@@ -378,4 +379,32 @@ fn an_unknown_dtype_is_a_usage_error_on_every_command_that_loads_a_model() {
             "{command:?}: {stderr}"
         );
     }
+}
+
+#[test]
+fn shards_run_in_different_dtypes_are_not_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let parts: Vec<PathBuf> = [Precision::F32, Precision::Bf16]
+        .into_iter()
+        .enumerate()
+        .map(|(index, precision)| {
+            let path = dir.path().join(format!("part-{index}.json"));
+            let outcome = run(&RunRequest {
+                setup: SetupRequest {
+                    limit: Some(2),
+                    dtype: precision,
+                    ..SetupRequest::default()
+                },
+                cache: CacheChoice::Off,
+                shard: Some(Shard { index, count: 2 }),
+                json: Some(path.clone()),
+                ..RunRequest::new(repo("recipes/ft_l.edit"))
+            })
+            .unwrap_or_else(|e| panic!("{e:?}"));
+            outcome.write_json(&path).expect("part written");
+            path
+        })
+        .collect();
+    let err = format!("{:?}", merge_files(&parts).expect_err("refused"));
+    assert!(err.contains("dtype") && err.contains("bf16"), "{err}");
 }

@@ -457,8 +457,14 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         CacheChoice::Dir(d) => Some(d.clone()),
         CacheChoice::Default => Some(default_dir(&model_dir)),
     };
+    // Statistics gathered from half-precision activations differ slightly from f32 ones: a
+    // bf16 run keeps entries of its own (f32 keys are those of runs before `--dtype` existed).
+    let precision = match req.setup.dtype {
+        crate::model::Precision::F32 => String::new(),
+        other => format!("; weights: {other}"),
+    };
     let data_identity = format!(
-        "preserve: {}; template: {:?}",
+        "preserve: {}; template: {:?}{precision}",
         preserve.identity(),
         setup.template.template.as_str()
     );
@@ -531,6 +537,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             data_hash: file_hash(&setup.dataset.path)?,
             max_new_tokens: req.probe.max_new_tokens,
             mkedsl: env!("CARGO_PKG_VERSION").into(),
+            dtype: req.setup.dtype.to_string(),
         }),
         _ => None,
     };
