@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::model::Precision;
-use crate::model::{DeviceKind, Llava, LoadOptions};
+use crate::model::{DeviceKind, Llava, LoadOptions, Precision};
 use crate::train::{write_world_datasets, DatasetPlan};
 use crate::world::World;
 

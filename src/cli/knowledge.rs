@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use miette::IntoDiagnostic;
 
 use crate::data::files::write_atomic;
-use crate::model::Precision;
-use crate::model::{DeviceKind, Llava, LoadOptions};
+use crate::model::{DeviceKind, Llava, LoadOptions, Precision};
 use crate::train::measure_knowledge;
 use crate::world::World;
 
