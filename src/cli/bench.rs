@@ -9,6 +9,7 @@ use crate::eval::{default_path, SetupRequest, DEFAULT_DATA, DEFAULT_MODEL};
 use crate::exec::bench::{bench, table, BenchRequest};
 use crate::exec::CacheChoice;
 use crate::model::device::DeviceKind;
+use crate::model::Precision;
 
 /// The recipes benchmarked when none is named: every method `mkedsl run` executes.
 pub const DEFAULT_RECIPES: [&str; 6] = [
@@ -39,6 +40,10 @@ pub struct BenchArgs {
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Precision of the frozen weights: f32, bf16 or f16 (half the memory). Trained tensors,
+    /// optimiser state, logits and linear algebra stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
     /// Use the prepare cache (default: off, so `prepare` measures the computation).
     #[arg(long)]
     pub cache: bool,
@@ -89,6 +94,7 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
             data: Some(data.clone()),
             limit: Some(args.cases),
             device: args.device,
+            dtype: args.dtype,
             ..SetupRequest::default()
         }),
         overrides: crate::sema::Overrides::new(args.set),
@@ -102,11 +108,12 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
     let rows = bench(&request)?;
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let header = format!(
-        "bench     model {} · data {} · {} cases each · device {} · {cores} cores, {} CPU thread(s) for tensor kernels · cache {}",
+        "bench     model {} · data {} · {} cases each · device {} · dtype {} · {cores} cores, {} CPU thread(s) for tensor kernels · cache {}",
         model.display(),
         data.display(),
         args.cases,
         args.device,
+        args.dtype,
         crate::exec::run::cpu_threads().unwrap_or(cores),
         if args.cache { "on" } else { "off" }
     );
@@ -116,6 +123,7 @@ pub fn run(args: BenchArgs) -> miette::Result<()> {
             ("model".to_string(), model.display().to_string()),
             ("data".to_string(), data.display().to_string()),
             ("device".to_string(), args.device.to_string()),
+            ("dtype".to_string(), args.dtype.to_string()),
             (
                 "threads".to_string(),
                 format!(

@@ -10,6 +10,7 @@ use crate::exec::compare::{compare, file_name, markdown, CompareRequest};
 use crate::exec::run::DEFAULT_LIMIT;
 use crate::exec::CacheChoice;
 use crate::model::device::DeviceKind;
+use crate::model::Precision;
 
 /// Recipes compared when none is named: the baselines, the two null-space methods, UniKE.
 pub const DEFAULT_RECIPES: [&str; 6] = [
@@ -53,6 +54,10 @@ pub struct CompareArgs {
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Precision of the frozen weights: f32, bf16 or f16 (half the memory). Trained tensors,
+    /// optimiser state, logits and linear algebra stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
     /// Also write every report (scores, per-case rows) as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -104,6 +109,7 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
             model: Some(model.clone()),
             limit,
             device: args.device,
+            dtype: args.dtype,
             ..SetupRequest::default()
         }),
         seed: args.seed,
@@ -129,11 +135,12 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
         c
     };
     println!(
-        "model {} · cases: {} · seed {} · device {} · mode: each recipe's (single)",
+        "model {} · cases: {} · seed {} · device {} · dtype {} · mode: each recipe's (single)",
         model.display(),
         cases.join(", "),
         seeds.join("/"),
-        args.device
+        args.device,
+        args.dtype
     );
     println!();
     print!("{}", markdown(&cells));
@@ -148,6 +155,7 @@ pub fn run(args: CompareArgs) -> miette::Result<()> {
                 Some(&recipe),
                 &model,
                 None,
+                args.dtype,
             )?);
         }
         let mut text = serde_json::to_string_pretty(&cells)

@@ -42,6 +42,7 @@ pub fn run(args: EvalArgs) -> miette::Result<()> {
     if let Some(path) = &args.json {
         crate::exec::run::check_output_file(path, "--json")?;
     }
+    let dtype = setup.dtype;
     let mut report = run_eval(&EvalRequest {
         setup,
         mode,
@@ -50,7 +51,9 @@ pub fn run(args: EvalArgs) -> miette::Result<()> {
     })?;
     if args.json.is_some() {
         let model = PathBuf::from(&report.model);
-        report.provenance = Some(super::provenance::provenance(&report, None, &model, None)?);
+        report.provenance = Some(super::provenance::provenance(
+            &report, None, &model, None, dtype,
+        )?);
     }
     // The table first: a report that then cannot be written loses nothing.
     print!("{}", report.table());

@@ -7,6 +7,7 @@ use clap::Args;
 use crate::eval::resolve_template;
 use crate::model::device::DeviceKind;
 use crate::model::infer::{infer, InferRequest};
+use crate::model::Precision;
 
 #[derive(Debug, Args)]
 pub struct InferArgs {
@@ -41,6 +42,10 @@ pub struct InferArgs {
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Precision of the frozen weights: f32, bf16 or f16 (half the memory). Trained tensors,
+    /// optimiser state, logits and linear algebra stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
 }
 
 pub fn run(args: InferArgs) -> miette::Result<()> {
@@ -63,6 +68,7 @@ pub fn run(args: InferArgs) -> miette::Result<()> {
         prompt,
         max_new_tokens: args.max_new_tokens,
         device: args.device,
+        dtype: args.dtype,
         loras: match &args.adapter {
             Some(dir) => crate::export::read_adapter(
                 dir,

@@ -9,6 +9,7 @@ use clap::Args;
 use crate::data::{FieldTemplateArg, FieldTemplates};
 use crate::eval::{ProbeOptions, SetupRequest};
 use crate::model::device::DeviceKind;
+use crate::model::Precision;
 
 #[derive(Debug, Args)]
 pub struct EditDataArgs {
@@ -36,6 +37,10 @@ pub struct EditDataArgs {
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Precision of the frozen weights: f32, bf16 or f16 (half the memory). Trained tensors,
+    /// optimiser state, logits and linear algebra stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
     /// Sequences per forward pass of the evaluation.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -112,6 +117,7 @@ impl EditDataArgs {
             interleave: self.interleave,
             limit,
             device: self.device,
+            dtype: self.dtype,
             fields: FieldTemplates::from_args(&self.field_template),
             ..SetupRequest::default()
         });

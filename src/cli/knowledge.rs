@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use miette::IntoDiagnostic;
 
 use crate::data::files::write_atomic;
-use crate::model::{DeviceKind, Llava, LoadOptions};
+use crate::model::{DeviceKind, Llava, LoadOptions, Precision};
 use crate::train::measure_knowledge;
 use crate::world::World;
 
@@ -31,11 +31,15 @@ pub struct KnowledgeArgs {
     /// Device to run on: cpu or cuda.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceKind,
+    /// Precision of the frozen weights: f32, bf16 or f16 (half the memory). Trained tensors,
+    /// optimiser state, logits and linear algebra stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: Precision,
 }
 
 /// Runs `mkedsl knowledge`.
 pub fn run(args: KnowledgeArgs) -> miette::Result<()> {
-    let llava = Llava::load(&args.model, &LoadOptions::on(args.device)?)?;
+    let llava = Llava::load(&args.model, &LoadOptions::on(args.device, args.dtype)?)?;
     let world = World::new(args.world_seed);
     let report = measure_knowledge(&llava, &world, args.per_family, args.seed)?;
     println!(

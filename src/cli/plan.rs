@@ -24,6 +24,9 @@ pub struct PlanArgs {
     /// The device the plan targets.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceArg,
+    /// Precision of the frozen weights the estimate assumes (with --model): f32, bf16 or f16.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: crate::model::Precision,
     /// Value for a recipe `param` (repeat the flag): `--set lr=3e-3`. Checked like the literal
     /// it replaces.
     #[arg(long = "set", value_name = "NAME=VALUE")]
@@ -76,8 +79,8 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
         print!("{}", compiled.plan.display());
         if let (Some(model), Some(dims)) = (&args.model, &dims) {
             let config = crate::model::LlavaConfig::from_path(model)?;
-            let weights = crate::model::tensors::weight_bytes(&config);
-            let estimate = crate::plan::estimate(&compiled.plan, dims, weights);
+            let weights = crate::model::tensors::weight_bytes(&config, args.dtype);
+            let estimate = crate::plan::estimate(&compiled.plan, dims, weights, args.dtype);
             println!();
             print!(
                 "{}",

@@ -7,21 +7,20 @@ use std::path::Path;
 use crate::eval::{EvalReport, PhaseTimes, Provenance};
 use crate::exec::executor::Phases;
 
-/// The dtype the frozen weights are held and multiplied in.
-pub const DTYPE: &str = "f32";
-
 /// SHA-256 of a file's bytes, hex.
 fn sha256(path: &Path) -> miette::Result<String> {
     Ok(crate::exec::shard::file_hash(path)?)
 }
 
 /// The provenance of `report`, produced from `recipe` (none for `mkedsl eval`) on `model_dir`,
-/// with the executor's `phases` when a recipe ran.
+/// with the executor's `phases` when a recipe ran; `dtype` is the precision the frozen weights
+/// were held and multiplied in (`--dtype`).
 pub fn provenance(
     report: &EvalReport,
     recipe: Option<&Path>,
     model_dir: &Path,
     phases: Option<&Phases>,
+    dtype: crate::model::Precision,
 ) -> miette::Result<Provenance> {
     let t = &report.timing;
     Ok(Provenance {
@@ -33,7 +32,7 @@ pub fn provenance(
             .iter()
             .map(|d| sha256(Path::new(&d.path)))
             .collect::<miette::Result<_>>()?,
-        dtype: DTYPE.to_string(),
+        dtype: dtype.to_string(),
         device: report.device.clone(),
         threads: crate::exec::run::cpu_threads(),
         seed: report.seed,

@@ -134,6 +134,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
             Some(&request.recipe),
             &model,
             Some(&outcome.phases),
+            request.setup.dtype,
         )?);
     }
     if let Some(page) = &report {

@@ -13,7 +13,7 @@ use crate::eval::probe::ProbeOptions;
 use crate::eval::report::{DataFileInfo, EvalReport, RunInfo};
 use crate::eval::runner::{evaluate, EditMode, EvalOptions};
 use crate::eval::template::{resolve_template, ResolvedTemplate};
-use crate::model::{DeviceKind, Llava, LoadOptions};
+use crate::model::{DeviceKind, Llava, LoadOptions, Precision};
 
 /// The embedded model, relative to the repository root.
 pub const DEFAULT_MODEL: &str = "examples/model";
@@ -55,6 +55,8 @@ pub struct SetupRequest {
     /// EasyEdit's `size` (`annotation[:size]`).
     pub limit: Option<usize>,
     pub device: DeviceKind,
+    /// Precision of the frozen weights (`--dtype`).
+    pub dtype: Precision,
     /// Allow image paths that leave the image roots (`--images-anywhere`).
     pub images_anywhere: bool,
     /// More MMEdit files after `data` (`--data` repeated): their cases follow `data`'s, or
@@ -82,10 +84,11 @@ pub struct Setup {
     pub fields: FieldTemplates,
     pub cases: Vec<EvalCase>,
     pub device: DeviceKind,
+    pub dtype: Precision,
 }
 
 impl Setup {
-    /// Loads the model (f32 on the requested device), its prompt template and the dataset.
+    /// Loads the model (in the requested precision, on the requested device), its prompt template and the dataset.
     /// The dataset is read first: a wrong data path fails before the model is loaded.
     pub fn load(req: &SetupRequest) -> Result<Setup> {
         let data = match &req.data {
@@ -140,7 +143,7 @@ impl Setup {
                     .join(", "),
             });
         }
-        let model = Llava::load(&model_dir, &LoadOptions::on(req.device)?)?;
+        let model = Llava::load(&model_dir, &LoadOptions::on(req.device, req.dtype)?)?;
         Ok(Setup {
             model_dir,
             model,
@@ -150,6 +153,7 @@ impl Setup {
             fields: req.fields,
             cases,
             device: req.device,
+            dtype: req.dtype,
         })
     }
 

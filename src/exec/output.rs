@@ -267,7 +267,9 @@ pub fn read(dir: &Path, device: &candle_core::Device) -> Result<(Artefact, Prove
 
 /// Applies an artefact to a state holding the original model.
 pub fn apply(artefact: &Artefact, state: &mut EditState) -> Result<()> {
-    let dtype = state.model.dtype();
+    // Edited tensors in the dtype they were trained in (f32 on a half-precision model, where an
+    // edited weight stays an f32 copy: bf16 would round a small delta away).
+    let dtype = crate::model::precision::trained_dtype(state.model.dtype());
     for (site, d) in &artefact.deltas {
         let w = state.model.linear_weight(*site)?;
         let moved = (w.to_dtype(DType::F32)? + d.to_dtype(DType::F32)?)?;

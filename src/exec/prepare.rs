@@ -368,6 +368,8 @@ impl Executor {
         let rank = *rank;
         let scaling = alpha / rank as f64;
         let dtype = state.model.dtype();
+        // The factors are trained: f32 even on a half-precision model.
+        let factors = crate::model::precision::trained_dtype(dtype);
         let device = state.model.device().clone();
         let sites = linear_sites(site)?;
         let cached = self.load_cached(step);
@@ -387,8 +389,8 @@ impl Executor {
                     let a: Vec<f32> = (0..rank * din)
                         .map(|_| (bound * (2.0 * r.uniform() - 1.0)) as f32)
                         .collect();
-                    let a = Tensor::from_vec(a, (rank, din), &device)?.to_dtype(dtype)?;
-                    let b = Tensor::zeros((dout, rank), dtype, &device)?;
+                    let a = Tensor::from_vec(a, (rank, din), &device)?.to_dtype(factors)?;
+                    let b = Tensor::zeros((dout, rank), factors, &device)?;
                     (a, b)
                 }
                 LoraInit::NullSpaceSvd { space } => {
@@ -429,8 +431,8 @@ impl Executor {
                         .model
                         .replace_linear_weight(*s, moved.to_dtype(dtype)?.to_device(&device)?)?;
                     (
-                        a.to_dtype(dtype)?.to_device(&device)?,
-                        b.to_dtype(dtype)?.to_device(&device)?,
+                        a.to_dtype(factors)?.to_device(&device)?,
+                        b.to_dtype(factors)?.to_device(&device)?,
                     )
                 }
             };

@@ -359,7 +359,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         compiled.program.recipe.seed = seed;
         compiled.plan = plan::plan(&compiled.program, &options);
     }
-    check_memory(&compiled, &dims, &config, req.max_memory)?;
+    check_memory(&compiled, &dims, &config, req.max_memory, req.setup.dtype)?;
     let plan = compiled.plan;
     let recipe_k = match plan.recipe.mode {
         Mode::Single => None,
@@ -454,8 +454,14 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         CacheChoice::Dir(d) => Some(d.clone()),
         CacheChoice::Default => Some(default_dir(&model_dir)),
     };
+    // Statistics gathered from half-precision activations differ slightly from f32 ones: a
+    // bf16 run keeps entries of its own (f32 keys are those of runs before `--dtype` existed).
+    let precision = match req.setup.dtype {
+        crate::model::Precision::F32 => String::new(),
+        other => format!("; weights: {other}"),
+    };
     let data_identity = format!(
-        "preserve: {}; template: {:?}",
+        "preserve: {}; template: {:?}{precision}",
         preserve.identity(),
         setup.template.template.as_str()
     );
@@ -528,6 +534,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
             data_hash: file_hash(&setup.dataset.path)?,
             max_new_tokens: req.probe.max_new_tokens,
             mkedsl: env!("CARGO_PKG_VERSION").into(),
+            dtype: req.setup.dtype.to_string(),
         }),
         _ => None,
     };
@@ -571,13 +578,19 @@ fn check_memory(
     dims: &crate::model::ModelDims,
     config: &LlavaConfig,
     limit: Option<u64>,
+    precision: crate::model::Precision,
 ) -> miette::Result<()> {
     use crate::plan::estimate::{human_bytes, machine_memory};
     let Some(limit) = limit.or_else(machine_memory) else {
         return Ok(());
     };
     let plan = &compiled.plan;
-    let estimate = plan::estimate(plan, dims, crate::model::tensors::weight_bytes(config));
+    let estimate = plan::estimate(
+        plan,
+        dims,
+        crate::model::tensors::weight_bytes(config, precision),
+        precision,
+    );
     if estimate.total <= limit {
         return Ok(());
     }
@@ -587,8 +600,9 @@ fn check_memory(
         human_bytes(limit)
     );
     let help = format!(
-        "weights {}; lower the counts or sizes of the step shown, or pass --max-memory SIZE (e.g. 64G) if the estimate is wrong for your machine (`mkedsl plan FILE --model DIR` shows it)",
-        human_bytes(estimate.weights)
+        "weights {} ({}); lower the counts or sizes of the step shown, or pass --max-memory SIZE (e.g. 64G) if the estimate is wrong for your machine (`mkedsl plan FILE --model DIR` shows it)",
+        human_bytes(estimate.weights),
+        estimate.weights_dtype
     );
     let diag = match estimate
         .peak_step

@@ -90,14 +90,17 @@ impl Reading {
     }
 
     /// The stream's value from the site's value (any shape ending in the site's width).
+    ///
+    /// A reading through an adapter is computed in the adapter's dtype (f32 on a
+    /// half-precision model, where `x` is a bf16/f16 activation).
     pub fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Reading::Site(_) => Ok(x.clone()),
-            Reading::LoraMid { a, .. } => x.broadcast_matmul(&a.t()?),
+            Reading::LoraMid { a, .. } => x.to_dtype(a.dtype())?.broadcast_matmul(&a.t()?),
             Reading::ExtraAct {
                 keys, bias, act, ..
             } => {
-                let pre = x.broadcast_matmul(&keys.t()?)?;
+                let pre = x.to_dtype(keys.dtype())?.broadcast_matmul(&keys.t()?)?;
                 let pre = match bias {
                     Some(b) => pre.broadcast_add(b)?,
                     None => pre,

@@ -302,8 +302,11 @@ impl Executor {
         let mut trained = Vec::new();
         for (i, p) in params.iter().enumerate() {
             for (layer, slot) in resolve(p, values)? {
-                // A copy: the snapshot's tensor is never written in place.
-                let var = Var::from_tensor(&slot.read(state)?.detach())?;
+                // A copy: the snapshot's tensor is never written in place. Trained tensors are
+                // f32 on a half-precision model (a weight trained by FT-L included): the
+                // optimiser's steps are often below bf16's spacing and would round away.
+                let dtype = crate::model::precision::trained_dtype(state.model.dtype());
+                let var = Var::from_tensor(&slot.read(state)?.detach().to_dtype(dtype)?)?;
                 slot.write(state, var.as_tensor().clone())?;
                 let name = match &slot {
                     Slot::Weight(site) => format!("{site}.weight"),

@@ -17,6 +17,7 @@ use crate::model::hooks::{add_broadcast, SiteView};
 use crate::model::memory::{LatentMemory, MemoryGate};
 use crate::model::nn::activation::Activation;
 use crate::model::nn::frozen::matmul_t;
+use crate::model::precision::trained_dtype;
 use crate::model::site::{LinearSite, Site};
 
 /// Low-rank update of a linear: `y += scaling · (x Aᵀ) Bᵀ`.
@@ -273,12 +274,13 @@ impl Adapters {
                 })
             }));
         for (site, t) in tensors {
-            if t.dtype() != dtype {
+            if t.dtype() != dtype && t.dtype() != trained_dtype(dtype) {
                 return Err(bad(
                     site,
                     format!(
-                        "adapter tensor is {:?} but the model computes in {dtype:?}",
-                        t.dtype()
+                        "adapter tensor is {:?} but the model computes in {dtype:?} (and trains in {:?})",
+                        t.dtype(),
+                        trained_dtype(dtype)
                     ),
                 ));
             }
@@ -418,11 +420,14 @@ impl Adapters {
         Ok(value)
     }
 
-    /// The weight a linear runs with: the base weight plus any deltas.
+    /// The weight a linear runs with: the base weight plus any deltas. The sum is formed in
+    /// the wider of the two dtypes: an f32 delta on a bf16 weight gives an f32 weight (bf16
+    /// would round a small trained delta away), which the linear then multiplies in f32.
     pub(crate) fn effective_weight(&self, site: LinearSite, base: &Tensor) -> Result<Tensor> {
         let mut w = base.clone();
         for d in self.deltas.get(&site).into_iter().flatten() {
-            w = (w + d.to_dtype(base.dtype())?)?;
+            let dtype = wider(w.dtype(), d.dtype());
+            w = (w.to_dtype(dtype)? + d.to_dtype(dtype)?)?;
         }
         Ok(w)
     }
@@ -431,8 +436,10 @@ impl Adapters {
     pub(crate) fn lora_output(&self, site: LinearSite, x: &Tensor) -> Result<Option<Tensor>> {
         let mut total: Option<Tensor> = None;
         for l in self.loras.get(&site).into_iter().flatten() {
-            let h = matmul_t(&matmul_t(x, &l.a)?, &l.b)?;
-            let h = (h * l.scaling)?;
+            // In the factors' dtype (f32 on a half-precision model), back in `x`'s.
+            let xa = x.to_dtype(l.a.dtype())?;
+            let h = matmul_t(&matmul_t(&xa, &l.a)?, &l.b.to_dtype(l.a.dtype())?)?;
+            let h = (h * l.scaling)?.to_dtype(x.dtype())?;
             total = Some(match total {
                 Some(t) => (t + h)?,
                 None => h,
@@ -445,19 +452,35 @@ impl Adapters {
     pub(crate) fn neuron_output(&self, layer: usize, q: &Tensor) -> Result<Option<Tensor>> {
         let mut total: Option<Tensor> = None;
         for n in self.neurons.get(&layer).into_iter().flatten() {
-            let mut pre = matmul_t(q, &n.keys)?;
+            // In the neurons' dtype (f32 on a half-precision model), back in `q`'s.
+            let dtype = n.keys.dtype();
+            let mut pre = matmul_t(&q.to_dtype(dtype)?, &n.keys)?;
             if let Some(b) = &n.bias {
-                pre = pre.broadcast_add(b)?;
+                pre = pre.broadcast_add(&b.to_dtype(dtype)?)?;
             }
             let o = n.act.forward(&pre)?;
-            let values = n.effective_values()?;
-            let out = matmul_t(&o, &values.t()?)?;
+            let values = n.effective_values()?.to_dtype(dtype)?;
+            let out = matmul_t(&o, &values.t()?)?.to_dtype(q.dtype())?;
             total = Some(match total {
                 Some(t) => (t + out)?,
                 None => out,
             });
         }
         Ok(total)
+    }
+}
+
+/// The wider of two float dtypes (f64 > f32 > bf16, f16).
+fn wider(a: DType, b: DType) -> DType {
+    let rank = |d: DType| match d {
+        DType::F64 => 3,
+        DType::F32 => 2,
+        _ => 1,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
     }
 }
 

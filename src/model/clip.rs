@@ -5,7 +5,7 @@
 //! in the parity test. The patch convolution (stride = kernel = patch) is written as an unfold
 //! and a linear, so a frozen tower uses the gradient-free matmul like every other linear.
 
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 
 use crate::model::config::VisionConfig;
@@ -50,7 +50,7 @@ impl ClipAttention {
         let kt = k.t()?.contiguous()?;
         crate::model::flops::matmul(&q, &kt);
         let scores = q.matmul(&kt)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let probs = crate::model::nn::attention_softmax(&scores, None)?;
         crate::model::flops::matmul(&probs, &v);
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         Ok(self.out_proj.forward(&y)?)

@@ -22,6 +22,8 @@ pub struct InferRequest {
     pub prompt: String,
     pub max_new_tokens: usize,
     pub device: DeviceKind,
+    /// Precision of the frozen weights (`--dtype`).
+    pub dtype: crate::model::Precision,
     /// LoRAs to apply (`--adapter`: a PEFT adapter read by [`crate::export::read_adapter`]).
     pub loras: Vec<(crate::model::site::LinearSite, crate::model::Lora)>,
 }
@@ -45,7 +47,7 @@ pub struct InferOutput {
 
 /// Loads the checkpoint and answers the prompt.
 pub fn infer(req: &InferRequest) -> Result<InferOutput> {
-    let llava = Llava::load(&req.model, &LoadOptions::on(req.device)?)?;
+    let llava = Llava::load(&req.model, &LoadOptions::on(req.device, req.dtype)?)?;
     let images = match &req.image {
         Some(path) => vec![load_image(path)?],
         None => vec![],

@@ -4,7 +4,7 @@
 //! differentiable ops only: generic softmax, RMSNorm and rotary embeddings from primitives, and
 //! the frozen-weight matmul for every base weight that is not being trained.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{Device, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use crate::model::batch::TokenLayout;
@@ -12,6 +12,7 @@ use crate::model::clip::unknown_act;
 use crate::model::config::TextConfig;
 use crate::model::error::{ModelError, Result};
 use crate::model::nn::activation::Activation;
+use crate::model::nn::attention_softmax;
 use crate::model::nn::linear::Linear;
 use crate::model::nn::norm::RmsNorm;
 use crate::model::nn::rotary::Rotary;
@@ -193,8 +194,8 @@ impl DecoderLayer {
         let v = repeat_kv(&v, shape.heads / shape.kv_heads)?;
         let kt = k.t()?.contiguous()?;
         crate::model::flops::matmul(&q, &kt);
-        let scores = (q.matmul(&kt)? / (hd as f64).sqrt())?.broadcast_add(bias)?;
-        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let scores = (q.matmul(&kt)? / (hd as f64).sqrt())?;
+        let probs = attention_softmax(&scores, Some(bias))?;
         crate::model::flops::matmul(&probs, &v);
         let y = probs
             .matmul(&v)?
@@ -270,7 +271,7 @@ impl DecoderLayer {
             let kt = keys.t()?.contiguous()?;
             crate::model::flops::matmul(&query, &kt);
             let scores = (query.matmul(&kt)? / (hd as f64).sqrt())?;
-            let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let probs = attention_softmax(&scores, None)?;
             crate::model::flops::matmul(&probs, &values);
             let mixed = probs.matmul(&values)?.reshape((rows, heads * hd))?;
             let know = pass.linear_unhooked(lin(Proj::O), &self.self_attn.o_proj, &mixed)?;
@@ -300,7 +301,6 @@ fn attention_bias(
     layout: &TokenLayout,
     past_valid: &[bool],
     past: usize,
-    dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
     let (b, t) = (layout.batch(), layout.seq());
@@ -320,7 +320,8 @@ fn attention_bias(
             }
         }
     }
-    Ok(Tensor::from_vec(bias, (b, 1, t, total), device)?.to_dtype(dtype)?)
+    // f32 whatever the model's dtype: −1e9 is −∞ in f16 (see `attention_softmax`).
+    Ok(Tensor::from_vec(bias, (b, 1, t, total), device)?)
 }
 
 impl LlamaDecoder {
@@ -400,7 +401,7 @@ impl LlamaDecoder {
         let mut x = x;
         match cache {
             None => {
-                let bias = attention_bias(layout, &[], 0, dtype, &device)?;
+                let bias = attention_bias(layout, &[], 0, &device)?;
                 for (l, layer) in self.layers.iter().enumerate().skip(pass.start_at) {
                     x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, None)?;
                     if pass.stop_after == Some(l) {
@@ -418,7 +419,7 @@ impl LlamaDecoder {
                         help: "continue a cache only with the rows that filled it (TokenLayout::continuation)".into(),
                     });
                 }
-                let bias = attention_bias(layout, &cache.key_valid, cache.len, dtype, &device)?;
+                let bias = attention_bias(layout, &cache.key_valid, cache.len, &device)?;
                 for (l, layer) in self.layers.iter().enumerate() {
                     x = layer.forward(
                         l,

@@ -16,6 +16,7 @@ use crate::model::features::FeatureCache;
 use crate::model::hooks::Hooks;
 use crate::model::llama::{KvCache, LlamaDecoder};
 use crate::model::pass::Pass;
+use crate::model::precision::{widen, Precision};
 use crate::model::projector::Projector;
 use crate::model::site::{LinearSite, Site};
 
@@ -23,7 +24,8 @@ use crate::model::site::{LinearSite, Site};
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: Device,
-    /// Every weight is converted to this dtype; F32 on CPU by default, F64 for gradient checks.
+    /// Every weight is converted to this dtype once, at load: F32 by default, BF16/F16 to halve
+    /// the weights' memory (`--dtype`), F64 for gradient checks.
     pub dtype: DType,
 }
 
@@ -37,11 +39,12 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// F32 weights on the device a command line named; opening it fails where there is no GPU.
-    pub fn on(kind: DeviceKind) -> Result<Self> {
+    /// Weights in the precision and on the device a command line named; opening the device
+    /// fails where there is no GPU.
+    pub fn on(kind: DeviceKind, precision: Precision) -> Result<Self> {
         Ok(Self {
             device: kind.open()?,
-            dtype: DType::F32,
+            dtype: precision.dtype(),
         })
     }
 }
@@ -433,7 +436,9 @@ impl LlavaModel {
             x = scatter_rows(&x, &index, &rows)?;
         }
         let hidden = self.decoder.forward(x, &mut pass, cache)?;
-        match readout {
+        // Whatever the weights' precision, what leaves the model is f32: logits go into
+        // log-softmaxes and metrics, hidden states into losses and statistics.
+        let out = match readout {
             Readout::Hidden => Ok(hidden),
             Readout::All => self.decoder.logits(&hidden),
             Readout::Last => {
@@ -465,7 +470,8 @@ impl LlavaModel {
                 }
                 self.decoder.logits(&gather_rows(&hidden, &index)?)
             }
-        }
+        }?;
+        Ok(widen(&out)?)
     }
 
     /// Token embeddings of ids `(B, T)` (no image features).
@@ -484,9 +490,17 @@ impl LlavaModel {
 
     /// Replaces a decoder linear's weight (ELoRA's `W ← W − BA`) and returns the previous one;
     /// pass that back to restore. The shape must not change.
+    ///
+    /// The weight is stored in the model's dtype, except that an f32 weight on a half-precision
+    /// model stays f32: it is a trained copy (FT-L trains the weight itself), whose updates are
+    /// often smaller than bf16's spacing at the weight's size and would round away. The linear
+    /// then multiplies in f32 (see [`crate::model::nn::linear::Linear::forward_with`]).
     pub fn replace_linear_weight(&mut self, site: LinearSite, weight: Tensor) -> Result<Tensor> {
         let layers = self.decoder.num_layers();
-        let dtype = self.dtype;
+        let dtype = match (self.dtype, weight.dtype()) {
+            (DType::BF16 | DType::F16, DType::F32) => DType::F32,
+            (model, _) => model,
+        };
         let lin = self
             .decoder
             .linear_mut(site)

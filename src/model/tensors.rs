@@ -4,6 +4,7 @@
 //! fresh model for training, and (by test) agreeing with what the model saves.
 
 use crate::model::config::LlavaConfig;
+use crate::model::precision::Precision;
 
 /// One expected tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,14 +180,15 @@ pub fn expected_tensors(cfg: &LlavaConfig) -> Vec<TensorSpec> {
     out
 }
 
-/// Bytes the checkpoint's weights take once loaded as f32 (the runtime's CPU dtype).
-pub fn weight_bytes(cfg: &LlavaConfig) -> u64 {
+/// Bytes the checkpoint's weights take once loaded in `precision` (`--dtype`): every weight is
+/// converted to it at load, whatever the file holds.
+pub fn weight_bytes(cfg: &LlavaConfig, precision: Precision) -> u64 {
     expected_tensors(cfg)
         .iter()
         .map(|t| {
             t.shape
                 .iter()
-                .fold(4u64, |a, &n| a.saturating_mul(n as u64))
+                .fold(precision.bytes(), |a, &n| a.saturating_mul(n as u64))
         })
         .fold(0u64, u64::saturating_add)
 }
@@ -225,5 +227,9 @@ mod tests {
             find("language_model.model.layers.31.mlp.down_proj.weight"),
             Some(vec![4096, 11008])
         );
+        // Half precision halves the weights exactly.
+        let f32 = weight_bytes(&cfg, Precision::F32);
+        assert_eq!(weight_bytes(&cfg, Precision::Bf16) * 2, f32);
+        assert_eq!(weight_bytes(&cfg, Precision::F16) * 2, f32);
     }
 }

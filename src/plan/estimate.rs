@@ -32,6 +32,8 @@ pub struct Estimate {
     pub seq: usize,
     /// Bytes of the loaded weights.
     pub weights: u64,
+    /// The precision they are loaded in (`--dtype`: f32, bf16, f16).
+    pub weights_dtype: String,
     /// The step with the largest working memory: its id, bytes and what they hold.
     pub peak_step: Option<(StepId, u64, String)>,
     /// Working memory of scoring one evaluation batch.
@@ -140,8 +142,16 @@ fn step_memory(plan: &Plan, dims: &ModelDims, seq: usize, step: &Step) -> Option
     }
 }
 
-/// Estimates `plan` on a model of `dims` whose weights take `weights` bytes.
-pub fn estimate(plan: &Plan, dims: &ModelDims, weights: u64) -> Estimate {
+/// Estimates `plan` on a model of `dims` whose weights take `weights` bytes in `precision`.
+/// Working memory is counted in f32 whatever the weights' precision: activations through
+/// half-precision layers are half that size, but trained tensors, their gradients, logits and
+/// statistics are f32, and an estimate that errs should err high.
+pub fn estimate(
+    plan: &Plan,
+    dims: &ModelDims,
+    weights: u64,
+    precision: crate::model::Precision,
+) -> Estimate {
     let seq = dims.vision_tokens + TEXT_TOKENS;
     let mut peak: Option<(StepId, u64, String)> = None;
     for step in &plan.steps {
@@ -193,6 +203,7 @@ pub fn estimate(plan: &Plan, dims: &ModelDims, weights: u64) -> Estimate {
     Estimate {
         seq,
         weights,
+        weights_dtype: precision.to_string(),
         total: weights.saturating_add(working),
         peak_step: peak,
         evaluation,
@@ -254,7 +265,12 @@ impl Estimate {
             "estimate (sequences of {} tokens assumed: the image's plus {TEXT_TOKENS} text)",
             self.seq
         );
-        let _ = writeln!(out, "  weights      {}", human_bytes(self.weights));
+        let _ = writeln!(
+            out,
+            "  weights      {} ({})",
+            human_bytes(self.weights),
+            self.weights_dtype
+        );
         if let Some((id, bytes, what)) = &self.peak_step {
             let op = plan.step(*id).map_or("?", |s| s.op.name());
             let _ = writeln!(

@@ -155,7 +155,7 @@ fn same_run(a: &Part, b: &Part) -> Result<(), ShardError> {
     let (ai, bi, af, bf) = (&a.info, &b.info, &a.file, &b.file);
     let opt = |v: Option<u64>| v.map_or("none".to_string(), |v| v.to_string());
     let optk = |v: Option<usize>| v.map_or("none".to_string(), |v| v.to_string());
-    let checks: [(&'static str, String, String); 12] = [
+    let checks: [(&'static str, String, String); 13] = [
         (
             "recipe",
             short(&ai.recipe_hash).into(),
@@ -175,6 +175,7 @@ fn same_run(a: &Part, b: &Part) -> Result<(), ShardError> {
         ("mode", af.mode.clone(), bf.mode.clone()),
         ("K", optk(af.k), optk(bf.k)),
         ("device", af.device.clone(), bf.device.clone()),
+        ("dtype", ai.dtype.clone(), bi.dtype.clone()),
         ("shard count", ai.count.to_string(), bi.count.to_string()),
         (
             "run cases",

@@ -47,6 +47,14 @@ pub struct PartInfo {
     pub max_new_tokens: usize,
     /// The mkedsl version that wrote the part.
     pub mkedsl: String,
+    /// The precision of the frozen weights (`--dtype`): it moves scores slightly. Parts written
+    /// before the flag existed ran in f32.
+    #[serde(default = "f32_name")]
+    pub dtype: String,
+}
+
+fn f32_name() -> String {
+    crate::model::Precision::F32.to_string()
 }
 
 impl PartInfo {

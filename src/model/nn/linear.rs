@@ -43,8 +43,15 @@ impl Linear {
     }
 
     /// Applies the layer with `weight` standing in for the stored weight (a weight delta).
+    /// `x · weightᵀ + bias`. A weight of another dtype than `x` (an f32 trained copy or delta
+    /// sum on a half-precision model) multiplies in its own dtype: `x` is cast to it and the
+    /// product back, both casts differentiable, so the gradient reaches an f32 weight in f32.
     pub fn forward_with(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-        let y = matmul_t(x, weight)?;
+        let y = if weight.dtype() == x.dtype() {
+            matmul_t(x, weight)?
+        } else {
+            matmul_t(&x.to_dtype(weight.dtype())?, weight)?.to_dtype(x.dtype())?
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),

@@ -8,3 +8,39 @@ pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod rotary;
+
+/// Softmax over the last dimension of attention scores, plus an additive `bias` (the causal and
+/// padding mask, f32), computed in f32 whatever the scores' dtype and returned in it: the mask's
+/// −1e9 is −∞ in f16, and a fully masked row would turn into NaN; bf16's 8-bit mantissa would
+/// also blur the largest scores.
+pub fn attention_softmax(
+    scores: &candle_core::Tensor,
+    bias: Option<&candle_core::Tensor>,
+) -> candle_core::Result<candle_core::Tensor> {
+    let mut wide = crate::model::precision::widen(scores)?;
+    if let Some(b) = bias {
+        wide = wide.broadcast_add(&b.to_dtype(wide.dtype())?)?;
+    }
+    candle_nn::ops::softmax(&wide, candle_core::D::Minus1)?.to_dtype(scores.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Tensor};
+
+    #[test]
+    fn attention_softmax_in_f16_survives_a_fully_masked_row() {
+        // In f16 the mask's −1e9 would be −∞ and the fully masked row NaN.
+        let dev = Device::Cpu;
+        let scores = Tensor::zeros((1, 2, 3), DType::F16, &dev).unwrap();
+        let bias = Tensor::new(&[[[-1e9f32, -1e9, -1e9], [0.0, -1e9, -1e9]]], &dev).unwrap();
+        let p = attention_softmax(&scores, Some(&bias)).unwrap();
+        assert_eq!(p.dtype(), DType::F16);
+        let p = p.to_dtype(DType::F32).unwrap().to_vec3::<f32>().unwrap();
+        for v in &p[0][0] {
+            assert!((v - 1.0 / 3.0).abs() < 1e-3, "{:?}", p);
+        }
+        assert_eq!(p[0][1], vec![1.0, 0.0, 0.0]);
+    }
+}

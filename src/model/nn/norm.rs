@@ -2,6 +2,8 @@
 //! `rms_norm` and `layer_norm` return results with no parents).
 
 use candle_core::{Result, Tensor, D};
+
+use crate::model::precision::widen;
 use candle_nn::{Init, VarBuilder};
 
 /// Llama's RMSNorm: `x / sqrt(mean(x²) + eps) · w`.
@@ -21,10 +23,15 @@ impl RmsNorm {
         &self.weight
     }
 
+    /// In f32 for half-precision input (as Hugging Face's `LlamaRMSNorm` does: a bf16 mean of
+    /// squares over thousands of channels loses digits), returned in the input's dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mean_sq = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let wide = widen(x)?;
+        let mean_sq = wide.sqr()?.mean_keepdim(D::Minus1)?;
         let inv = (mean_sq + self.eps)?.sqrt()?.recip()?;
-        x.broadcast_mul(&inv)?.broadcast_mul(&self.weight)
+        wide.broadcast_mul(&inv)?
+            .broadcast_mul(&self.weight.to_dtype(wide.dtype())?)?
+            .to_dtype(x.dtype())
     }
 }
 
@@ -51,14 +58,17 @@ impl LayerNorm {
         &self.bias
     }
 
+    /// In f32 for half-precision input, returned in the input's dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let wide = widen(x)?;
+        let centred = wide.broadcast_sub(&wide.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
         let inv = (var + self.eps)?.sqrt()?.recip()?;
         centred
             .broadcast_mul(&inv)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+            .broadcast_mul(&self.weight.to_dtype(wide.dtype())?)?
+            .broadcast_add(&self.bias.to_dtype(wide.dtype())?)?
+            .to_dtype(x.dtype())
     }
 }
 

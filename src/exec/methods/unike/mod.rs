@@ -373,7 +373,7 @@ impl Executor {
                         dims.hidden,
                         act,
                         regulation,
-                        dtype,
+                        crate::model::precision::trained_dtype(dtype),
                         &device,
                         &mut r,
                     )?;
