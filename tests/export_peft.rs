@@ -241,3 +241,41 @@ fn what_a_plain_llava_cannot_hold_is_refused_with_the_reason() {
     let err = mkedsl::export::read_adapter(dir.path(), &Device::Cpu, DType::F32).expect_err("dora");
     assert!(err.to_string().contains("DoRA"), "{err}");
 }
+
+/// `--format peft` / `merged` of a recipe that adds extra neurons is refused before any tensor
+/// work (no artefact folder is made), with the recipe line and why.
+#[test]
+fn a_format_that_cannot_hold_the_edit_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = recipe(
+        dir.path(),
+        "neurons.edit",
+        r#"
+recipe "neurons" { mode: single, seed: 0 }
+per edit {
+  let neurons = extra_neurons(layer(-1).mlp, count: 4)
+  train neurons for 2 steps with adam(lr: 1e-3) {
+    loss nll(target)
+  }
+}
+"#,
+    );
+    let out = dir.path().join("out");
+    for format in ["peft", "merged"] {
+        let run = mkedsl(&[
+            "run",
+            s(&path),
+            "--model",
+            s(&repo("examples/model")),
+            "--out",
+            s(&out),
+            "--format",
+            format,
+        ]);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success());
+        assert!(err.contains("widen the MLP"), "{format}: {err}");
+        assert!(err.contains("neurons.edit:4"), "{format}: {err}");
+        assert!(!out.exists(), "{format}: an artefact folder was made");
+    }
+}

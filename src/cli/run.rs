@@ -10,6 +10,7 @@ use super::inputs::EditDataArgs;
 use crate::exec::run::DEFAULT_LIMIT;
 use crate::exec::shard::Shard;
 use crate::exec::{run as run_recipe, CacheChoice, RunRequest};
+use crate::sema::Op;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -83,6 +84,43 @@ pub struct RunArgs {
     pub max_memory: Option<u64>,
 }
 
+/// Refuses, before any tensor work, a `--format` that cannot hold what the recipe edits: extra
+/// FFN neurons widen the MLP, which neither a LoRA adapter nor a plain LLaVA's weights express.
+/// A recipe that does not compile is left to `run`, which reports it in full.
+fn refuse_what_formats_cannot_hold(
+    request: &RunRequest,
+    formats: &[OutFormat],
+) -> miette::Result<()> {
+    let plain: Vec<&str> = (formats.iter())
+        .filter_map(|f| match f {
+            OutFormat::Peft => Some("peft"),
+            OutFormat::Merged => Some("merged"),
+            OutFormat::Mkedsl => None,
+        })
+        .collect();
+    if plain.is_empty() {
+        return Ok(());
+    }
+    let options = crate::plan::PlanOptions::default();
+    let Ok(compiled) = crate::compile_with(&request.recipe, None, options, &request.overrides)
+    else {
+        return Ok(());
+    };
+    let Some(step) = (compiled.plan.steps.iter()).find(|s| matches!(s.op, Op::ExtraNeurons(_)))
+    else {
+        return Ok(());
+    };
+    Err(crate::exec::ExecError::Option {
+        reason: format!(
+            "--format {} cannot hold this recipe's edit: `extra_neurons` ({}) adds FFN neurons, which widen the MLP; no LoRA adapter and no weight of a plain LLaVA expresses them",
+            plain.join(","),
+            step.origin.at
+        ),
+        help: "drop --format peft/merged for this recipe; mkedsl's own --out artefact (edit.json + edit.safetensors) keeps the neurons".into(),
+    }
+    .into())
+}
+
 /// `--format` of `--out`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutFormat {
@@ -126,6 +164,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         max_memory: args.max_memory,
         ..RunRequest::new(args.file)
     };
+    refuse_what_formats_cannot_hold(&request, &args.format)?;
     let mut outcome = run_recipe(&request)?;
     if request.json.is_some() {
         let model = PathBuf::from(&outcome.report.model);
