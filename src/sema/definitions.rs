@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::builtins;
-use super::types::{Ty, TYPE_NAMES};
+use super::types::{type_names, Ty};
 use crate::diagnostics::{did_you_mean, Diag};
 use crate::source::Span;
 use crate::syntax::ast::{Expr, ExprKind, FnDef, Stmt, StmtKind};
@@ -21,12 +21,12 @@ pub(super) fn unknown_type(bad: &str, span: Span) -> Diag {
         span,
     )
     .label("not a type");
-    match did_you_mean(bad.trim_end_matches("<…>"), TYPE_NAMES.iter().copied()) {
+    match did_you_mean(bad.trim_end_matches("<…>"), type_names()) {
         Some(best) if best != "List" || bad != "List" => {
             diag.help(format!("did you mean `{best}`?"))
         }
         _ if bad == "List" => diag.help("write the element type: `List<Stream>`"),
-        _ => diag.help(format!("types are {}", TYPE_NAMES.join(", "))),
+        _ => diag.help(format!("types are {}", type_names().collect::<Vec<_>>().join(", "))),
     }
 }
 

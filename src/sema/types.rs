@@ -42,38 +42,45 @@ pub enum Ty {
     Any,
 }
 
-/// The names a recipe may write in `let x: T` and in function signatures.
-pub const TYPE_NAMES: &[&str] = &[
-    "Int",
-    "Float",
-    "Bool",
-    "Str",
-    "Symbol",
-    "Range",
-    "List",
-    "Layer",
-    "Component",
-    "Linear",
-    "Stream",
-    "Param",
-    "Adapter",
-    "Data",
-    "Triplets",
-    "Variants",
-    "Perturbation",
-    "Covariance",
-    "Space",
-    "Init",
-    "Memory",
-    "Encoders",
-    "Direction",
-    "Gate",
-    "Hidden",
-    "Loss",
-    "Optimizer",
-    "Target",
-    "Unit",
+/// The types a recipe may name in `let x: T` and in function signatures, with their names: the
+/// one table annotations are read from, types are printed with and messages list (`List` takes
+/// an element type, `List<T>`).
+const NAMED: &[(&str, Option<Ty>)] = &[
+    ("Int", Some(Ty::Int)),
+    ("Float", Some(Ty::Float)),
+    ("Bool", Some(Ty::Bool)),
+    ("Str", Some(Ty::Str)),
+    ("Symbol", Some(Ty::Symbol)),
+    ("Range", Some(Ty::Range)),
+    ("List", None),
+    ("Layer", Some(Ty::Layer)),
+    ("Component", Some(Ty::Component)),
+    ("Linear", Some(Ty::Linear)),
+    ("Stream", Some(Ty::Stream)),
+    ("Param", Some(Ty::Param)),
+    ("Adapter", Some(Ty::Adapter)),
+    ("Data", Some(Ty::Data)),
+    ("Triplets", Some(Ty::Triplets)),
+    ("Variants", Some(Ty::Variants)),
+    ("Perturbation", Some(Ty::Perturbation)),
+    ("Covariance", Some(Ty::Covariance)),
+    ("Space", Some(Ty::Space)),
+    ("Init", Some(Ty::Init)),
+    ("Memory", Some(Ty::Memory)),
+    ("Encoders", Some(Ty::Encoders)),
+    ("Direction", Some(Ty::Direction)),
+    ("Gate", Some(Ty::Gate)),
+    ("Hidden", Some(Ty::Hidden)),
+    ("Loss", Some(Ty::Loss)),
+    ("Optimizer", Some(Ty::Optimizer)),
+    ("Target", Some(Ty::Target)),
+    ("Unit", Some(Ty::Unit)),
 ];
+
+/// Every type name a recipe may write, in the order messages list them.
+pub fn type_names() -> impl Iterator<Item = &'static str> {
+    NAMED.iter().map(|(name, _)| *name)
+}
 
 impl Ty {
     /// Whether a value of type `self` may be used where `expected` is wanted.
@@ -88,43 +95,16 @@ impl Ty {
 
     /// Reads a type annotation; `Err` carries the unknown name.
     pub fn from_expr(expr: &TypeExpr) -> Result<Ty, String> {
-        let base = match expr.name.name.as_str() {
-            "Int" => Ty::Int,
-            "Float" => Ty::Float,
-            "Bool" => Ty::Bool,
-            "Str" => Ty::Str,
-            "Symbol" => Ty::Symbol,
-            "Range" => Ty::Range,
-            "List" => {
-                return match &expr.arg {
-                    Some(arg) => Ok(Ty::List(Box::new(Ty::from_expr(arg)?))),
-                    None => Err("List".into()),
-                }
-            }
-            "Layer" => Ty::Layer,
-            "Component" => Ty::Component,
-            "Linear" => Ty::Linear,
-            "Stream" => Ty::Stream,
-            "Param" => Ty::Param,
-            "Adapter" => Ty::Adapter,
-            "Data" => Ty::Data,
-            "Triplets" => Ty::Triplets,
-            "Variants" => Ty::Variants,
-            "Perturbation" => Ty::Perturbation,
-            "Covariance" => Ty::Covariance,
-            "Space" => Ty::Space,
-            "Init" => Ty::Init,
-            "Memory" => Ty::Memory,
-            "Encoders" => Ty::Encoders,
-            "Direction" => Ty::Direction,
-            "Gate" => Ty::Gate,
-            "Hidden" => Ty::Hidden,
-            "Loss" => Ty::Loss,
-            "Optimizer" => Ty::Optimizer,
-            "Target" => Ty::Target,
-            "Unit" => Ty::Unit,
-            other => return Err(other.to_string()),
-        };
+        let name = expr.name.name.as_str();
+        if name == "List" {
+            return match &expr.arg {
+                Some(arg) => Ok(Ty::List(Box::new(Ty::from_expr(arg)?))),
+                None => Err("List".into()),
+            };
+        }
+        let base = (NAMED.iter())
+            .find_map(|(n, ty)| (*n == name).then(|| ty.clone()).flatten())
+            .ok_or_else(|| name.to_string())?;
         if expr.arg.is_some() {
             return Err(format!("{}<…>", expr.name.name));
         }
@@ -148,38 +128,49 @@ impl Ty {
 impl fmt::Display for Ty {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let name = match self {
-            Ty::Int => "Int",
-            Ty::Float => "Float",
-            Ty::Bool => "Bool",
-            Ty::Str => "Str",
-            Ty::Symbol => "Symbol",
-            Ty::Range => "Range",
             Ty::List(inner) => return write!(f, "List<{inner}>"),
-            Ty::Layer => "Layer",
-            Ty::Component => "Component",
-            Ty::Linear => "Linear",
-            Ty::Stream => "Stream",
-            Ty::Param => "Param",
-            Ty::Adapter => "Adapter",
-            Ty::Data => "Data",
-            Ty::Triplets => "Triplets",
-            Ty::Variants => "Variants",
-            Ty::Perturbation => "Perturbation",
-            Ty::Covariance => "Covariance",
-            Ty::Space => "Space",
-            Ty::Init => "Init",
-            Ty::Memory => "Memory",
-            Ty::Encoders => "Encoders",
-            Ty::Direction => "Direction",
-            Ty::Gate => "Gate",
-            Ty::Hidden => "Hidden",
-            Ty::Loss => "Loss",
-            Ty::Optimizer => "Optimizer",
-            Ty::Target => "Target",
-            Ty::Unit => "Unit",
             Ty::Embed => "the `embed` namespace",
             Ty::Any => "any type",
+            named => (NAMED.iter())
+                .find(|(_, ty)| ty.as_ref() == Some(named))
+                .map_or("?", |(name, _)| *name),
         };
         f.write_str(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{SourceId, Span};
+    use crate::syntax::ast::Ident;
+
+    fn annotation(name: &str, arg: Option<TypeExpr>) -> TypeExpr {
+        let span = Span {
+            source: SourceId(0),
+            start: 0,
+            end: name.len(),
+        };
+        TypeExpr {
+            name: Ident {
+                name: name.into(),
+                span,
+            },
+            arg: arg.map(Box::new),
+            span,
+        }
+    }
+
+    #[test]
+    fn every_type_name_reads_and_prints_as_itself() {
+        for name in type_names().filter(|n| *n != "List") {
+            let ty = Ty::from_expr(&annotation(name, None)).expect(name);
+            assert_eq!(ty.to_string(), name);
+        }
+        let list = Ty::from_expr(&annotation("List", Some(annotation("Space", None))));
+        assert_eq!(list.expect("List<Space>").to_string(), "List<Space>");
+        assert_eq!(Ty::from_expr(&annotation("List", None)), Err("List".into()));
+        assert_eq!(Ty::from_expr(&annotation("Spcae", None)), Err("Spcae".into()));
+        assert_eq!(type_names().count(), 29);
     }
 }
