@@ -26,7 +26,10 @@ pub(super) fn unknown_type(bad: &str, span: Span) -> Diag {
             diag.help(format!("did you mean `{best}`?"))
         }
         _ if bad == "List" => diag.help("write the element type: `List<Stream>`"),
-        _ => diag.help(format!("types are {}", type_names().collect::<Vec<_>>().join(", "))),
+        _ => diag.help(format!(
+            "types are {}",
+            type_names().collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 

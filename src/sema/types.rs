@@ -170,7 +170,10 @@ mod tests {
         let list = Ty::from_expr(&annotation("List", Some(annotation("Space", None))));
         assert_eq!(list.expect("List<Space>").to_string(), "List<Space>");
         assert_eq!(Ty::from_expr(&annotation("List", None)), Err("List".into()));
-        assert_eq!(Ty::from_expr(&annotation("Spcae", None)), Err("Spcae".into()));
+        assert_eq!(
+            Ty::from_expr(&annotation("Spcae", None)),
+            Err("Spcae".into())
+        );
         assert_eq!(type_names().count(), 29);
     }
 }
