@@ -8,26 +8,12 @@
 mod exec_common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use exec_common::{dataset, embedded_model, recipe, tiny, FT_L};
+use exec_common::{dataset, embedded_model, mkedsl, recipe, s, tiny, FT_L};
 use mkedsl::data::{
     load_dataset_with, DataError, FieldTemplateArg, FieldTemplates, ImageRoots, LoadRules,
 };
 use mkedsl::eval::EvalCase;
-
-fn mkedsl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mkedsl"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MKEDSL_CACHE")
-        .output()
-        .expect("run mkedsl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn coco(i: usize) -> String {
     format!("val2014/COCO_val2014_{i:012}.jpg")

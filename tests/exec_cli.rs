@@ -3,23 +3,7 @@
 
 mod exec_common;
 
-use std::path::Path;
-use std::process::Command;
-
 use exec_common::*;
-
-fn mkedsl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mkedsl"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MKEDSL_CACHE")
-        .output()
-        .expect("run mkedsl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 #[test]
 fn run_prints_the_table_and_a_second_run_says_it_reuses_the_cache() {

@@ -10,25 +10,11 @@
 
 mod exec_common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
-use exec_common::{dataset, embedded_model, recipe, ELORA};
+use exec_common::{dataset, embedded_model, mkedsl, recipe, s, ELORA};
 use mkedsl::model::site::LinearSite;
-
-fn mkedsl(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mkedsl"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("MKEDSL_CACHE")
-        .output()
-        .expect("run mkedsl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn fixture() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/peft"))

@@ -9,7 +9,7 @@ mod exec_common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use exec_common::{dataset, embedded_model, recipe, ELORA};
+use exec_common::{dataset, embedded_model, recipe, s, ELORA};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -45,10 +45,6 @@ fn mkedsl(args: &[&str], env: &[(&str, &Path)]) -> std::process::Output {
         cmd.env(k, v);
     }
     cmd.output().expect("run mkedsl")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {

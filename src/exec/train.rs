@@ -549,19 +549,7 @@ impl Executor {
         let out = if logits {
             let readout = Readout::Positions(edit.target_readout(rows));
             match prefix.filter(|_| key.is_none() && hidden.is_empty()) {
-                Some(p) => {
-                    let residual = Latents {
-                        embeds: p.clean.clone(),
-                        layout: latents.layout.clone(),
-                    };
-                    (state.model.model).forward_from(
-                        &residual,
-                        p.first,
-                        &mut hooks,
-                        &state.adapters,
-                        &readout,
-                    )?
-                }
+                Some(p) => p.forward(&p.clean, &latents, state, &readout)?,
                 None => state
                     .model
                     .forward(&latents, &mut hooks, &state.adapters, &readout)?,
@@ -605,24 +593,17 @@ impl Executor {
         prefix: Option<&FrozenPrefix>,
     ) -> Result<Tensor> {
         let reference = self.original_distributions(over)?;
-        let residuals = prefix.and_then(|p| Some((p.first, p.kl.get(over)?)));
+        let residuals = prefix.and_then(|p| Some((p, p.kl.get(over)?)));
         let mut total: Option<Tensor> = None;
         let mut rows = 0usize;
         for (i, (latents, positions, log_p)) in reference.batches.iter().enumerate() {
             let readout = Readout::Positions(positions.clone());
-            let (mut hooks, adapters) = (Hooks::new(), &state.adapters);
-            let logits = match residuals.and_then(|(first, r)| Some((first, r.get(i)?))) {
-                Some((first, residual)) => {
-                    let residual = Latents {
-                        embeds: residual.clone(),
-                        layout: latents.layout.clone(),
-                    };
-                    (state.model.model)
-                        .forward_from(&residual, first, &mut hooks, adapters, &readout)?
+            let logits = match residuals.and_then(|(p, r)| Some((p, r.get(i)?))) {
+                Some((p, residual)) => p.forward(residual, latents, state, &readout)?,
+                None => {
+                    let mut hooks = Hooks::new();
+                    (state.model).forward(latents, &mut hooks, &state.adapters, &readout)?
                 }
-                None => state
-                    .model
-                    .forward(latents, &mut hooks, adapters, &readout)?,
             };
             let kl = (losses::kl_to_original(log_p, &logits)? * positions.len() as f64)?;
             rows += positions.len();
@@ -649,6 +630,31 @@ struct FrozenPrefix {
     clean: Tensor,
     /// The same for each batch of each `kl_to_original` preserve set, in batch order.
     kl: HashMap<crate::sema::DataSpec, Vec<Tensor>>,
+}
+
+impl FrozenPrefix {
+    /// The pass over `latents` from layer `first` on, starting from `residual` (one of the
+    /// residuals computed for those latents), with no hooks.
+    fn forward(
+        &self,
+        residual: &Tensor,
+        latents: &Latents,
+        state: &EditState,
+        readout: &Readout,
+    ) -> Result<Tensor> {
+        let residual = Latents {
+            embeds: residual.clone(),
+            layout: latents.layout.clone(),
+        };
+        let mut hooks = Hooks::new();
+        Ok((state.model.model).forward_from(
+            &residual,
+            self.first,
+            &mut hooks,
+            &state.adapters,
+            readout,
+        )?)
+    }
 }
 
 /// `scale · m P` with `P` the projector of the space's subspace at `layer` (for a tensor stored

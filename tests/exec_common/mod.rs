@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use mkedsl::data::write_dataset;
 use mkedsl::eval::{ProbeOptions, SetupRequest};
@@ -178,3 +179,18 @@ per edit {
   train neurons for 30 steps with adam(lr: 2e-2) { loss nll(target) }
 }
 "#;
+
+/// Runs the built `mkedsl` binary: no colours, and no cache folder from the environment.
+pub fn mkedsl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mkedsl"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("MKEDSL_CACHE")
+        .output()
+        .expect("run mkedsl")
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
