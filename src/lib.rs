@@ -25,6 +25,7 @@
 //! [`compile`] chains the three for one file. Errors at every stage are
 //! [`diagnostics::Diagnostics`]: data with spans, rendered by miette in one place.
 
+pub mod ablate;
 pub mod cli;
 pub mod data;
 pub mod diagnostics;

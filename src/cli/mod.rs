@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod ablate;
 pub mod bench;
 pub mod check;
 pub mod compare;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Run a recipe over a grid of its `param` values × seeds: one JSON, one Markdown table with
     /// 95 % bootstrap intervals.
     Sweep(sweep::SweepArgs),
+    /// A paper's ablation at matched reliability: arms × seeds × data files, means and paired
+    /// differences from the control with 95 % bootstrap intervals.
+    Ablate(ablate::AblateArgs),
     /// Time recipes side by side: seconds per edit by phase, and peak memory.
     Bench(bench::BenchArgs),
     /// Run recipes on datasets and print one Markdown metric table (the README's results).
@@ -76,6 +80,7 @@ pub fn main() -> miette::Result<()> {
         Command::Run(args) => run::run(args),
         Command::Merge(args) => merge::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Ablate(args) => ablate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Fmt(args) => fmt::run(args),

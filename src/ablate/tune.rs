@@ -1,0 +1,228 @@
+//! The one rule that picks every arm's learning rate, so that the arms of an ablation edit
+//! equally reliably and differ only in the component under test.
+//!
+//! The rule is the one the README's results use: **the smallest value on a ×3 grid (…, 0.3, 1,
+//! 3, 10, 30, … times an anchor) at which Rel reaches the target on the tuning cases**. The
+//! anchor is the arm's declared default (the paper's value or the shipped recipe's choice, which
+//! lies on the paper's grid). The smallest passing value is the one that disturbs the model
+//! least, so no arm is handed extra damage to its locality.
+//!
+//! The search walks the grid from the anchor: down while the value still passes, up while it
+//! fails. That finds the smallest passing value in few runs when Rel grows with the rate, which
+//! is what a step size does over a fixed number of steps until it diverges; where it does not,
+//! the search may stop at a local step, and the trace in the output shows every value tried.
+
+use serde::{Deserialize, Serialize};
+
+/// Grid steps the search may walk from the anchor in either direction (a factor of 10⁴ up or
+/// down at most).
+pub const MAX_STEPS: i32 = 8;
+
+/// The grid value `k` steps from `anchor`: `anchor · 10^⌊k/2⌋ · (3 if k is odd)`, so
+/// k = −2, −1, 0, 1, 2 gives 0.1, 0.3, 1, 3, 10 times the anchor.
+pub fn grid_value(anchor: f64, k: i32) -> f64 {
+    let decade = 10f64.powi(k.div_euclid(2));
+    let third = if k.rem_euclid(2) == 1 { 3.0 } else { 1.0 };
+    anchor * decade * third
+}
+
+/// What one tuning value gave.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// The lowest Rel over the tuning files.
+    Rel(f64),
+    /// The optimisation ran away (mkedsl stops an edit that moves a weight by more than 100× its
+    /// norm): the value fails, and larger values are not tried.
+    Diverged,
+}
+
+/// One value tried.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Trial {
+    pub value: f64,
+    /// The lowest Rel over the tuning files (0 when diverged).
+    pub rel: f64,
+    #[serde(default)]
+    pub diverged: bool,
+}
+
+/// The rule's outcome for one arm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Choice {
+    pub value: f64,
+    /// Whether the chosen value reached the target; if none did within [`MAX_STEPS`], the value
+    /// with the highest tuning Rel is chosen and the arm is marked unmatched.
+    pub matched: bool,
+    /// Every value tried, in the order tried.
+    pub trials: Vec<Trial>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Verdict {
+    Pass,
+    Fail,
+    Diverged,
+}
+
+/// Applies the rule: `rel_at(value)` runs the arm on the tuning cases at `value`.
+pub fn choose<E>(
+    anchor: f64,
+    target: f64,
+    mut rel_at: impl FnMut(f64) -> Result<Outcome, E>,
+) -> Result<Choice, E> {
+    let mut trials = Vec::new();
+    let mut try_at = |k: i32, trials: &mut Vec<Trial>| -> Result<Verdict, E> {
+        let value = grid_value(anchor, k);
+        let (rel, verdict) = match rel_at(value)? {
+            Outcome::Rel(rel) if rel >= target => (rel, Verdict::Pass),
+            Outcome::Rel(rel) => (rel, Verdict::Fail),
+            Outcome::Diverged => (0.0, Verdict::Diverged),
+        };
+        trials.push(Trial {
+            value,
+            rel,
+            diverged: verdict == Verdict::Diverged,
+        });
+        Ok(verdict)
+    };
+    let matched = |k: i32, trials: Vec<Trial>| Choice {
+        value: grid_value(anchor, k),
+        matched: true,
+        trials,
+    };
+    let mut k = 0;
+    let mut verdict = try_at(0, &mut trials)?;
+    // From a diverging anchor, step down to the first value that does not diverge.
+    while verdict == Verdict::Diverged && k > -MAX_STEPS {
+        k -= 1;
+        verdict = try_at(k, &mut trials)?;
+    }
+    match verdict {
+        Verdict::Pass => {
+            while k > -MAX_STEPS && try_at(k - 1, &mut trials)? == Verdict::Pass {
+                k -= 1;
+            }
+            return Ok(matched(k, trials));
+        }
+        // Below a diverging value that fails, nothing can pass: the walk up would diverge.
+        Verdict::Fail if k < 0 => {}
+        Verdict::Fail => {
+            while k < MAX_STEPS {
+                k += 1;
+                match try_at(k, &mut trials)? {
+                    Verdict::Pass => return Ok(matched(k, trials)),
+                    Verdict::Diverged => break,
+                    Verdict::Fail => {}
+                }
+            }
+        }
+        Verdict::Diverged => {}
+    }
+    // Nothing reached the target: the most reliable value that did not diverge, the smaller on
+    // a tie (the smallest value tried if every one diverged).
+    let best = trials
+        .iter()
+        .filter(|t| !t.diverged)
+        .max_by(|a, b| a.rel.total_cmp(&b.rel).then(b.value.total_cmp(&a.value)))
+        .or_else(|| trials.iter().min_by(|a, b| a.value.total_cmp(&b.value)))
+        .map_or(anchor, |t| t.value);
+    Ok(Choice {
+        value: best,
+        matched: false,
+        trials,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+    }
+
+    #[test]
+    fn the_grid_is_one_three_ten_around_the_anchor() {
+        let values: Vec<f64> = (-3..=3).map(|k| grid_value(5e-4, k)).collect();
+        let expected = [1.5e-5, 5e-5, 1.5e-4, 5e-4, 1.5e-3, 5e-3, 1.5e-2];
+        for (v, e) in values.iter().zip(expected) {
+            assert!(close(*v, e), "{values:?}");
+        }
+    }
+
+    /// Rel as a step function of the rate: reaches the target from `threshold` on.
+    fn step(threshold: f64) -> impl FnMut(f64) -> Result<Outcome, Infallible> {
+        move |v| {
+            Ok(Outcome::Rel(if v >= threshold * (1.0 - 1e-9) {
+                0.95
+            } else {
+                0.5
+            }))
+        }
+    }
+
+    #[test]
+    fn a_passing_anchor_walks_down_to_the_smallest_passing_value() {
+        let c = choose(1.0, 0.9, step(0.03)).unwrap();
+        assert!(c.matched);
+        assert!(close(c.value, 0.03), "{c:?}");
+        // 1 passes, then 0.3, 0.1, 0.03 pass and 0.01 fails.
+        assert_eq!(c.trials.len(), 5);
+    }
+
+    #[test]
+    fn a_failing_anchor_walks_up_to_the_first_passing_value() {
+        let c = choose(0.01, 0.9, step(10.0)).unwrap();
+        assert!(c.matched);
+        assert!(close(c.value, 10.0), "{c:?}");
+        assert!(close(c.trials.last().unwrap().value, 10.0));
+        assert!(c.trials.iter().all(|t| t.value <= 10.0 + 1e-9));
+    }
+
+    #[test]
+    fn an_unreachable_target_takes_the_most_reliable_value_and_says_so() {
+        let mut rel = |v: f64| -> Result<Outcome, Infallible> {
+            Ok(Outcome::Rel(if v > 0.5 { 0.7 } else { 0.2 }))
+        };
+        let c = choose(0.1, 0.9, &mut rel).unwrap();
+        assert!(!c.matched);
+        // 0.1, 0.3 fail at 0.2; 1.0 is the first (smallest) value reaching 0.7.
+        assert!(close(c.value, 1.0), "{c:?}");
+        assert_eq!(c.trials.len(), MAX_STEPS as usize + 1);
+    }
+
+    #[test]
+    fn divergence_fails_a_value_and_stops_the_walk_up() {
+        // Rel grows with the rate but everything from 1.0 on diverges; 0.3 reaches only 0.8.
+        let mut rel = |v: f64| -> Result<Outcome, Infallible> {
+            Ok(if v >= 1.0 - 1e-9 {
+                Outcome::Diverged
+            } else {
+                Outcome::Rel(if v > 0.2 { 0.8 } else { 0.1 })
+            })
+        };
+        let from_below = choose(0.1, 0.9, &mut rel).unwrap();
+        assert!(!from_below.matched);
+        assert!(close(from_below.value, 0.3), "{from_below:?}");
+        assert_eq!(
+            from_below.trials.len(),
+            3,
+            "0.1, 0.3, then 1.0 diverges and the walk stops"
+        );
+        let from_above = choose(3.0, 0.9, &mut rel).unwrap();
+        assert!(!from_above.matched);
+        assert!(close(from_above.value, 0.3), "{from_above:?}");
+        // A diverging anchor steps down to the first value that passes, then keeps walking.
+        let mut fine_below = |v: f64| -> Result<Outcome, Infallible> {
+            Ok(if v > 0.5 {
+                Outcome::Diverged
+            } else {
+                Outcome::Rel(0.95)
+            })
+        };
+        let c = choose(1.0, 0.9, &mut fine_below).unwrap();
+        assert!(c.matched);
+        assert!(close(c.value, grid_value(1.0, -MAX_STEPS)), "{c:?}");
+    }
+}

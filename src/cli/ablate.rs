@@ -1,0 +1,169 @@
+//! `mkedsl ablate CONTROL.edit ARM.edit… [--seeds 3] [--limit 60]`: a paper's ablation at matched
+//! reliability — each arm's learning rate chosen by one rule on the tuning cases, every arm run
+//! over the seeds on every data file, means and paired differences with 95 % bootstrap
+//! intervals; one JSON and one Markdown table.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::eval::ModeArg;
+use super::inputs::EditDataArgs;
+use crate::ablate::{self, table, AblateRequest, Tuning};
+use crate::eval::default_path;
+use crate::exec::run::DEFAULT_LIMIT;
+use crate::exec::{CacheChoice, RunRequest};
+
+/// Evaluation files when none is named.
+const DEFAULT_DATA: [&str; 2] = ["examples/data/evqa.json", "examples/data/eic.json"];
+/// Tuning files when none is named: the same world, another draw of cases (`mkedsl dataset
+/// --seed 1`).
+const DEFAULT_TUNING: [&str; 2] = [
+    "examples/data/tuning/evqa.json",
+    "examples/data/tuning/eic.json",
+];
+
+#[derive(Debug, Args)]
+pub struct AblateArgs {
+    /// The arms' recipes, the control first; each declares the tuned `param` (default `lr`).
+    #[arg(required = true, num_args = 2..)]
+    pub arms: Vec<PathBuf>,
+    /// Seeds per arm: S, S+1, …, S+N−1 (S: --seed, else 0).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// The first seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The `param` the tuning rule sets in every arm.
+    #[arg(long, default_value = "lr", conflicts_with = "no_tune")]
+    pub tune: String,
+    /// Rel every tuning file must reach.
+    #[arg(long, default_value_t = 0.9, conflicts_with = "no_tune")]
+    pub target_rel: f64,
+    /// Tuning file (repeat the flag) [default: examples/data/tuning/evqa.json and eic.json].
+    #[arg(long, conflicts_with = "no_tune")]
+    pub tuning_data: Vec<PathBuf>,
+    /// Cases per tuning file [default: all].
+    #[arg(long, conflicts_with = "no_tune")]
+    pub tuning_limit: Option<usize>,
+    /// Run every arm at its declared values instead of tuning.
+    #[arg(long)]
+    pub no_tune: bool,
+    // Model, --data (each file scored on its own; default examples/data/evqa.json and
+    // eic.json), images, device, dtype, batch size.
+    #[command(flatten)]
+    pub inputs: EditDataArgs,
+    /// Cases per data file (the first N) [default: 24].
+    #[arg(long, conflicts_with = "all")]
+    pub limit: Option<usize>,
+    /// Every case of each data file.
+    #[arg(long)]
+    pub all: bool,
+    /// Editing schedule [default: each recipe's `mode`].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Edits per group in sequential mode.
+    #[arg(long)]
+    pub k: Option<usize>,
+    /// Folder for ablation.json and ablation.md [default: ablations/<control's file stem>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Neither read nor write the cache of prepare results.
+    #[arg(long, conflicts_with = "cache_dir")]
+    pub no_cache: bool,
+    /// Cache folder [default: $MKEDSL_CACHE, else .mkedsl-cache/ beside the model folder].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1].
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+fn files(
+    given: Vec<PathBuf>,
+    defaults: &[&str],
+    what: &'static str,
+) -> miette::Result<Vec<PathBuf>> {
+    if !given.is_empty() {
+        return Ok(given);
+    }
+    Ok(defaults
+        .iter()
+        .map(|d| default_path(d, what))
+        .collect::<Result<_, _>>()?)
+}
+
+pub fn run(args: AblateArgs) -> miette::Result<()> {
+    crate::exec::run::set_cpu_threads(args.threads)?;
+    if !(args.target_rel > 0.0 && args.target_rel <= 1.0) {
+        return Err(miette::miette!(
+            help = "Rel is a fraction: --target-rel 0.9 asks for 90 %",
+            "--target-rel must lie in (0, 1], not {}",
+            args.target_rel
+        ));
+    }
+    let limit = if args.all {
+        None
+    } else {
+        Some(args.limit.unwrap_or(DEFAULT_LIMIT))
+    };
+    let mut inputs = args.inputs;
+    let datasets = files(
+        std::mem::take(&mut inputs.data),
+        &DEFAULT_DATA,
+        "the embedded dataset",
+    )?;
+    inputs.interleave = false;
+    let (setup, probe) = inputs.into_request(limit)?;
+    let tuning = if args.no_tune {
+        None
+    } else {
+        Some(Tuning {
+            param: args.tune,
+            target: args.target_rel,
+            datasets: files(
+                args.tuning_data,
+                &DEFAULT_TUNING,
+                "the embedded tuning cases",
+            )?,
+            limit: args.tuning_limit,
+        })
+    };
+    let out = args.out.unwrap_or_else(|| {
+        let stem = args.arms[0]
+            .file_stem()
+            .map_or("ablation".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from("ablations").join(stem)
+    });
+    let request = AblateRequest {
+        seeds: (0..args.seeds as u64).map(|i| args.seed + i).collect(),
+        datasets,
+        tuning,
+        template: RunRequest {
+            setup,
+            probe,
+            sequential: args.mode.map(|m| m == ModeArg::Sequential),
+            k: args.k,
+            cache: match (args.no_cache, args.cache_dir) {
+                (true, _) => CacheChoice::Off,
+                (false, Some(dir)) => CacheChoice::Dir(dir),
+                (false, None) => CacheChoice::Default,
+            },
+            verbose: true,
+            ..RunRequest::new(args.arms[0].clone())
+        },
+        arms: args.arms,
+        verbose: true,
+    };
+    let file = ablate::ablate(&request)?;
+    let markdown = table::markdown(&file);
+    print!("{markdown}");
+    let json = serde_json::to_string_pretty(&file)
+        .map_err(|e| miette::miette!("cannot serialise the ablation: {e}"))?;
+    crate::sweep::output::write(&out.join("ablation.json"), &json)?;
+    crate::sweep::output::write(&out.join("ablation.md"), &markdown)?;
+    println!();
+    println!("json      {}", out.join("ablation.json").display());
+    println!("table     {}", out.join("ablation.md").display());
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! `mkedsl ablate` end to end on the embedded model: two arms, two seeds, two cases; the tuning
+//! rule's choice is the smallest passing value of its trace; the control's scores at its chosen
+//! rate are exactly what `mkedsl run` scores; differences are paired by case; bad requests are
+//! refused before any run.
+
+mod common;
+
+use std::path::Path;
+
+use common::mkedsl;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+use serde_json::Value;
+
+fn read(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("file")).expect("json")
+}
+
+#[test]
+fn two_arms_are_tuned_run_over_seeds_and_compared_by_case() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("abl");
+    let (code, stdout, stderr) = mkedsl(&[
+        "ablate",
+        "recipes/ft_l.edit",
+        "recipes/ablations/lpedit_no_projection.edit",
+        "--data",
+        "examples/data/evqa.json",
+        "--limit",
+        "2",
+        "--seeds",
+        "2",
+        "--tuning-data",
+        "examples/data/tuning/evqa.json",
+        "--tuning-limit",
+        "2",
+        "--no-cache",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("| data | arm | lr (tuning Rel) | Rel |"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| evqa.json | FT-L (control) |"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Arm − control"), "{stdout}");
+    assert!(stdout.contains("seeds 0, 1"), "{stdout}");
+    let table = std::fs::read_to_string(out.join("ablation.md")).expect("ablation.md");
+    assert!(
+        stdout.starts_with(&table),
+        "the file holds the printed table"
+    );
+
+    let file = read(&out.join("ablation.json"));
+    assert_eq!(file["format"], "mkedsl-ablation/1");
+    assert_eq!(file["seeds"], serde_json::json!([0, 1]));
+    assert_eq!(file["mode"], "single");
+    let arms = file["arms"].as_array().expect("arms");
+    assert_eq!(arms.len(), 2);
+
+    // The rule: the chosen value passed, and every smaller value tried failed.
+    for arm in arms {
+        let choice = &arm["choice"];
+        let chosen = choice["value"].as_f64().unwrap();
+        assert_eq!(choice["matched"], true, "{arm}");
+        let trials = choice["trials"].as_array().unwrap();
+        let rel_of = |v: f64| {
+            trials
+                .iter()
+                .find(|t| (t["value"].as_f64().unwrap() - v).abs() < 1e-12 * v)
+                .map(|t| t["rel"].as_f64().unwrap())
+        };
+        assert!(rel_of(chosen).unwrap() >= 0.9, "{arm}");
+        for t in trials {
+            let v = t["value"].as_f64().unwrap();
+            if v < chosen * (1.0 - 1e-9) {
+                assert!(t["rel"].as_f64().unwrap() < 0.9, "{arm}");
+            }
+        }
+    }
+
+    // The control at its chosen rate, seed 0, is what `mkedsl run` scores.
+    let chosen = arms[0]["choice"]["value"].as_f64().unwrap();
+    let json = dir.path().join("run.json");
+    let (code, _, stderr) = mkedsl(&[
+        "run",
+        "recipes/ft_l.edit",
+        "--data",
+        "examples/data/evqa.json",
+        "--limit",
+        "2",
+        "--seed",
+        "0",
+        "--set",
+        &format!("lr={chosen:e}"),
+        "--no-cache",
+        "--json",
+        s(&json),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let run = read(&json);
+    let cells = file["cells"].as_array().unwrap();
+    let control = &cells[0];
+    assert_eq!(control["arm"], 0);
+    for (c, row) in run["per_case"].as_array().unwrap().iter().enumerate() {
+        let seed0 = &control["per_case"][c][0];
+        assert_eq!(
+            seed0[0].as_f64().unwrap(),
+            row["metrics"]["rel"].as_f64().unwrap()
+        );
+        assert_eq!(
+            seed0[4].as_f64().unwrap(),
+            row["metrics"]["m_loc"].as_f64().unwrap()
+        );
+    }
+
+    // The difference is the mean over cases of the seed-averaged per-case differences.
+    let arm = &cells[1];
+    assert!(control.get("delta").is_none());
+    let mean_over = |cell: &Value, m: usize| -> Vec<f64> {
+        cell["per_case"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|seeds| {
+                let seeds = seeds.as_array().unwrap();
+                seeds.iter().map(|s| s[m].as_f64().unwrap()).sum::<f64>() / seeds.len() as f64
+            })
+            .collect()
+    };
+    for (m, key) in ["rel", "t_gen", "m_gen", "t_loc", "m_loc", "m_loc_all"]
+        .iter()
+        .enumerate()
+    {
+        let (a, c) = (mean_over(arm, m), mean_over(control, m));
+        let expected = a.iter().zip(&c).map(|(x, y)| x - y).sum::<f64>() / a.len() as f64;
+        let got = arm["delta"][key]["mean"].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-12, "{key}: {got} vs {expected}");
+        let (lo, hi) = (
+            arm["delta"][key]["lo"].as_f64().unwrap(),
+            arm["delta"][key]["hi"].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= got + 1e-12 && got <= hi + 1e-12,
+            "{key}: {lo} {got} {hi}"
+        );
+    }
+}
+
+#[test]
+fn bad_ablations_are_refused_before_any_run() {
+    let (code, _, stderr) = mkedsl(&["ablate", "recipes/ft_l.edit"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("required") || stderr.contains("2"),
+        "{stderr}"
+    );
+
+    // LoRA-Null declares no `lr` parameter.
+    let (code, _, stderr) = mkedsl(&["ablate", "recipes/ft_l.edit", "recipes/lora_null.edit"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("declares no `param lr`"), "{stderr}");
+    assert!(
+        !stderr.contains("ablate: tuning"),
+        "refused before any run: {stderr}"
+    );
+
+    let (code, _, stderr) = mkedsl(&[
+        "ablate",
+        "recipes/ft_l.edit",
+        "recipes/lora.edit",
+        "--target-rel",
+        "90",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("--target-rel must lie in (0, 1]"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = mkedsl(&["ablate", "recipes/ft_l.edit", "recipes/nope.edit"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("nope.edit"), "{stderr}");
+}
