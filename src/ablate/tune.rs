@@ -210,9 +210,12 @@ mod tests {
             3,
             "0.1, 0.3, then 1.0 diverges and the walk stops"
         );
+        // Anchored at 3 the grid is …, 0.9, 3: 3 diverges, 0.9 fails, and nothing below 0.9
+        // is tried (a smaller rate edits less).
         let from_above = choose(3.0, 0.9, &mut rel).unwrap();
         assert!(!from_above.matched);
-        assert!(close(from_above.value, 0.3), "{from_above:?}");
+        assert!(close(from_above.value, 0.9), "{from_above:?}");
+        assert_eq!(from_above.trials.len(), 2);
         // A diverging anchor steps down to the first value that passes, then keeps walking.
         let mut fine_below = |v: f64| -> Result<Outcome, Infallible> {
             Ok(if v > 0.5 {
