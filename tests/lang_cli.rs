@@ -98,3 +98,46 @@ fn plan_prints_numbered_lines_or_json() {
     assert_ne!(code, 0);
     assert!(err.contains("tpu"), "{err}");
 }
+
+/// `plan --model` sizes a train step's optimiser state and the activations above its frozen
+/// prefix. FT-L of the last down_proj on the 6-layer fixture (hidden 128, MLP 344) trains
+/// 128 × 344 = 44,032 values; Adam keeps each with a gradient and two moments, 4 × 4 bytes =
+/// 704,512 B = 688.0 KiB. ELoRA trains B of two rank-32 adapters at layer 1 with SGD:
+/// 344 × 32 + 128 × 32 = 15,104 values × 2 copies × 4 bytes = 120,832 B = 118.0 KiB.
+#[test]
+fn plan_estimates_optimiser_state_and_activations_above_the_prefix() {
+    let (code, stdout, stderr) = mkedsl(&[
+        "plan",
+        "recipes/ft_l.edit",
+        "--model",
+        "tests/fixtures/lang",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("training"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("from layer 5"), "{line}");
+    assert!(
+        line.contains(
+            "688.0 KiB for 44032 trained values, each with a gradient and Adam's two moments"
+        ),
+        "{line}"
+    );
+
+    let (code, stdout, stderr) = mkedsl(&[
+        "plan",
+        "recipes/elora.edit",
+        "--model",
+        "tests/fixtures/lang",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("training"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("118.0 KiB for 15104 trained values, each with a gradient (f32)"),
+        "{line}"
+    );
+}

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::model::config::ModelDims;
 use crate::plan::{Plan, Step, StepId};
 use crate::sema::ops;
+use crate::sema::program::{Optimizer, Param};
 use crate::sema::site::Stream;
 use crate::sema::{DataSpec, Op};
 
@@ -36,6 +37,8 @@ pub struct Estimate {
     pub weights_dtype: String,
     /// The step with the largest working memory: its id, bytes and what they hold.
     pub peak_step: Option<(StepId, u64, String)>,
+    /// The train step that holds the most: its activations and its optimiser state.
+    pub training: Option<TrainingMemory>,
     /// Working memory of scoring one evaluation batch.
     pub evaluation: u64,
     /// Weights plus the larger of the peak step's and the evaluation's working memory.
@@ -58,6 +61,99 @@ fn activations(dims: &ModelDims, seq: usize) -> u64 {
         .saturating_add(mul(&[3, dims.intermediate as u64]))
         .saturating_add(mul(&[dims.heads as u64, seq as u64]));
     mul(&[dims.num_layers as u64, seq as u64, per_token, 4])
+}
+
+/// Bytes of the activations for a backward pass through the layers from `first` on only: the
+/// layers below a train step's frozen prefix run forward once per edit and keep only their
+/// output (`plan/prefix.rs`).
+fn activations_from(dims: &ModelDims, seq: usize, first: usize) -> u64 {
+    let layers = dims.num_layers.saturating_sub(first).max(1) as u64;
+    activations(dims, seq) / (dims.num_layers.max(1) as u64) * layers
+}
+
+/// Elements of the tensors a train step updates: each parameter's per-layer shape times its
+/// layers (one layer where unknown).
+fn trained_elements(params: &[Param]) -> u64 {
+    params
+        .iter()
+        .map(|p| {
+            let per_layer = p
+                .shape
+                .as_ref()
+                .map_or(0, |s| mul(&s.iter().map(|&d| d as u64).collect::<Vec<_>>()));
+            let layers = p
+                .input
+                .as_ref()
+                .and_then(|s| s.layers.as_ref())
+                .and_then(|l| l.count())
+                .unwrap_or(1) as u64;
+            mul(&[per_layer, layers.max(1)])
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// f32 copies an optimiser keeps per trained value besides the value itself: the gradient, and
+/// Adam's two moments.
+fn optimiser_copies(optimizer: &Optimizer) -> (u64, &'static str) {
+    match optimizer {
+        Optimizer::Sgd { .. } => (1, "a gradient"),
+        Optimizer::Adam { .. } => (3, "a gradient and Adam's two moments"),
+    }
+}
+
+/// What a train step holds at once: the activations of its sequences through the layers above
+/// its frozen prefix, and its trained values with their gradients and optimiser state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainingMemory {
+    pub step: StepId,
+    /// Sequences per optimisation step (the clean input and any adversarial variants).
+    pub sequences: u64,
+    /// The first layer a step runs (0 without a frozen prefix).
+    pub first_layer: usize,
+    pub activations: u64,
+    /// Values trained.
+    pub trained: u64,
+    /// Bytes of the values, gradients and optimiser moments (f32).
+    pub optimiser: u64,
+    /// What the optimiser keeps per value besides the value: `a gradient`, or a gradient and
+    /// Adam's two moments.
+    pub optimiser_holds: String,
+}
+
+fn training_memory(
+    plan: &Plan,
+    dims: &ModelDims,
+    seq: usize,
+    step: &Step,
+) -> Option<TrainingMemory> {
+    let Op::Train(ops::Train {
+        body,
+        params,
+        optimizer,
+        ..
+    }) = &step.op
+    else {
+        return None;
+    };
+    let sequences = 1 + body
+        .iter()
+        .filter_map(|id| match plan.step(*id).map(|s| &s.op) {
+            Some(Op::Adversarial(ops::Adversarial { count, .. })) => Some(*count as u64),
+            _ => None,
+        })
+        .sum::<u64>();
+    let first_layer = step.frozen_prefix.unwrap_or(0);
+    let trained = trained_elements(params);
+    let (copies, holds) = optimiser_copies(optimizer);
+    Some(TrainingMemory {
+        step: step.id,
+        sequences,
+        first_layer,
+        activations: mul(&[sequences, activations_from(dims, seq, first_layer)]),
+        trained,
+        optimiser: mul(&[trained, copies + 1, 4]),
+        optimiser_holds: holds.to_string(),
+    })
 }
 
 /// The width and layer count of a stream (the model's hidden size when unknown).
@@ -123,18 +219,18 @@ fn step_memory(plan: &Plan, dims: &ModelDims, seq: usize, step: &Step) -> Option
                 format!("{count} memory triplets × {l} layer(s) × {w} wide"),
             ))
         }
-        Op::Train(ops::Train { body, steps, .. }) => {
-            let rows = 1 + body
-                .iter()
-                .filter_map(|id| match plan.step(*id).map(|s| &s.op) {
-                    Some(Op::Adversarial(ops::Adversarial { count, .. })) => Some(*count as u64),
-                    _ => None,
-                })
-                .sum::<u64>();
+        Op::Train(ops::Train { steps, .. }) => {
+            let t = training_memory(plan, dims, seq, step)?;
+            let layers = match t.first_layer {
+                0 => "every layer".to_string(),
+                f if f + 1 >= dims.num_layers => format!("layer {f}"),
+                f => format!("layers {f}–{}", dims.num_layers - 1),
+            };
             Some((
-                mul(&[rows, activations(dims, seq)]),
+                t.activations.saturating_add(t.optimiser),
                 format!(
-                    "{rows} sequence(s) of {seq} tokens through forward and backward, {steps} steps"
+                    "{} sequence(s) of {seq} tokens through {layers} forward and backward, {steps} steps; {} trained values, each with {}",
+                    t.sequences, t.trained, t.optimiser_holds
                 ),
             ))
         }
@@ -161,6 +257,11 @@ pub fn estimate(
             }
         }
     }
+    let training = plan
+        .steps
+        .iter()
+        .filter_map(|s| training_memory(plan, dims, seq, s))
+        .max_by_key(|t| t.activations.saturating_add(t.optimiser));
     let evaluation = mul(&[EVAL_BATCH as u64, activations(dims, seq)]) / 2
         + mul(&[EVAL_LOGIT_ROWS as u64, dims.vocab as u64, 4]);
     let working = peak.as_ref().map_or(0, |(_, b, _)| *b).max(evaluation);
@@ -206,6 +307,7 @@ pub fn estimate(
         weights_dtype: precision.to_string(),
         total: weights.saturating_add(working),
         peak_step: peak,
+        training,
         evaluation,
         passes_per_edit: passes,
         prepare_samples,
@@ -277,6 +379,19 @@ impl Estimate {
                 out,
                 "  peak step    {} at step {id} `{op}` ({what})",
                 human_bytes(*bytes)
+            );
+        }
+        if let Some(t) = &self.training {
+            let _ = writeln!(
+                out,
+                "  training     {} activations ({} sequence(s), from layer {}) + {} for {} trained values, each with {} (f32), at step {}",
+                human_bytes(t.activations),
+                t.sequences,
+                t.first_layer,
+                human_bytes(t.optimiser),
+                t.trained,
+                t.optimiser_holds,
+                t.step
             );
         }
         let _ = writeln!(out, "  evaluation   {}", human_bytes(self.evaluation));
