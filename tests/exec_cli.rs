@@ -39,7 +39,7 @@ fn run_prints_the_table_and_a_second_run_says_it_reuses_the_cache() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("time      prepare") && stdout.contains("knowledge step #5"),
+        stdout.contains("time      prepare") && stdout.contains("knowledge space `know`: kept "),
         "{stdout}"
     );
     assert!(stderr.contains("computed null space"), "{stderr}");
@@ -47,6 +47,13 @@ fn run_prints_the_table_and_a_second_run_says_it_reuses_the_cache() {
     assert!(dir.path().join(".mkedsl-cache").is_dir());
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["cases"], 2);
+    // The knowledge filter's counts are in the report, as means and per case.
+    assert_eq!(report["knowledge"][0]["space"], "know");
+    assert_eq!(report["knowledge"][0]["variants"], 12);
+    let kept = report["per_case"][0]["knowledge"][0]["kept"]
+        .as_u64()
+        .unwrap();
+    assert!(kept <= 12);
 
     let second = mkedsl(&args);
     let stderr = String::from_utf8_lossy(&second.stderr);

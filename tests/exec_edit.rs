@@ -433,7 +433,7 @@ fn adversarial_variants_stay_in_the_budget_ball_and_raise_the_target_loss() {
     use mkedsl::exec::rng;
     use mkedsl::model::batch::TokenKind;
     use mkedsl::sema::site::{Stream, StreamPoint};
-    use mkedsl::sema::{AdvInit, Norm};
+    use mkedsl::sema::{AdvInit, BudgetScale, Norm};
     let b = bench(FT_L, 1);
     let state = EditState::new(b.setup.model.clone());
     let prepared = PreparedCase::load(&b.setup.cases[0]).unwrap();
@@ -470,13 +470,31 @@ fn adversarial_variants_stay_in_the_budget_ball_and_raise_the_target_loss() {
             .unwrap() as f64
     };
     let clean = nll(&edit.latents.embeds, 1);
-    for norm in [Norm::L2, Norm::Linf] {
+    // ‖z‖₂ of the clean joint latent: every input column (image and prompt text).
+    let z_norm: f64 = {
+        let clean = edit.latents.embeds.to_vec3::<f32>().unwrap();
+        (edit.input_columns())
+            .flat_map(|c| clean[0][c].iter().map(|x| f64::from(*x).powi(2)))
+            .sum::<f64>()
+            .sqrt()
+    };
+    for (norm, scale) in [
+        (Norm::L2, BudgetScale::Absolute),
+        (Norm::Linf, BudgetScale::Absolute),
+        (Norm::L2, BudgetScale::PerToken),
+        (Norm::L2, BudgetScale::Relative),
+    ] {
         let search = Search {
-            budget: eps,
+            budget: if scale == BudgetScale::Relative {
+                0.01
+            } else {
+                eps
+            },
             count: 3,
             steps: 2,
             init: AdvInit::Zero,
             norm,
+            scale,
         };
         let v = adversarial(&edit, &latents, search, &state, &mut rng::stream(0, "t", 0)).unwrap();
         let delta = (v.latents.clone() - edit.repeated(3).unwrap()).unwrap();
@@ -489,9 +507,23 @@ fn adversarial_variants_stay_in_the_budget_ball_and_raise_the_target_loss() {
                 }
             }
             let flat: Vec<f64> = row.iter().flatten().map(|x| f64::from(*x)).collect();
-            match norm {
-                Norm::L2 => assert!(flat.iter().map(|x| x * x).sum::<f64>().sqrt() <= eps + 1e-4),
-                Norm::Linf => assert!(flat.iter().all(|x| x.abs() <= eps + 1e-6)),
+            let l2 = |xs: &[f64]| xs.iter().map(|x| x * x).sum::<f64>().sqrt();
+            match (norm, scale) {
+                (Norm::L2, BudgetScale::Absolute) => assert!(l2(&flat) <= eps + 1e-4),
+                (Norm::L2, BudgetScale::PerToken) => {
+                    for col in row {
+                        let col: Vec<f64> = col.iter().map(|x| f64::from(*x)).collect();
+                        assert!(l2(&col) <= eps + 1e-4, "a token's δ left its ball");
+                    }
+                    assert!(
+                        l2(&flat) > eps,
+                        "per-token balls allow more than one ε overall"
+                    );
+                }
+                (Norm::L2, BudgetScale::Relative) => {
+                    assert!(l2(&flat) <= 0.01 * z_norm * (1.0 + 1e-4) + 1e-6)
+                }
+                _ => assert!(flat.iter().all(|x| x.abs() <= eps + 1e-6)),
             }
             assert!(flat.iter().any(|x| *x != 0.0));
         }
@@ -503,7 +535,7 @@ fn adversarial_variants_stay_in_the_budget_ball_and_raise_the_target_loss() {
         assert!(moved(TokenKind::Visual) && moved(TokenKind::Text));
         assert!(
             nll(&v.latents, 3) > clean,
-            "{norm:?}: ascent did not raise the loss"
+            "{norm:?} {scale:?}: ascent did not raise the loss"
         );
     }
 }

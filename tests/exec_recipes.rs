@@ -78,13 +78,74 @@ fn lpedit_learns_the_targets_with_projected_updates() {
 fn elora_edits_and_reports_its_knowledge_filter() {
     let (_d, out) = run_recipe("elora.edit", ELORA, 3);
     assert_sane(&out.report);
-    let [(_, k)] = out.knowledge.as_slice() else {
-        panic!("one knowledge-space step expected: {:?}", out.knowledge)
+    let [k] = out.report.knowledge.as_slice() else {
+        panic!("one knowledge space expected: {:?}", out.report.knowledge)
     };
-    assert_eq!(k.cases, 3);
-    assert_eq!(k.stats.variants, 3 * 12);
-    assert!(k.stats.kept > 0 && k.stats.kept <= k.stats.variants);
-    assert!(out.summary().contains("variants kept per case"));
+    assert_eq!((k.space.as_str(), k.cases, k.variants), ("know", 3, 12));
+    assert!(k.kept > 0.0 && k.kept <= 12.0);
+    // Every case reports its own filter, and the means are theirs.
+    let rows: Vec<_> = out.report.per_case.iter().map(|r| &r.knowledge).collect();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let [c] = r.as_slice() else { panic!("{r:?}") };
+        assert!(c.kept <= c.variants && c.variants == 12);
+        assert!((c.kept_fraction - c.kept as f64 / 12.0).abs() < 1e-12);
+        assert!((-1.0..=1.0).contains(&c.mean_similarity));
+    }
+    let mean_kept = rows.iter().map(|r| r[0].kept as f64).sum::<f64>() / 3.0;
+    assert!((k.kept - mean_kept).abs() < 1e-12);
+    assert!((k.kept_fraction - mean_kept / 12.0).abs() < 1e-12);
+    let summary = out.summary();
+    assert!(
+        summary.contains("knowledge space `know`: kept ")
+            && summary.contains("(literal, keep above 0.05)"),
+        "{summary}"
+    );
+    // The resolved perturbation scales: the window as written, σ as written.
+    let [p] = out.report.perturbations.as_slice() else {
+        panic!("{:?}", out.report.perturbations)
+    };
+    assert_eq!((p.mask_window, p.noise_sigma), (Some(4.0), Some(0.01)));
+}
+
+#[test]
+fn elora_in_calibrated_units_resolves_share_relative_noise_and_chance_correction() {
+    let text = ELORA
+        .replace("mask_vision(window: 4)", "mask_vision(share: 0.2)")
+        .replace("noise_text(sigma: 0.01)", "noise_text(relative: 0.5)")
+        .replace(
+            "keep_above: 0.05, rank: 3)",
+            "keep_above: 0.05, rank: 3, similarity: chance_corrected)",
+        );
+    let (_d, out) = run_recipe("elora_calibrated.edit", &text, 2);
+    assert_sane(&out.report);
+    let [k] = out.report.knowledge.as_slice() else {
+        panic!("{:?}", out.report.knowledge)
+    };
+    assert_eq!(k.similarity, "chance_corrected");
+    for row in &out.report.per_case {
+        let [p] = row.perturbations.as_slice() else {
+            panic!("{:?}", row.perturbations)
+        };
+        // 0.2 of the fixture's 16 image tokens rounds to 3.
+        assert_eq!((p.mask_window, p.image_tokens), (Some(3), Some(16)));
+        let sigma = p.noise_sigma.expect("a resolved σ");
+        assert!(sigma > 0.0 && sigma.is_finite());
+        assert!(row.knowledge[0].kept <= row.knowledge[0].variants);
+    }
+    assert!(out.summary().contains("mask window 3 of 16 image tokens"));
+}
+
+#[test]
+fn asam_scales_its_budget_per_token_and_relative() {
+    for scale in ["per_token", "relative"] {
+        let text = ASAM.replace(
+            "let adv = lar(budget: 1e-2, count: 3)",
+            &format!("let adv = adversarial([embed.vision, embed.text], budget: 1e-2, count: 3, scale: {scale})"),
+        );
+        let (_d, out) = run_recipe("asam_scaled.edit", &text, 1);
+        assert!((0.0..=1.0).contains(&out.report.metrics.rel), "{scale}");
+    }
 }
 
 #[test]

@@ -100,6 +100,9 @@ fn merging_1_2_and_3_shards_equals_the_unsharded_run_on_the_embedded_model() {
     whole.write_json(&unsharded_json).expect("written");
     let whole = whole.report;
     assert_eq!(whole.cases, 3);
+    // The knowledge filters' means are part of what a merge must reproduce.
+    assert_eq!(whole.knowledge.len(), 2);
+    assert!(whole.per_case.iter().all(|r| r.knowledge.len() == 2));
     for n in 1..=3 {
         let parts = shards(&req, dir.path(), &format!("of{n}"), n);
         assert_merge_equals(&parts, &whole, &unsharded_json);

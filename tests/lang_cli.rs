@@ -141,3 +141,38 @@ fn plan_estimates_optimiser_state_and_activations_above_the_prefix() {
         "{line}"
     );
 }
+
+/// Issue 16: a recipe in calibrated units checks against the embedded model, and the plan shows
+/// what its window share resolves to on that model (and stays a share without one).
+#[test]
+fn calibrated_units_check_and_plan_with_their_resolution() {
+    let recipe = "recipes/ablations/elora_calibrated.edit";
+    let (code, out, err) = mkedsl(&["check", recipe, "--model", "examples/model"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("bound to llava"), "{out}");
+    let (code, out, _) = mkedsl(&["plan", recipe, "--model", "examples/model"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("mask_vision(window 2 of 36 tokens (share 0.0417))"),
+        "{out}"
+    );
+    assert!(
+        out.contains("noise_text(sigma 0.5 × RMS of the text embeddings)"),
+        "{out}"
+    );
+    assert!(out.contains("(chance_corrected similarity)"), "{out}");
+    let (code, out, _) = mkedsl(&["plan", recipe]);
+    assert_eq!(code, 0);
+    assert!(out.contains("mask_vision(share: 0.0417)"), "{out}");
+    // A `--set` of the share changes the resolved window.
+    let (code, out, _) = mkedsl(&[
+        "plan",
+        recipe,
+        "--model",
+        "examples/model",
+        "--set",
+        "window_share=0.67",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("window 24 of 36 tokens (share 0.67)"), "{out}");
+}

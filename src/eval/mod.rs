@@ -33,6 +33,7 @@
 //! [`FeatureCache`]: crate::model::FeatureCache Prompts follow the model folder's template ([`template`]);
 //! `mkedsl infer --question` formats with the same one. [`metrics`] holds the pure primitives.
 
+pub mod calibration;
 pub mod case;
 pub mod easyedit;
 pub mod editor;
@@ -45,6 +46,7 @@ pub mod score;
 pub mod setup;
 pub mod template;
 
+pub use calibration::{FilterCase, FilterMean, PerturbCase, PerturbMean};
 pub use case::{scored_text, CasePrompts, EvalCase, PreparedCase};
 pub use easyedit::{EasyEditScores, KEYS as EASYEDIT_KEYS};
 pub use editor::{EditState, Editor, Identity, Snapshot};

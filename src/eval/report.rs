@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::data::files::write_atomic;
 use crate::data::{Dataset, FieldTemplates, MissingImage};
+use crate::eval::calibration::{FilterMean, PerturbMean};
 use crate::eval::easyedit::{EasyEditKeys, EasyEditScores, KEYS};
 use crate::eval::error::{EvalError, Result};
 use crate::eval::metrics::MetricSet;
@@ -158,6 +159,12 @@ pub struct EvalReport {
     /// Set by the command that ran (version, hashes, dtype, threads, phases).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// Each knowledge space's filter, means over cases (from `per_case`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub knowledge: Vec<FilterMean>,
+    /// Each `perturb`'s resolved scales, means over cases (from `per_case`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub perturbations: Vec<PerturbMean>,
     pub per_case: Vec<CaseRow>,
 }
 
@@ -195,6 +202,10 @@ impl EvalReport {
             easyedit_keys: KEYS,
             timing: evaluation.timing,
             provenance: None,
+            knowledge: FilterMean::of(evaluation.cases.iter().map(|c| c.knowledge.as_slice())),
+            perturbations: PerturbMean::of(
+                evaluation.cases.iter().map(|c| c.perturbations.as_slice()),
+            ),
             per_case: evaluation.cases,
         }
     }

@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::eval::calibration::{FilterCase, PerturbCase};
+
 use crate::eval::case::EvalCase;
 use crate::eval::easyedit::EasyEditScores;
 use crate::eval::error::{EvalError, Result};
@@ -70,6 +72,12 @@ pub struct CaseRow {
     /// The same scores under EasyEdit's names, `pre` and `post` ([`crate::eval::easyedit`]).
     #[serde(default)]
     pub easyedit: EasyEditScores,
+    /// What each knowledge space's filter did on this case (methods with one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub knowledge: Vec<FilterCase>,
+    /// The mask window and noise σ each `perturb` resolved to on this case.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub perturbations: Vec<PerturbCase>,
 }
 
 /// The dataset's scores: means over cases of each case's scores.
@@ -165,6 +173,8 @@ pub fn score_case(
         generated: post.generated.clone(),
         pre_generated: pre.generated.clone(),
         easyedit: EasyEditScores::default(),
+        knowledge: Vec::new(),
+        perturbations: Vec::new(),
     };
     row.easyedit = EasyEditScores::of(
         &row.metrics,

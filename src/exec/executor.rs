@@ -16,7 +16,6 @@ use crate::eval::EditState;
 use crate::exec::cache::Cache;
 use crate::exec::error::{ExecError, Result};
 use crate::exec::input::EditInput;
-use crate::exec::methods::elora::KnowledgeSummary;
 use crate::exec::ops::{executable, StepContext};
 use crate::exec::preserve::{PreserveSource, Sample};
 use crate::exec::values::Values;
@@ -81,6 +80,14 @@ impl Log {
     }
 }
 
+/// What the data-dependent knobs of the methods resolved to on one case
+/// ([`crate::eval::calibration`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaseCalibration {
+    pub knowledge: Vec<crate::eval::FilterCase>,
+    pub perturbations: Vec<crate::eval::PerturbCase>,
+}
+
 /// A plan being run.
 pub struct Executor {
     pub plan: Plan,
@@ -96,7 +103,9 @@ pub struct Executor {
     pub(crate) kl: HashMap<DataSpec, Arc<KlReference>>,
     pub(crate) samples: HashMap<DataSpec, Arc<Vec<Sample>>>,
     pub log: Log,
-    pub(crate) knowledge: HashMap<StepId, KnowledgeSummary>,
+    /// Per case (by record index): what the knowledge filters kept and the perturbation
+    /// scales resolved to, moved into the case's report row after the run.
+    pub calibration: HashMap<usize, CaseCalibration>,
     pub phases: Phases,
     /// Adversarial variant sets drawn in the current edit (each its own random stream).
     pub(crate) adversarial_draws: u64,
@@ -139,7 +148,7 @@ impl Executor {
             kl: HashMap::new(),
             samples: HashMap::new(),
             log,
-            knowledge: HashMap::new(),
+            calibration: HashMap::new(),
             phases: Phases::default(),
             adversarial_draws: 0,
             step_clock: None,

@@ -645,6 +645,7 @@ mod tests {
         let origin = Origin {
             at: "r:1:1".into(),
             via: vec![],
+            name: None,
         };
         let mk = |id: u32, op: Op, inputs: Vec<u32>, stage: Stage| Step {
             id: NodeId(id),

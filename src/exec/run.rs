@@ -19,7 +19,6 @@ use crate::exec::cache::{default_dir, model_hash, Cache};
 use crate::exec::editor::{OutputSink, PlanEditor};
 use crate::exec::error::ExecError;
 use crate::exec::executor::{Executor, Log, Phases};
-use crate::exec::methods::elora::KnowledgeSummary;
 use crate::exec::output::Provenance;
 use crate::exec::preserve::{Counts, PreserveSource};
 use crate::exec::shard::{file_hash, write_part, PartInfo, Shard, ShardError, PART_FORMAT};
@@ -167,7 +166,6 @@ pub struct RunOutcome {
     /// Messages printed (or, when not verbose, not printed) during the run: cache reuse, …
     pub notes: Vec<String>,
     pub phases: Phases,
-    pub knowledge: Vec<(String, KnowledgeSummary)>,
     pub preserve: String,
     pub cache_dir: Option<PathBuf>,
     /// `edit.json` files written by `--out`.
@@ -244,17 +242,11 @@ impl RunOutcome {
                 (Some(d), true) => d.display().to_string(),
             }
         );
-        for (step, k) in &self.knowledge {
-            let n = k.cases.max(1) as f64;
-            let _ = writeln!(
-                out,
-                "knowledge {step}: {:.1} of {} variants kept per case on average (mean similarity {:.3}); clean covariance alone in {} of {} cases",
-                k.stats.kept as f64 / n,
-                k.stats.variants / k.cases.max(1),
-                k.stats.similarity_sum / (k.stats.variants.max(1) as f64),
-                k.fallbacks,
-                k.cases
-            );
+        for k in &self.report.knowledge {
+            let _ = writeln!(out, "{}", k.line());
+        }
+        for line in self.report.perturbations.iter().filter_map(|p| p.line()) {
+            let _ = writeln!(out, "{line}");
         }
         out
     }
@@ -519,6 +511,12 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
     for row in &mut evaluation.cases {
         row.group += group_offset;
     }
+    for row in &mut evaluation.cases {
+        if let Some(c) = editor.exec.calibration.remove(&row.index) {
+            row.knowledge = c.knowledge;
+            row.perturbations = c.perturbations;
+        }
+    }
     let output_failure = editor.take_write_failure().map(miette::Report::new);
     let report = EvalReport::new(info, evaluation);
     let part = match (req.shard, &selection) {
@@ -539,24 +537,11 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         _ => None,
     };
     let exec = editor.exec;
-    let mut knowledge: Vec<(String, KnowledgeSummary)> = exec
-        .knowledge
-        .iter()
-        .map(|(id, k)| {
-            let at = plan
-                .step(*id)
-                .map(|s| s.origin.at.clone())
-                .unwrap_or_default();
-            (format!("step {id} ({at})"), *k)
-        })
-        .collect();
-    knowledge.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(RunOutcome {
         report,
         plan,
         notes: exec.log.notes,
         phases: exec.phases,
-        knowledge,
         preserve: if sets.is_empty() {
             "not used".into()
         } else {

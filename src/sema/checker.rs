@@ -152,6 +152,7 @@ impl<'a> Checker<'a> {
         Origin {
             at: self.sources.locate(at),
             via: self.calls.iter().map(|(n, _)| n.clone()).collect(),
+            name: None,
         }
     }
 
@@ -416,6 +417,11 @@ impl<'a> Checker<'a> {
                 }
             }
         };
+        if let Value::Node { id, .. } = &v {
+            if let Some(node) = self.nodes.get_mut(id.0 as usize) {
+                node.origin.name = Some(name.name.clone());
+            }
+        }
         self.define(name, v);
     }
 

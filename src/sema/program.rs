@@ -89,6 +89,20 @@ pub struct Origin {
     pub at: String,
     /// Functions the node was inlined through, outermost first.
     pub via: Vec<String>,
+    /// The variable the recipe bound the node's value to (`let up_know = …`), the outermost
+    /// `let` when a function's result is bound again: how run summaries name a step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl Origin {
+    /// The recipe's name for the node, else `at file:line:column`.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => name.clone(),
+            None => format!("at {}", self.at),
+        }
+    }
 }
 
 /// Which block a node was written in.
@@ -270,8 +284,73 @@ impl<T: Copy + Into<&'static str> + std::str::FromStr + strum::VariantNames> Sym
 pub enum Perturbation {
     /// Zero a random window of `window` consecutive image tokens in `embed.vision`.
     MaskVision { window: usize },
+    /// [`Perturbation::MaskVision`] with the window given as a share of the image's tokens,
+    /// so that ELoRA's 24 of LLaVA-1.5's 576 tokens means the same 4 % of any image. The window
+    /// is [`share_window`] of the edit case's image tokens at run time; `tokens` is the
+    /// model's count when the recipe was checked against one, for the plan.
+    MaskVisionShare { share: f64, tokens: Option<usize> },
     /// Add Gaussian noise of standard deviation `sigma` to `embed.text`.
     NoiseText { sigma: f64 },
+    /// [`Perturbation::NoiseText`] with `sigma = relative × rms`, where `rms` is the root mean
+    /// square over every entry of the clean edit case's prompt text-token embeddings (the rows
+    /// the noise is added to): a scale read in the model's own embedding units, since an
+    /// absolute σ means a different signal-to-noise ratio in every model.
+    NoiseTextRelative { relative: f64 },
+}
+
+/// The mask window of `share` of `tokens` image tokens: `max(1, round(share × tokens))`,
+/// never more than `tokens` (for a share in (0, 1]).
+pub fn share_window(share: f64, tokens: usize) -> usize {
+    ((share * tokens as f64).round() as usize).clamp(1, tokens.max(1))
+}
+
+/// How ELoRA's filter scores a variant's principal subspace against the clean one's (Eq. 9).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Similarity {
+    /// The paper's `s = ‖U_bᵀU_0‖²_F / k`: 1 for the same subspace, 0 for orthogonal ones.
+    Literal,
+    /// `(s − k/r) / (1 − k/r)` for top-`k` subspaces of an `r`-wide stream: 0 for the score a
+    /// uniformly random `k`-dimensional subspace gets in expectation (`k/r`), 1 for the same
+    /// subspace. The literal score's floor depends on the width, so a threshold such as ELoRA's
+    /// 0.05 (written for r = 128, k unpublished) means something else at another width; this
+    /// one reads "better than chance by this much" at any width.
+    ChanceCorrected,
+}
+
+/// How ASAM's budget ε bounds the adversarial δ (Eq. 5 leaves the norm's domain open).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::VariantNames,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum BudgetScale {
+    /// One ball over every coordinate of the joint latent: `‖δ‖ ≤ ε` (ASAM's literal reading).
+    Absolute,
+    /// Each token's δ alone: `‖δ_t‖ ≤ ε`, so the budget does not shrink per token as the
+    /// sequence (576 image tokens in LLaVA, 36 here) grows.
+    PerToken,
+    /// `‖δ‖ ≤ ε·‖z‖` for the clean joint latent `z`: a budget in units of the latent's own size.
+    Relative,
 }
 
 /// How several perturbation kinds combine.

@@ -2,13 +2,17 @@
 //! knowledge space built from them (Alg. 1 lines 11-23).
 //!
 //! - `mask_vision(window)`: zero `window` consecutive image tokens starting at a uniform
-//!   `s ∈ [0, N_v − window]` (ELoRA C.2).
+//!   `s ∈ [0, N_v − window]` (ELoRA C.2). `mask_vision(share)`: the window is
+//!   `max(1, round(share × N_v))` of the case's `N_v` image tokens.
 //! - `noise_text(sigma)`: add `N(0, σ²)` to every prompt text-token embedding.
+//!   `noise_text(relative)`: `σ = relative × rms`, `rms` over every entry of the clean case's
+//!   prompt text-token embeddings ([`text_rms`]).
 //!
 //! The knowledge space of a stream: run the clean sequence and every variant through the model in
 //! one batch (in chunks), read the stream's rows of each, `C_b = K_bᵀK_b`; the top-`top`
-//! eigenvector projector `P_b` of each; similarity `s_b = tr(P_b P_0) / top` to the clean one's;
-//! the mean of the `C_b` with `s_b > keep_above`; its top-`rank` eigenvectors. Several knowledge
+//! eigenvector projector `P_b` of each; similarity `s_b = tr(P_b P_0) / top` to the clean one's
+//! (or its chance-corrected form, [`chance_corrected`]); the mean of the `C_b` with
+//! `s_b > keep_above`; its top-`rank` eigenvectors. Several knowledge
 //! spaces over the same variants (ELoRA's up and down projections) share the forward passes.
 
 use candle_core::{DType, Device, Tensor};
@@ -23,6 +27,7 @@ use crate::linalg::{principal_subspace, projector_similarity, Subspace};
 use crate::sema::ops;
 use std::collections::HashMap;
 
+use crate::eval::{FilterCase, PerturbCase};
 use crate::exec::executor::Executor;
 use crate::exec::rng::{self, Rng};
 use crate::exec::sites::stream_taps;
@@ -31,7 +36,7 @@ use crate::model::batch::TokenKind;
 use crate::model::site::Site;
 use crate::model::{Hooks, Latents};
 use crate::plan::{Step, StepId};
-use crate::sema::{Apply, Op, Perturbation};
+use crate::sema::{share_window, Apply, Op, Perturbation, Similarity, Symbol};
 
 /// Tokens per forward pass of the knowledge-space construction: the clean sequence and its
 /// variants go through in chunks of `VARIANT_TOKENS / T` rows (511 variants of a 55-token
@@ -45,6 +50,26 @@ pub struct Request {
     pub top: usize,
     pub keep_above: f64,
     pub rank: usize,
+    pub similarity: Similarity,
+}
+
+/// The literal similarity a uniformly random `k`-dimensional subspace of an `r`-dimensional
+/// space scores against a fixed one in expectation: `E‖U_bᵀU_0‖²_F / k = (k · k/r) / k = k/r`
+/// (each of the `k` fixed directions keeps `k/r` of its energy in a random `k`-subspace).
+pub fn chance_level(k: usize, r: usize) -> f64 {
+    k as f64 / r.max(1) as f64
+}
+
+/// `(s − k/r) / (1 − k/r)`: 0 at chance, 1 for the same subspace. Sema refuses `k = r`, where
+/// every subspace is the whole space and the score is 1 by construction; here that case
+/// returns `s` unchanged rather than dividing by zero.
+pub fn chance_corrected(s: f64, k: usize, r: usize) -> f64 {
+    let chance = chance_level(k, r);
+    if chance >= 1.0 {
+        s
+    } else {
+        (s - chance) / (1.0 - chance)
+    }
 }
 
 /// What the filter did, for the run summary.
@@ -135,6 +160,7 @@ pub fn knowledge_space(
         .split_first()
         .ok_or_else(|| ExecError::internal("no covariance for the knowledge space"))?;
     let p0 = principal_subspace(clean, request.top)?;
+    let width = clean.dim(0)?;
     let mut stats = FilterStats {
         variants: variants.len(),
         ..FilterStats::default()
@@ -143,6 +169,10 @@ pub fn knowledge_space(
     for c in variants {
         let pb = principal_subspace(c, request.top)?;
         let s = projector_similarity(&pb, &p0)?;
+        let s = match request.similarity {
+            Similarity::Literal => s,
+            Similarity::ChanceCorrected => chance_corrected(s, request.top, width),
+        };
         stats.similarity_sum += s;
         if s > request.keep_above {
             stats.kept += 1;
@@ -162,22 +192,66 @@ pub fn knowledge_space(
     Ok((principal_subspace(&average, request.rank)?, stats))
 }
 
-/// What ELoRA's similarity filter did for one knowledge-space step over the whole run.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct KnowledgeSummary {
-    pub cases: usize,
-    pub stats: FilterStats,
-    pub fallbacks: usize,
+/// The root mean square over every entry of the clean case's text-token embeddings at
+/// `columns` (the prompt's text tokens, the ones `noise_text` perturbs): `sqrt(Σ e² / (n·d))`,
+/// so that `σ = rms` gives noise as large per coordinate as the embeddings themselves.
+pub fn text_rms(edit: &EditInput, columns: &[usize]) -> Result<f64> {
+    if columns.is_empty() {
+        return Ok(0.0);
+    }
+    let rows = edit.latents.embeds.get(0)?.to_dtype(DType::F64)?;
+    let index = Tensor::from_vec(
+        columns.iter().map(|&c| c as u32).collect::<Vec<_>>(),
+        columns.len(),
+        rows.device(),
+    )?;
+    let text = rows.index_select(&index, 0)?;
+    let mean_square = text.sqr()?.mean_all()?.to_scalar::<f64>()?;
+    Ok(mean_square.sqrt())
 }
 
-/// `count` perturbed copies of the edit case's input.
+/// A perturbation with its scale resolved against the edit case: the window in tokens, σ in
+/// embedding units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Resolved {
+    Mask { window: usize },
+    Noise { sigma: f64 },
+}
+
+/// The scales `perturb` used on one case, for the report.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Scales {
+    pub mask_window: Option<usize>,
+    pub image_tokens: Option<usize>,
+    pub noise_sigma: Option<f64>,
+}
+
+fn resolve(
+    kind: Perturbation,
+    edit: &EditInput,
+    visual: &[usize],
+    text: &[usize],
+) -> Result<Resolved> {
+    Ok(match kind {
+        Perturbation::MaskVision { window } => Resolved::Mask { window },
+        Perturbation::MaskVisionShare { share, .. } => Resolved::Mask {
+            window: share_window(share, visual.len()),
+        },
+        Perturbation::NoiseText { sigma } => Resolved::Noise { sigma },
+        Perturbation::NoiseTextRelative { relative } => Resolved::Noise {
+            sigma: relative * text_rms(edit, text)?,
+        },
+    })
+}
+
+/// `count` perturbed copies of the edit case's input, and the scales they used.
 pub fn perturb(
     edit: &EditInput,
     kinds: &[Perturbation],
     count: usize,
     apply: Apply,
     rng: &mut Rng,
-) -> Result<Variants> {
+) -> Result<(Variants, Scales)> {
     let (_, t, d) = edit.latents.embeds.dims3()?;
     let input = edit.input_columns();
     let kinds_of = edit.kinds();
@@ -188,20 +262,33 @@ pub fn perturb(
     let text: Vec<usize> = input
         .filter(|&c| kinds_of.get(c) == Some(&TokenKind::Text))
         .collect();
+    let resolved: Vec<Resolved> = (kinds.iter())
+        .map(|k| resolve(*k, edit, &visual, &text))
+        .collect::<Result<_>>()?;
+    let mut scales = Scales::default();
+    for r in &resolved {
+        match *r {
+            Resolved::Mask { window } => {
+                scales.mask_window = Some(window);
+                scales.image_tokens = Some(visual.len());
+            }
+            Resolved::Noise { sigma } => scales.noise_sigma = Some(sigma),
+        }
+    }
     let mut keep = vec![1f32; count * t];
     let mut noise = vec![0f32; count * t * d];
     for row in 0..count {
-        let chosen: Vec<Perturbation> = match apply {
-            Apply::All => kinds.to_vec(),
-            Apply::Each => kinds
-                .get(row % kinds.len().max(1))
+        let chosen: Vec<Resolved> = match apply {
+            Apply::All => resolved.clone(),
+            Apply::Each => resolved
+                .get(row % resolved.len().max(1))
                 .copied()
                 .into_iter()
                 .collect(),
         };
         for kind in chosen {
             match kind {
-                Perturbation::MaskVision { window } => {
+                Resolved::Mask { window } => {
                     if window > visual.len() {
                         return Err(ExecError::Numeric {
                             reason: format!(
@@ -216,7 +303,7 @@ pub fn perturb(
                         keep[row * t + c] = 0.0;
                     }
                 }
-                Perturbation::NoiseText { sigma } => {
+                Resolved::Noise { sigma } => {
                     for &c in &text {
                         let at = (row * t + c) * d;
                         for x in &mut noise[at..at + d] {
@@ -232,11 +319,12 @@ pub fn perturb(
     let keep = Tensor::from_vec(keep, (count, t, 1), device)?.to_dtype(dtype)?;
     let noise = Tensor::from_vec(noise, (count, t, d), device)?.to_dtype(dtype)?;
     let latents = (edit.repeated(count)?.broadcast_mul(&keep)? + noise)?;
-    Ok(Variants {
+    let variants = Variants {
         latents,
         layout: edit.layout(count),
         count,
-    })
+    };
+    Ok((variants, scales))
 }
 
 impl Executor {
@@ -260,7 +348,19 @@ impl Executor {
             "perturb",
             (edit.case as u64) << 20 | u64::from(step.id.0),
         );
-        let v = perturb(edit, kinds, *count, *apply, &mut r)?;
+        let (v, scales) = perturb(edit, kinds, *count, *apply, &mut r)?;
+        if scales != Scales::default() {
+            self.calibration
+                .entry(edit.case)
+                .or_default()
+                .perturbations
+                .push(PerturbCase {
+                    variants: step.origin.label(),
+                    mask_window: scales.mask_window,
+                    image_tokens: scales.image_tokens,
+                    noise_sigma: scales.noise_sigma,
+                });
+        }
         values.insert(step.id, Value::Variants(v));
         Ok(())
     }
@@ -291,7 +391,7 @@ impl Executor {
         edit: &EditInput,
         values: &mut Values,
     ) -> Result<()> {
-        let mut requests: Vec<(StepId, Option<usize>, Request)> = Vec::new();
+        let mut requests: Vec<(StepId, Option<usize>, String, Request)> = Vec::new();
         let mut variants_id = None;
         for s in group {
             let Op::KnowledgeSpace(ops::KnowledgeSpace {
@@ -300,20 +400,29 @@ impl Executor {
                 top,
                 keep_above,
                 rank,
+                similarity,
             }) = &s.op
             else {
                 continue;
             };
             variants_id = Some(*variants);
-            for (layer, tap) in stream_taps(stream)? {
+            let taps = stream_taps(stream)?;
+            let several = taps.len() > 1;
+            for (layer, tap) in taps {
+                let label = match layer {
+                    Some(l) if several => format!("{} (layer {l})", s.origin.label()),
+                    _ => s.origin.label(),
+                };
                 requests.push((
                     s.id,
                     layer,
+                    label,
                     Request {
                         reading: Reading::resolve(tap, values, state)?,
                         top: *top,
                         keep_above: *keep_above,
                         rank: *rank,
+                        similarity: *similarity,
                     },
                 ));
             }
@@ -322,19 +431,28 @@ impl Executor {
             return Ok(());
         };
         let variants = values.variants(variants_id)?.clone();
-        let readings: Vec<Reading> = requests.iter().map(|(_, _, r)| r.reading.clone()).collect();
+        let readings: Vec<Reading> = (requests.iter())
+            .map(|(_, _, _, r)| r.reading.clone())
+            .collect();
         let covariances = row_covariances(state, edit, &variants, &readings)?;
         let mut by_step: HashMap<StepId, Vec<(Option<usize>, crate::linalg::Subspace)>> =
             HashMap::new();
-        for ((id, layer, request), covs) in requests.iter().zip(&covariances) {
-            let (space, stats) = knowledge_space(covs, request)?;
-            let summary = self.knowledge.entry(*id).or_default();
-            summary.cases += 1;
-            summary.stats.variants += stats.variants;
-            summary.stats.kept += stats.kept;
-            summary.stats.similarity_sum += stats.similarity_sum;
-            summary.fallbacks += usize::from(stats.fell_back);
-            by_step.entry(*id).or_default().push((*layer, space));
+        for ((id, layer, label, request), covs) in requests.into_iter().zip(&covariances) {
+            let (space, stats) = knowledge_space(covs, &request)?;
+            self.calibration
+                .entry(edit.case)
+                .or_default()
+                .knowledge
+                .push(FilterCase::new(
+                    label,
+                    request.similarity.name(),
+                    request.keep_above,
+                    stats.variants,
+                    stats.kept,
+                    stats.similarity_sum,
+                    stats.fell_back,
+                ));
+            by_step.entry(id).or_default().push((layer, space));
         }
         for (id, spaces) in by_step {
             values.insert(id, Value::Space(PerLayer(spaces)));
@@ -378,6 +496,7 @@ mod tests {
             top: 1,
             keep_above: 0.5,
             rank: 1,
+            similarity: Similarity::Literal,
         };
         let (space, stats) =
             knowledge_space(&[clean.clone(), agree.clone(), away], &request).unwrap();
@@ -401,6 +520,107 @@ mod tests {
         let (space, stats) = knowledge_space(&[clean, agree], &strict).unwrap();
         assert!(stats.fell_back);
         assert!((space.basis().to_vec2::<f64>().unwrap()[0][0].abs() - 1.0).abs() < 1e-9);
+    }
+
+    // ---- chance level of the similarity
+
+    /// `k` orthonormal vectors in `r` dimensions: Gram-Schmidt of Gaussian draws, a uniformly
+    /// random `k`-subspace (the Gaussian is rotation invariant).
+    fn random_basis(k: usize, r: usize, rng: &mut Rng) -> Vec<Vec<f64>> {
+        let mut basis: Vec<Vec<f64>> = Vec::new();
+        while basis.len() < k {
+            let mut v: Vec<f64> = (0..r).map(|_| rng.normal()).collect();
+            for u in &basis {
+                let dot: f64 = v.iter().zip(u).map(|(a, b)| a * b).sum();
+                v.iter_mut().zip(u).for_each(|(a, b)| *a -= dot * b);
+            }
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if norm > 1e-9 {
+                basis.push(v.into_iter().map(|x| x / norm).collect());
+            }
+        }
+        basis
+    }
+
+    #[test]
+    fn a_random_subspace_scores_k_over_r_and_chance_corrected_zero() {
+        let mut rng = rng::stream(7, "chance", 0);
+        for (k, r) in [(1, 4), (2, 3), (8, 32), (4, 128)] {
+            let fixed = random_basis(k, r, &mut rng);
+            let draws = 4000;
+            let mut sum = 0.0;
+            for _ in 0..draws {
+                let other = random_basis(k, r, &mut rng);
+                // ‖U_aᵀU_b‖²_F / k, computed here without the library's code.
+                let overlap: f64 = (fixed.iter())
+                    .flat_map(|a| {
+                        other
+                            .iter()
+                            .map(move |b| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>())
+                    })
+                    .map(|dot| dot * dot)
+                    .sum();
+                sum += overlap / k as f64;
+            }
+            let mean = sum / draws as f64;
+            // The literal score's mean is k/r within Monte Carlo error (its sd is below 0.5).
+            let tolerance = 4.0 * 0.5 / (draws as f64).sqrt();
+            assert!(
+                (mean - chance_level(k, r)).abs() < tolerance,
+                "k {k} r {r}: {mean}"
+            );
+            assert!(chance_corrected(mean, k, r).abs() < tolerance / (1.0 - chance_level(k, r)));
+            assert!((chance_corrected(1.0, k, r) - 1.0).abs() < 1e-12);
+        }
+        // The library's similarity of two subspaces agrees with the direct computation.
+        let a = random_basis(2, 5, &mut rng);
+        let b = random_basis(2, 5, &mut rng);
+        let to_space = |u: &[Vec<f64>]| {
+            let flat: Vec<f64> = (0..5)
+                .flat_map(|i| u.iter().map(move |col| col[i]))
+                .collect();
+            Subspace::from_orthonormal_columns(
+                Tensor::from_vec(flat, (5, 2), &Device::Cpu).unwrap(),
+            )
+            .unwrap()
+        };
+        let direct: f64 = (a.iter())
+            .flat_map(|x| {
+                b.iter()
+                    .map(move |y| x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>())
+            })
+            .map(|d| d * d)
+            .sum::<f64>()
+            / 2.0;
+        let library = projector_similarity(&to_space(&a), &to_space(&b)).unwrap();
+        assert!((direct - library).abs() < 1e-9);
+    }
+
+    #[test]
+    fn chance_corrected_filter_drops_what_only_chance_kept() {
+        // In 3 dimensions with top = 1, chance is 1/3: a variant at literal 0.3 passes a 0.05
+        // threshold literally but is below chance, so the corrected filter drops it.
+        let clean = cov(&[[1.0, 0.0, 0.0]]);
+        let c = 0.3f64.sqrt();
+        let weak = cov(&[[c, (1.0 - 0.3f64).sqrt(), 0.0]]);
+        let request = Request {
+            reading: Reading::Site(Site::EmbedText),
+            top: 1,
+            keep_above: 0.05,
+            rank: 1,
+            similarity: Similarity::Literal,
+        };
+        let covs = [clean, weak];
+        let (_, literal) = knowledge_space(&covs, &request).unwrap();
+        assert_eq!(literal.kept, 1);
+        assert!((literal.similarity_sum - 0.3).abs() < 1e-9);
+        let corrected = Request {
+            similarity: Similarity::ChanceCorrected,
+            ..request
+        };
+        let (_, stats) = knowledge_space(&covs, &corrected).unwrap();
+        assert_eq!((stats.kept, stats.fell_back), (0, true));
+        assert!((stats.similarity_sum - (0.3 - 1.0 / 3.0) / (2.0 / 3.0)).abs() < 1e-9);
     }
 
     // ---- perturbations
@@ -437,7 +657,11 @@ mod tests {
             Perturbation::MaskVision { window: 2 },
             Perturbation::NoiseText { sigma: 0.5 },
         ];
-        let v = perturb(&e, &kinds, 4, Apply::Each, &mut rng::stream(0, "t", 0)).unwrap();
+        let (v, scales) = perturb(&e, &kinds, 4, Apply::Each, &mut rng::stream(0, "t", 0)).unwrap();
+        assert_eq!(
+            (scales.mask_window, scales.image_tokens, scales.noise_sigma),
+            (Some(2), Some(4), Some(0.5))
+        );
         assert_eq!(v.latents.dims(), &[4, 10, 3]);
         let rows = v.latents.to_vec3::<f32>().unwrap();
         // Rows 0 and 2 are masked: exactly two consecutive image columns are zero, the rest is 1.
@@ -457,12 +681,31 @@ mod tests {
                 assert_eq!(moved, [0, 1, 6, 7].contains(&c), "row {row} column {c}");
             }
         }
-        let all = perturb(&e, &kinds, 2, Apply::All, &mut rng::stream(0, "t", 0)).unwrap();
+        let (all, _) = perturb(&e, &kinds, 2, Apply::All, &mut rng::stream(0, "t", 0)).unwrap();
         let rows = all.latents.to_vec3::<f32>().unwrap();
         for row in rows {
             assert_eq!((2..6).filter(|&c| row[c][0] == 0.0).count(), 2);
             assert!(row[0].iter().any(|x| *x != 1.0));
         }
+        // A share resolves against the case's 4 image tokens; a relative σ against the text
+        // embeddings' RMS (all ones here, so RMS 1).
+        let shares = [
+            Perturbation::MaskVisionShare {
+                share: 0.6,
+                tokens: None,
+            },
+            Perturbation::NoiseTextRelative { relative: 0.25 },
+        ];
+        let (_, scales) =
+            perturb(&e, &shares, 2, Apply::Each, &mut rng::stream(0, "t", 0)).unwrap();
+        assert_eq!(scales.mask_window, Some(2)); // round(0.6 × 4) = 2
+        assert!((scales.noise_sigma.unwrap() - 0.25).abs() < 1e-9);
+        let tiny = [Perturbation::MaskVisionShare {
+            share: 0.01,
+            tokens: None,
+        }];
+        let (_, scales) = perturb(&e, &tiny, 1, Apply::Each, &mut rng::stream(0, "t", 0)).unwrap();
+        assert_eq!(scales.mask_window, Some(1), "never less than one token");
         let too_wide = [Perturbation::MaskVision { window: 5 }];
         assert!(perturb(&e, &too_wide, 1, Apply::All, &mut rng::stream(0, "t", 0)).is_err());
     }

@@ -5,9 +5,10 @@ use crate::diagnostics::Diag;
 use crate::sema::args::{Accept, Args, Dflt, Formal};
 use crate::sema::checker::{Checker, NodeInfo};
 use crate::sema::ops;
-use crate::sema::program::{Cut, DataSpec, Op};
+use crate::sema::program::{Cut, DataSpec, Op, Similarity};
 use crate::sema::types::Ty;
 use crate::sema::value::Value;
+use strum::VariantNames;
 
 pub(super) const BUILTINS: &[Builtin] = &[
     Builtin {
@@ -56,6 +57,7 @@ pub(super) const BUILTINS: &[Builtin] = &[
             Formal { name: "top", accept: Accept::Ty(Ty::Int), default: Dflt::Required },
             Formal { name: "keep_above", accept: Accept::Ty(Ty::Float), default: Dflt::Required },
             Formal { name: "rank", accept: Accept::Ty(Ty::Int), default: Dflt::Required },
+            Formal { name: "similarity", accept: Accept::Symbols(Similarity::VARIANTS), default: Dflt::Symbol("literal") },
         ],
         returns: Ty::Space,
         reads_edit: false,
@@ -221,7 +223,7 @@ fn knowledge_space(c: &mut Checker<'_>, args: &Args) -> Value {
         0.0,
         1.0,
         false,
-        "similarity tr(P_b P_0)/top lies in [0, 1]; ELoRA uses 0.05",
+        "the similarity is at most 1 (literal: tr(P_b P_0)/top ≥ 0; chance-corrected: 0 = chance); ELoRA uses 0.05",
     );
     let rank = c.at_least(
         args,
@@ -229,7 +231,9 @@ fn knowledge_space(c: &mut Checker<'_>, args: &Args) -> Value {
         1,
         "the knowledge space has at least one dimension",
     );
-    let (Some(top), Some(keep_above), Some(rank)) = (top, keep, rank) else {
+    let similarity = args.choice::<Similarity>("similarity");
+    let (Some(top), Some(keep_above), Some(rank), Some(similarity)) = (top, keep, rank, similarity)
+    else {
         return Value::Poison;
     };
     let why = |what: &str| format!("{what} cannot exceed the width of `{stream}`");
@@ -250,6 +254,17 @@ fn knowledge_space(c: &mut Checker<'_>, args: &Args) -> Value {
     if !(ok_top && ok_rank) {
         return Value::Poison;
     }
+    if similarity == Similarity::ChanceCorrected && Some(top) == stream.width {
+        return c.error(
+            Diag::error(
+                "mkedsl::dim::no_chance_level",
+                format!("`top: {top}` spans all of `{stream}`, so every variant scores chance"),
+                args.span("top"),
+            )
+            .label(format!("the whole {top}-wide stream"))
+            .help("chance-corrected similarity needs `top` below the stream's width; lower `top` or use `similarity: literal`"),
+        );
+    }
     let shape = stream.width.map(|w| vec![w, w]);
     let id = c.add_node(
         Op::KnowledgeSpace(ops::KnowledgeSpace {
@@ -258,6 +273,7 @@ fn knowledge_space(c: &mut Checker<'_>, args: &Args) -> Value {
             top,
             keep_above,
             rank,
+            similarity,
         }),
         NodeInfo::Space {
             stream,

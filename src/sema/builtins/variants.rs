@@ -5,10 +5,11 @@ use crate::diagnostics::Diag;
 use crate::sema::args::{Accept, Args, Dflt, Formal};
 use crate::sema::checker::{Checker, NodeInfo};
 use crate::sema::ops;
-use crate::sema::program::{AdvInit, Apply, Norm, Op, Perturbation};
+use crate::sema::program::{AdvInit, Apply, BudgetScale, Norm, Op, Perturbation};
 use crate::sema::site::StreamPoint;
 use crate::sema::types::Ty;
 use crate::sema::value::Value;
+use crate::source::Span;
 use strum::VariantNames;
 
 pub(super) const BUILTINS: &[Builtin] = &[
@@ -39,12 +40,19 @@ pub(super) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "mask_vision",
-        summary: "zero a random window of consecutive image tokens (ELoRA Appendix C.2)",
-        params: &[Formal {
-            name: "window",
-            accept: Accept::Ty(Ty::Int),
-            default: Dflt::Required,
-        }],
+        summary: "zero a random window of consecutive image tokens, `window` tokens or a `share` of the image (ELoRA Appendix C.2)",
+        params: &[
+            Formal {
+                name: "window",
+                accept: Accept::Ty(Ty::Int),
+                default: Dflt::Optional,
+            },
+            Formal {
+                name: "share",
+                accept: Accept::Ty(Ty::Float),
+                default: Dflt::Optional,
+            },
+        ],
         returns: Ty::Perturbation,
         reads_edit: false,
         attaches: false,
@@ -52,12 +60,19 @@ pub(super) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "noise_text",
-        summary: "add Gaussian noise to the text token embeddings (ELoRA §3.4)",
-        params: &[Formal {
-            name: "sigma",
-            accept: Accept::Ty(Ty::Float),
-            default: Dflt::Required,
-        }],
+        summary: "add Gaussian noise to the text token embeddings, σ absolute or `relative` to their RMS (ELoRA §3.4)",
+        params: &[
+            Formal {
+                name: "sigma",
+                accept: Accept::Ty(Ty::Float),
+                default: Dflt::Optional,
+            },
+            Formal {
+                name: "relative",
+                accept: Accept::Ty(Ty::Float),
+                default: Dflt::Optional,
+            },
+        ],
         returns: Ty::Perturbation,
         reads_edit: false,
         attaches: false,
@@ -96,6 +111,11 @@ pub(super) const BUILTINS: &[Builtin] = &[
                 name: "norm",
                 accept: Accept::Symbols(Norm::VARIANTS),
                 default: Dflt::Symbol("l2"),
+            },
+            Formal {
+                name: "scale",
+                accept: Accept::Symbols(BudgetScale::VARIANTS),
+                default: Dflt::Symbol("absolute"),
             },
         ],
         returns: Ty::Variants,
@@ -156,6 +176,15 @@ fn perturb(c: &mut Checker<'_>, args: &Args) -> Value {
 }
 
 fn mask_vision(c: &mut Checker<'_>, args: &Args) -> Value {
+    let how = "`window:` counts image tokens; `share:` is a fraction of the image (ELoRA: 24 of 576 = 0.0417)";
+    match one_of(c, args, "mask_vision", ["window", "share"], how) {
+        Some("window") => mask_window(c, args),
+        Some(_) => mask_share(c, args),
+        None => Value::Poison,
+    }
+}
+
+fn mask_window(c: &mut Checker<'_>, args: &Args) -> Value {
     let Some(window) = c.at_least(
         args,
         "window",
@@ -177,10 +206,82 @@ fn mask_vision(c: &mut Checker<'_>, args: &Args) -> Value {
     Value::Perturbation(Perturbation::MaskVision { window })
 }
 
+/// `share` in (0, 1]: a share of 0 masks nothing and one above 1 more than the image.
+fn mask_share(c: &mut Checker<'_>, args: &Args) -> Value {
+    let Some((share, span)) = args.float("share") else {
+        return Value::Poison;
+    };
+    if !(share > 0.0 && share <= 1.0) {
+        return c.error(
+            Diag::error(
+                "mkedsl::range::interval",
+                format!("`share` must lie in (0, 1], not {share}"),
+                span,
+            )
+            .label("out of range")
+            .help("a share of the image's tokens: ELoRA masks 24 of 576 = 0.0417"),
+        );
+    }
+    let tokens = c.dims.map(|d| d.vision_tokens);
+    Value::Perturbation(Perturbation::MaskVisionShare { share, tokens })
+}
+
 fn noise_text(c: &mut Checker<'_>, args: &Args) -> Value {
-    match c.positive(args, "sigma", "noise needs a positive scale (ELoRA: 0.01)") {
-        Some(sigma) => Value::Perturbation(Perturbation::NoiseText { sigma }),
-        None => Value::Poison,
+    let how = "`sigma:` is σ in embedding units; `relative:` is σ / RMS of the text embeddings";
+    let kind = match one_of(c, args, "noise_text", ["sigma", "relative"], how) {
+        Some("sigma") => c
+            .positive(args, "sigma", "noise needs a positive scale (ELoRA: 0.01)")
+            .map(|sigma| Perturbation::NoiseText { sigma }),
+        Some(_) => c
+            .positive(
+                args,
+                "relative",
+                "noise needs a positive scale, a multiple of the text embeddings' RMS",
+            )
+            .map(|relative| Perturbation::NoiseTextRelative { relative }),
+        None => None,
+    };
+    kind.map_or(Value::Poison, Value::Perturbation)
+}
+
+/// Exactly one of two optional arguments that say the same thing in different units: the name
+/// given, or `None` after reporting both or neither.
+fn one_of(
+    c: &mut Checker<'_>,
+    args: &Args,
+    callee: &str,
+    [a, b]: [&'static str; 2],
+    how: &str,
+) -> Option<&'static str> {
+    match (args.has(a), args.has(b)) {
+        (true, false) => Some(a),
+        (false, true) => Some(b),
+        (true, true) => {
+            let second: Span = args.span(b);
+            c.diags.push(
+                Diag::error(
+                    "mkedsl::arg::exclusive",
+                    format!("give `{a}` or `{b}`, not both"),
+                    second,
+                )
+                .label("second way to say the same thing")
+                .note(args.span(a), "first way")
+                .help(how.to_string()),
+            );
+            None
+        }
+        (false, false) => {
+            c.diags.push(
+                Diag::error(
+                    "mkedsl::arg::missing",
+                    format!("`{callee}` needs `{a}` or `{b}`"),
+                    args.call,
+                )
+                .label(format!("neither `{a}` nor `{b}`"))
+                .help(how.to_string()),
+            );
+            None
+        }
     }
 }
 
@@ -252,10 +353,24 @@ fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
     let (Some(budget), Some(count), Some(steps)) = (budget, count, steps) else {
         return Value::Poison;
     };
-    let (Some(init), Some(norm)) = (args.choice::<AdvInit>("init"), args.choice::<Norm>("norm"))
-    else {
+    let (Some(init), Some(norm), Some(scale)) = (
+        args.choice::<AdvInit>("init"),
+        args.choice::<Norm>("norm"),
+        args.choice::<BudgetScale>("scale"),
+    ) else {
         return Value::Poison;
     };
+    if norm == Norm::Linf && scale == BudgetScale::PerToken {
+        return c.error(
+            Diag::error(
+                "mkedsl::arg::redundant",
+                "`scale: per_token` bounds nothing more under `norm: linf`",
+                args.span("scale"),
+            )
+            .label("every coordinate is already bounded alone")
+            .help("under linf, per-token and absolute balls are the same: use `scale: absolute`"),
+        );
+    }
     let id = c.add_node(
         Op::Adversarial(ops::Adversarial {
             latents,
@@ -264,6 +379,7 @@ fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
             steps,
             init,
             norm,
+            scale,
         }),
         NodeInfo::Variants,
         Some(vec![count]),

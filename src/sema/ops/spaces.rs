@@ -3,8 +3,9 @@
 use serde::Serialize;
 
 use super::{stream_refs, CacheContext, OpSpec};
-use crate::sema::program::{Cut, DataSpec, NodeId};
+use crate::sema::program::{Cut, DataSpec, NodeId, Similarity};
 use crate::sema::site::Stream;
+use crate::sema::Symbol;
 
 /// Uncentred second moment `XᵀX / N` of `stream` over the samples of `over`, one per layer.
 /// Shape `[d, d]`.
@@ -116,6 +117,8 @@ pub struct KnowledgeSpace {
     pub top: usize,
     pub keep_above: f64,
     pub rank: usize,
+    /// The score `keep_above` is compared with.
+    pub similarity: Similarity,
 }
 
 impl OpSpec for KnowledgeSpace {
@@ -140,7 +143,13 @@ impl OpSpec for KnowledgeSpace {
             top,
             keep_above,
             rank,
+            similarity,
         } = self;
-        format!("knowledge_space {stream} from {variants} top {top} keep_above {keep_above} rank {rank}")
+        // The paper's score is the default and left out, so existing plans read the same.
+        let similarity = match similarity {
+            Similarity::Literal => String::new(),
+            other => format!(" ({} similarity)", other.name()),
+        };
+        format!("knowledge_space {stream} from {variants} top {top} keep_above {keep_above}{similarity} rank {rank}")
     }
 }
