@@ -124,6 +124,21 @@ pub struct Program {
     pub model: Option<ModelDims>,
     pub nodes: Vec<Node>,
     pub metrics: Vec<Metric>,
+    /// Every `layer(i, of: N)` / `layers(a..b, of: N)` and what it became, in recipe order.
+    pub depths: Vec<Depth>,
+}
+
+/// A site written as a position in a paper's model (`layer(7, of: 32)`) and its resolution
+/// against the bound model, for `mkedsl plan` to show both: `layer 7 of 32 → layer 1 of 6`.
+/// The checker makes it (the one place layers are resolved); the plan only prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Depth {
+    /// As written: `layer(7, of: 32)`.
+    pub written: String,
+    /// The paper's reading: `layer 7 of 32`.
+    pub paper: String,
+    /// The bound model's: `layer 1 of 6`; `None` without a model.
+    pub model: Option<String>,
 }
 
 /// A data set drawn from the model's own pools (never from the edit cases), deterministically
