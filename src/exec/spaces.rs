@@ -16,6 +16,8 @@ pub fn null(covariance: &Tensor, cut: Cut) -> Result<Subspace> {
     let rule = match cut {
         Cut::Below(x) => NullSpaceRule::Below(x),
         Cut::Rank(k) => NullSpaceRule::Count(k),
+        Cut::RelativeBelow(x) => NullSpaceRule::RelativeBelow(x),
+        Cut::Energy(x) => NullSpaceRule::Energy(x),
     };
     Ok(null_space(covariance, rule)?)
 }

@@ -180,6 +180,24 @@ pub enum Cut {
     Below(f64),
     /// The `n` eigenvectors with the smallest eigenvalues.
     Rank(usize),
+    /// Eigenvectors whose eigenvalue is below this fraction of the largest: transfers between
+    /// models whose activations have different scales, as an absolute threshold does not.
+    RelativeBelow(f64),
+    /// The most smallest eigenvalues whose sum is at most this fraction of the trace: the
+    /// preserved energy the null space may hold (its leak) is bounded by it.
+    Energy(f64),
+}
+
+impl fmt::Display for Cut {
+    /// As written in a recipe: `below: 0.02`, `relative_below: 0.001`, `energy: 0.01`, `rank: 8`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cut::Below(x) => write!(f, "below: {x}"),
+            Cut::Rank(r) => write!(f, "rank: {r}"),
+            Cut::RelativeBelow(x) => write!(f, "relative_below: {x}"),
+            Cut::Energy(x) => write!(f, "energy: {x}"),
+        }
+    }
 }
 
 /// A trainable tensor.
