@@ -158,6 +158,10 @@ pub struct EvalReport {
     /// Set by the command that ran (version, hashes, dtype, threads, phases).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// Each null space's dimension and the share of preserved energy inside it, per layer
+    /// (recipes with null spaces only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub null_spaces: Vec<crate::exec::leak::NullSpaceReport>,
     pub per_case: Vec<CaseRow>,
 }
 
@@ -195,6 +199,7 @@ impl EvalReport {
             easyedit_keys: KEYS,
             timing: evaluation.timing,
             provenance: None,
+            null_spaces: Vec::new(),
             per_case: evaluation.cases,
         }
     }
