@@ -120,9 +120,7 @@ pub fn eigenvalue_tensors(spectra: &PerLayer<Vec<f64>>) -> Result<HashMap<String
 
 /// Splits a null-space cache entry into its basis tensors and its eigenvalues per layer;
 /// `None` for an entry written before eigenvalues were recorded (recomputed then).
-pub fn split_entry(
-    mut tensors: HashMap<String, Tensor>,
-) -> Option<(Tensors, PerLayer<Vec<f64>>)> {
+pub fn split_entry(mut tensors: HashMap<String, Tensor>) -> Option<(Tensors, PerLayer<Vec<f64>>)> {
     let names: Vec<String> = (tensors.keys())
         .filter(|k| k.starts_with(EIGENVALUES))
         .cloned()
