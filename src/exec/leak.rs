@@ -27,7 +27,7 @@ type Tensors = HashMap<String, Tensor>;
 pub const EIGENVALUES: &str = "eigenvalues.";
 
 /// One null space at one layer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct NullSpaceReport {
     /// The plan step (`#1`) and the recipe line it came from.
     pub step: String,
