@@ -190,3 +190,47 @@ fn null_space_at_model_width_is_exact() -> TestResult {
     assert!(max_abs(&null.project_rows(&row_space)?)? < 1e-9 * max_abs(&row_space)?);
     Ok(())
 }
+
+/// The leak reported from eigenvalues equals `tr(P C) / tr(C)` computed from the projector and
+/// the covariance (no eigenvalue involved), for every way of cutting, on a full-rank covariance
+/// whose spectrum spans orders of magnitude; the energy rule keeps the leak within its budget.
+#[test]
+fn the_leak_is_the_share_of_the_trace_inside_the_null_space() -> TestResult {
+    use mkedsl::linalg::{null_space_spectrum, NullSpaceStats};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    // X = Z · diag(scales) · Q: per-direction energies from 1e-4 to 1.
+    let z = random_matrix(400, D_IN, &mut rng)?;
+    let scales: Vec<f64> = (0..D_IN)
+        .map(|i| 10f64.powf(-4.0 * i as f64 / 11.0))
+        .collect();
+    let q = Subspace::spanned_by(&random_matrix(D_IN, D_IN, &mut rng)?)?;
+    let x = z
+        .broadcast_mul(&Tensor::from_vec(scales, (1, D_IN), &Device::Cpu)?)?
+        .matmul(&q.basis().t()?)?;
+    let c = (x.t()?.matmul(&x)? / 400.0)?;
+    let trace = |m: &Tensor| -> candle_core::Result<f64> {
+        let n = m.dim(0)?;
+        let eye = Tensor::eye(n, DType::F64, &Device::Cpu)?;
+        (m * eye)?.sum_all()?.to_scalar::<f64>()
+    };
+    for rule in [
+        NullSpaceRule::Below(1e-3),
+        NullSpaceRule::RelativeBelow(1e-2),
+        NullSpaceRule::Energy(1e-3),
+        NullSpaceRule::Count(4),
+    ] {
+        let (null, spectrum) = null_space_spectrum(&c, rule)?;
+        let stats = NullSpaceStats::of(&spectrum, null.rank());
+        let independent = trace(&null.projector()?.matmul(&c)?)? / trace(&c)?;
+        assert!(
+            (stats.leak - independent).abs() < 1e-10,
+            "{rule:?}: {stats:?} vs tr(PC)/tr(C) = {independent}"
+        );
+        assert!((0.0..=1.0).contains(&stats.leak));
+        assert_eq!((stats.width, stats.dims), (D_IN, null.rank()));
+        if let NullSpaceRule::Energy(f) = rule {
+            assert!(stats.leak <= f, "{stats:?}");
+        }
+    }
+    Ok(())
+}

@@ -259,43 +259,13 @@ fn shipped_recipes_edit_in_bf16_as_in_f32() {
 }
 
 /// A folder holding only llava-hf/llava-1.5-7b-hf's config.json (its text config is Llama-7B's
-/// defaults: hidden 4096, 32 layers, intermediate 11008).
+/// defaults: hidden 4096, 32 layers, intermediate 11008): a copy of the committed fixture
+/// `tests/fixtures/llava-7b-config`, in `dir`.
 fn llava_7b_config(dir: &Path) -> PathBuf {
-    let config = serde_json::json!({
-        "architectures": ["LlavaForConditionalGeneration"],
-        "ignore_index": -100,
-        "image_token_index": 32000,
-        "model_type": "llava",
-        "pad_token_id": 32001,
-        "projector_hidden_act": "gelu",
-        "text_config": {
-            "architectures": ["LlamaForCausalLM"],
-            "max_position_embeddings": 4096,
-            "model_type": "llama",
-            "rms_norm_eps": 1e-05,
-            "torch_dtype": "float16",
-            "vocab_size": 32064
-        },
-        "tie_word_embeddings": false,
-        "torch_dtype": "float16",
-        "vision_config": {
-            "hidden_size": 1024,
-            "image_size": 336,
-            "intermediate_size": 4096,
-            "model_type": "clip_vision_model",
-            "num_attention_heads": 16,
-            "num_hidden_layers": 24,
-            "patch_size": 14,
-            "projection_dim": 768,
-            "vocab_size": 32000
-        },
-        "vision_feature_layer": -2,
-        "vision_feature_select_strategy": "default",
-        "vocab_size": 32064
-    });
+    let config = std::fs::read_to_string("tests/fixtures/llava-7b-config/config.json").unwrap();
     let folder = dir.join("llava-1.5-7b");
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(folder.join("config.json"), config).unwrap();
     folder
 }
 

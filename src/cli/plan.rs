@@ -77,6 +77,14 @@ pub fn run(args: PlanArgs) -> miette::Result<()> {
     } else {
         print!("{}", params_display(&compiled.params));
         print!("{}", compiled.plan.display());
+        let model_dir = args.model.as_deref().filter(|_| dims.is_some());
+        let leaks = crate::exec::leak::plan_lines(&compiled.plan, model_dir);
+        if !leaks.is_empty() {
+            println!();
+            for line in leaks {
+                println!("{line}");
+            }
+        }
         if let (Some(model), Some(dims)) = (&args.model, &dims) {
             let config = crate::model::LlavaConfig::from_path(model)?;
             let weights = crate::model::tensors::weight_bytes(&config, args.dtype);

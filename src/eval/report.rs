@@ -165,6 +165,10 @@ pub struct EvalReport {
     /// Each `perturb`'s resolved scales, means over cases (from `per_case`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub perturbations: Vec<PerturbMean>,
+    /// Each null space's dimension and the share of preserved energy inside it, per layer
+    /// (recipes with null spaces only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub null_spaces: Vec<crate::exec::leak::NullSpaceReport>,
     pub per_case: Vec<CaseRow>,
 }
 
@@ -206,6 +210,7 @@ impl EvalReport {
             perturbations: PerturbMean::of(
                 evaluation.cases.iter().map(|c| c.perturbations.as_slice()),
             ),
+            null_spaces: Vec::new(),
             per_case: evaluation.cases,
         }
     }

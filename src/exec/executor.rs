@@ -106,6 +106,9 @@ pub struct Executor {
     /// Per case (by record index): what the knowledge filters kept and the perturbation
     /// scales resolved to, moved into the case's report row after the run.
     pub calibration: HashMap<usize, CaseCalibration>,
+    /// The ascending eigenvalues each null-space step was cut from, per layer
+    /// ([`crate::exec::leak`]).
+    pub(crate) spectra: HashMap<StepId, crate::exec::values::PerLayer<Vec<f64>>>,
     pub phases: Phases,
     /// Adversarial variant sets drawn in the current edit (each its own random stream).
     pub(crate) adversarial_draws: u64,
@@ -149,6 +152,7 @@ impl Executor {
             samples: HashMap::new(),
             log,
             calibration: HashMap::new(),
+            spectra: HashMap::new(),
             phases: Phases::default(),
             adversarial_draws: 0,
             step_clock: None,
@@ -226,5 +230,28 @@ impl Executor {
             values,
         };
         executable(&step.op).execute(self, &mut cx)
+    }
+}
+
+impl Executor {
+    /// The dimension and leak of every null space of the prepare stage, per layer, in plan order.
+    /// (A null space cut inside `per edit` changes with each case and is not reported.)
+    pub fn null_space_reports(&self) -> Vec<crate::exec::leak::NullSpaceReport> {
+        let mut out = Vec::new();
+        for step in self.plan.stage(Stage::Prepare) {
+            let (Some(spectra), Ok(crate::exec::values::Value::Space(spaces))) =
+                (self.spectra.get(&step.id), self.prepared.get(step.id))
+            else {
+                continue;
+            };
+            let layers: Vec<(Option<usize>, Vec<f64>, usize)> = spectra
+                .iter()
+                .filter_map(|(l, v)| spaces.get(*l).map(|s| (*l, v.clone(), s.rank())))
+                .collect();
+            out.extend(crate::exec::leak::NullSpaceReport::of_step(
+                step, &self.plan, &layers,
+            ));
+        }
+        out
     }
 }

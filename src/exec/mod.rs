@@ -35,6 +35,7 @@ pub mod editor;
 pub mod error;
 pub mod executor;
 pub mod input;
+pub mod leak;
 pub mod losses;
 pub mod methods;
 pub(crate) mod ops;

@@ -19,6 +19,7 @@ use crate::eval::EditState;
 use crate::exec::cache::{short, CacheLock};
 use crate::exec::error::{ExecError, Result};
 use crate::exec::executor::{in_step, Executor, KlReference};
+use crate::exec::leak;
 use crate::exec::ops::{Execute, StepContext};
 use crate::exec::rng;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
@@ -35,14 +36,14 @@ use crate::sema::{DataSpec, LoraInit, LossKind, Op};
 pub const PRESERVE_BATCH: usize = 32;
 
 /// The tensor name of a layer's entry in a cache file.
-fn layer_key(layer: Option<usize>) -> String {
+pub(crate) fn layer_key(layer: Option<usize>) -> String {
     match layer {
         Some(l) => format!("layer.{l}"),
         None => "embed".into(),
     }
 }
 
-fn parse_layer_key(key: &str) -> Option<Option<usize>> {
+pub(crate) fn parse_layer_key(key: &str) -> Option<Option<usize>> {
     if key == "embed" {
         return Some(None);
     }
@@ -76,7 +77,10 @@ impl Executor {
             .iter()
             .filter(|s| {
                 matches!(s.cache.as_ref(), Some(k) if matches!(k.kind, "covariance" | "space"))
-                    && self.load_cached(s).is_some()
+                    && self.load_cached(s).is_some_and(|t| {
+                        // A null space is only reused with the eigenvalues its leak is computed from.
+                        !matches!(s.op, Op::NullSpace(_)) || leak::split_entry(t).is_some()
+                    })
             })
             .map(|s| s.id)
             .collect();
@@ -149,6 +153,16 @@ impl Executor {
             let tensors = self
                 .load_cached(step)
                 .ok_or_else(|| ExecError::internal("a cache entry vanished during the run"))?;
+            let tensors = match &step.op {
+                Op::NullSpace(_) => {
+                    let (basis, spectra) = leak::split_entry(tensors).ok_or_else(|| {
+                        ExecError::internal("a null-space cache entry lost its eigenvalues")
+                    })?;
+                    self.spectra.insert(step.id, spectra);
+                    basis
+                }
+                _ => tensors,
+            };
             let value = match &step.op {
                 Op::Covariance(_) => Value::Covariance(from_entry(tensors, Ok)?),
                 _ => Value::Space(from_entry(tensors, |t| {
@@ -187,7 +201,7 @@ impl Executor {
         };
         for id in computed {
             let s = self.step(id)?.clone();
-            let tensors: HashMap<String, Tensor> = match values.get(id)? {
+            let mut tensors: HashMap<String, Tensor> = match values.get(id)? {
                 Value::Covariance(c) => c.iter().map(|(l, t)| (layer_key(*l), t.clone())).collect(),
                 Value::Space(sp) => sp
                     .iter()
@@ -195,6 +209,9 @@ impl Executor {
                     .collect(),
                 _ => continue,
             };
+            if let Some(spectra) = self.spectra.get(&id) {
+                tensors.extend(leak::eigenvalue_tensors(spectra)?);
+            }
             self.store_entry(&s, &tensors);
         }
         Ok(())

@@ -248,6 +248,9 @@ impl RunOutcome {
         for line in self.report.perturbations.iter().filter_map(|p| p.line()) {
             let _ = writeln!(out, "{line}");
         }
+        for n in &self.report.null_spaces {
+            let _ = writeln!(out, "{}", n.line());
+        }
         out
     }
 }
@@ -446,17 +449,7 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         CacheChoice::Dir(d) => Some(d.clone()),
         CacheChoice::Default => Some(default_dir(&model_dir)),
     };
-    // Statistics gathered from half-precision activations differ slightly from f32 ones: a
-    // bf16 run keeps entries of its own (f32 keys are those of runs before `--dtype` existed).
-    let precision = match req.setup.dtype {
-        crate::model::Precision::F32 => String::new(),
-        other => format!("; weights: {other}"),
-    };
-    let data_identity = format!(
-        "preserve: {}; template: {:?}{precision}",
-        preserve.identity(),
-        setup.template.template.as_str()
-    );
+    let data_identity = data_identity(&preserve, &setup.template.template, req.setup.dtype);
     let cache = match &cache_dir {
         Some(d) if uses_cache => Cache::new(Some(d.clone()), hash.clone(), data_identity),
         _ => Cache::disabled(),
@@ -518,7 +511,8 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         }
     }
     let output_failure = editor.take_write_failure().map(miette::Report::new);
-    let report = EvalReport::new(info, evaluation);
+    let mut report = EvalReport::new(info, evaluation);
+    report.null_spaces = editor.exec.null_space_reports();
     let part = match (req.shard, &selection) {
         (Some(shard), Some(_)) => Some(PartInfo {
             format: PART_FORMAT.into(),
@@ -554,6 +548,26 @@ pub fn run(req: &RunRequest) -> miette::Result<RunOutcome> {
         threads: cpu_threads(),
         part,
     })
+}
+
+/// The data part of every cache key: where preserved samples come from and the template that
+/// formats them (`mkedsl plan` computes it too, to find a run's entries).
+pub fn data_identity(
+    preserve: &PreserveSource,
+    template: &crate::data::PromptTemplate,
+    dtype: crate::model::Precision,
+) -> String {
+    // Statistics gathered from half-precision activations differ slightly from f32 ones: a
+    // bf16 run keeps entries of its own (f32 keys are those of runs before `--dtype` existed).
+    let precision = match dtype {
+        crate::model::Precision::F32 => String::new(),
+        other => format!("; weights: {other}"),
+    };
+    format!(
+        "preserve: {}; template: {:?}{precision}",
+        preserve.identity(),
+        template.as_str()
+    )
 }
 
 /// Refuses a plan whose estimated peak memory exceeds `limit` (`--max-memory`, else the

@@ -8,16 +8,17 @@ use crate::sema::ops;
 use candle_core::Tensor;
 
 use crate::exec::error::Result;
-use crate::linalg::{null_space, principal_subspace, NullSpaceRule, Subspace};
+use crate::linalg::{null_space_spectrum, principal_subspace, NullSpaceRule, Subspace};
 use crate::sema::Cut;
 
-/// The null space of a covariance.
-pub fn null(covariance: &Tensor, cut: Cut) -> Result<Subspace> {
-    let rule = match cut {
+/// The linear-algebra rule of a recipe's cut.
+fn rule(cut: Cut) -> NullSpaceRule {
+    match cut {
         Cut::Below(x) => NullSpaceRule::Below(x),
         Cut::Rank(k) => NullSpaceRule::Count(k),
-    };
-    Ok(null_space(covariance, rule)?)
+        Cut::RelativeBelow(x) => NullSpaceRule::RelativeBelow(x),
+        Cut::Energy(x) => NullSpaceRule::Energy(x),
+    }
 }
 
 /// The principal subspace of a covariance.
@@ -26,12 +27,16 @@ pub fn top(covariance: &Tensor, rank: usize) -> Result<Subspace> {
 }
 
 impl Execute for ops::NullSpace {
-    fn execute(&self, _: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
-        let per_layer = (cx.values.covariance(self.covariance)?.iter())
-            .map(|(l, c)| Ok((*l, null(c, self.cut)?)))
-            .collect::<Result<Vec<_>>>()?;
-        cx.values
-            .insert(cx.step.id, Value::Space(PerLayer(per_layer)));
+    /// Keeps each layer's eigenvalues beside the space, for its leak ([`crate::exec::leak`]).
+    fn execute(&self, ex: &mut Executor, cx: &mut StepContext<'_>) -> Result<()> {
+        let (mut spaces, mut spectra) = (Vec::new(), Vec::new());
+        for (l, c) in cx.values.covariance(self.covariance)?.iter() {
+            let (space, values) = null_space_spectrum(c, rule(self.cut))?;
+            spaces.push((*l, space));
+            spectra.push((*l, values));
+        }
+        ex.spectra.insert(cx.step.id, PerLayer(spectra));
+        cx.values.insert(cx.step.id, Value::Space(PerLayer(spaces)));
         Ok(())
     }
 }

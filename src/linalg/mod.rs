@@ -24,4 +24,7 @@ pub use covariance::CovarianceAccumulator;
 pub use decompose::{eigh, singular_values, svd, Eigh, Svd};
 pub use error::{Error, Result};
 pub use singular_value_op::differentiable_singular_values;
-pub use subspace::{null_space, principal_subspace, projector_similarity, NullSpaceRule, Subspace};
+pub use subspace::{
+    null_indices, null_space, null_space_spectrum, principal_subspace, projector_similarity,
+    NullSpaceRule, NullSpaceStats, Subspace,
+};

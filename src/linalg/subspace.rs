@@ -23,6 +23,89 @@ pub enum NullSpaceRule {
     Below(f64),
     /// The `k` eigenvectors with the smallest eigenvalues.
     Count(usize),
+    /// Eigenvectors whose eigenvalue is strictly below this fraction of the largest one: a
+    /// threshold in the covariance's own units, so it means the same on models whose
+    /// activations have different scales.
+    RelativeBelow(f64),
+    /// The largest set of smallest eigenvalues whose sum is at most this fraction of the trace:
+    /// at most that share of the preserved energy `Σλ` lies inside the null space (may leak).
+    Energy(f64),
+}
+
+/// How much of the preserved knowledge a null space lets through: its dimension of the width,
+/// and `leak = Σ_{i∈null} λ_i / Σ_i λ_i`, the share of the preserved energy (the trace of
+/// `XᵀX/N`) along its directions. An update confined to the null space changes a preserved
+/// activation's output by at most this share of its energy (in the mean-square sense).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct NullSpaceStats {
+    pub dims: usize,
+    pub width: usize,
+    pub leak: f64,
+}
+
+impl NullSpaceStats {
+    /// The statistics of the null space made of the `dims` smallest of `values` (ascending
+    /// eigenvalues, as every rule picks a prefix of them). Round-off negatives count as 0; an
+    /// all-zero covariance leaks nothing.
+    pub fn of(values: &[f64], dims: usize) -> Self {
+        let energy = |v: &[f64]| v.iter().map(|x| x.max(0.0)).sum::<f64>();
+        let total = energy(values);
+        let inside = energy(&values[..dims.min(values.len())]);
+        let leak = if total > 0.0 { inside / total } else { 0.0 };
+        NullSpaceStats {
+            dims,
+            width: values.len(),
+            leak: leak.clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// The indices `rule` picks from ascending eigenvalues `values`: always a prefix `0..k`.
+/// Errors when it picks nothing.
+pub fn null_indices(values: &[f64], rule: NullSpaceRule) -> Result<Vec<usize>> {
+    const OP: &str = "null_space";
+    let max = values.last().copied().unwrap_or(0.0).max(0.0);
+    let below = |threshold: f64| -> Vec<usize> {
+        (0..values.len())
+            .filter(|&i| values.get(i).is_some_and(|&v| v < threshold))
+            .collect()
+    };
+    let (chosen, what) = match rule {
+        NullSpaceRule::Count(k) => {
+            check_count(OP, k, values.len())?;
+            return Ok((0..k).collect());
+        }
+        NullSpaceRule::Below(t) => (below(t), format!("below {t}")),
+        NullSpaceRule::RelativeBelow(f) => (
+            below(f * max),
+            format!("below {f} of the largest eigenvalue {max:e}"),
+        ),
+        NullSpaceRule::Energy(f) => {
+            let budget = f * values.iter().map(|v| v.max(0.0)).sum::<f64>();
+            let mut sum = 0.0;
+            let k = values
+                .iter()
+                .take_while(|v| {
+                    sum += v.max(0.0);
+                    sum <= budget
+                })
+                .count();
+            (
+                (0..k).collect(),
+                format!("whose sum is within {f} of the trace"),
+            )
+        }
+    };
+    if chosen.is_empty() {
+        return Err(Error::EmptySelection {
+            op: OP,
+            reason: format!(
+                "no eigenvalue is {what} (the smallest is {:e})",
+                values.first().copied().unwrap_or(f64::NAN)
+            ),
+        });
+    }
+    Ok(chosen)
 }
 
 /// A linear subspace of `R^ambient`, held as an orthonormal basis.
@@ -38,13 +121,26 @@ pub struct Subspace {
 /// A weight update `ΔW` whose rows lie in it (`ΔW ← ΔW U Uᵀ`, [`Subspace::project_rows`]) leaves
 /// `ΔW x ≈ 0` for every preserved activation `x`. Errors when the rule selects nothing.
 pub fn null_space(c: &Tensor, rule: NullSpaceRule) -> Result<Subspace> {
+    Ok(null_space_spectrum(c, rule)?.0)
+}
+
+/// [`null_space`] and the ascending eigenvalues it was cut from (for [`NullSpaceStats::of`]).
+pub fn null_space_spectrum(c: &Tensor, rule: NullSpaceRule) -> Result<(Subspace, Vec<f64>)> {
     const OP: &str = "null_space";
+    let fraction = |x: f64| x.is_finite() && x > 0.0 && x < 1.0;
     match rule {
         NullSpaceRule::Below(threshold) if !threshold.is_finite() => {
             return Err(Error::InvalidArgument {
                 op: OP,
                 reason: format!("threshold {threshold} is not a finite number"),
                 help: "use a small positive threshold such as 0.02".into(),
+            })
+        }
+        NullSpaceRule::RelativeBelow(f) | NullSpaceRule::Energy(f) if !fraction(f) => {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                reason: format!("fraction {f} is not in (0, 1)"),
+                help: "use a small fraction such as 1e-3".into(),
             })
         }
         NullSpaceRule::Count(0) => {
@@ -55,27 +151,12 @@ pub fn null_space(c: &Tensor, rule: NullSpaceRule) -> Result<Subspace> {
         }
         _ => {}
     }
-    select_eigenvectors(OP, c, |values| match rule {
-        NullSpaceRule::Below(threshold) => {
-            let chosen: Vec<usize> = (0..values.len())
-                .filter(|&i| values.get(i).is_some_and(|&v| v < threshold))
-                .collect();
-            if chosen.is_empty() {
-                return Err(Error::EmptySelection {
-                    op: OP,
-                    reason: format!(
-                        "no eigenvalue is below {threshold} (the smallest is {:e})",
-                        values.first().copied().unwrap_or(f64::NAN)
-                    ),
-                });
-            }
-            Ok(chosen)
-        }
-        NullSpaceRule::Count(k) => {
-            check_count(OP, k, values.len())?;
-            Ok((0..k).collect())
-        }
-    })
+    let mut spectrum = Vec::new();
+    let space = select_eigenvectors(OP, c, |values| {
+        spectrum = values.to_vec();
+        null_indices(values, rule)
+    })?;
+    Ok((space, spectrum))
 }
 
 /// The span of the `k` eigenvectors of the symmetric `c` with the largest eigenvalues, column 0
@@ -375,6 +456,49 @@ mod tests {
             1e-12,
         );
         Ok(())
+    }
+
+    /// Eigenvalues 0.001, 0.01, 0.03, 5 (trace 5.041): `relative_below: 0.005` cuts below
+    /// 0.025 (two directions, leak 0.011/5.041); `energy: 0.01` allows 0.05041 of leaked energy,
+    /// which 0.001 + 0.01 + 0.03 = 0.041 fits and + 5 does not (three directions).
+    #[test]
+    fn relative_and_energy_rules_cut_where_the_arithmetic_says() -> Result<()> {
+        let values = [0.001, 0.01, 0.03, 5.0];
+        let c = diag(&[0.01, 0.03, 5.0, 0.001]);
+        let (null, spectrum) = null_space_spectrum(&c, NullSpaceRule::RelativeBelow(0.005))?;
+        assert_close(&spectrum, &values, 1e-12);
+        assert_eq!(null.rank(), 2);
+        let stats = NullSpaceStats::of(&spectrum, null.rank());
+        assert_eq!((stats.dims, stats.width), (2, 4));
+        assert!((stats.leak - 0.011 / 5.041).abs() < 1e-12, "{stats:?}");
+        let (null, spectrum) = null_space_spectrum(&c, NullSpaceRule::Energy(0.01))?;
+        assert_eq!(null.rank(), 3);
+        let leak = NullSpaceStats::of(&spectrum, 3).leak;
+        assert!(
+            (leak - 0.041 / 5.041).abs() < 1e-12 && leak <= 0.01,
+            "{leak}"
+        );
+        // The cut is the leak budget's edge: just under 0.041/5.041 keeps two directions.
+        assert_eq!(
+            null_indices(&values, NullSpaceRule::Energy(0.0081))?.len(),
+            2
+        );
+        assert!(matches!(
+            null_indices(&values, NullSpaceRule::Energy(1e-4)),
+            Err(Error::EmptySelection { .. })
+        ));
+        assert!(matches!(
+            null_space(&c, NullSpaceRule::RelativeBelow(1.5)),
+            Err(Error::InvalidArgument { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn leak_of_a_zero_covariance_is_zero_and_round_off_negatives_count_as_zero() {
+        assert_eq!(NullSpaceStats::of(&[0.0, 0.0], 1).leak, 0.0);
+        let stats = NullSpaceStats::of(&[-1e-9, 1.0, 3.0], 2);
+        assert!((stats.leak - 0.25).abs() < 1e-12, "{stats:?}");
     }
 
     #[test]

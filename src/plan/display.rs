@@ -44,6 +44,10 @@ impl Plan {
                 let _ = writeln!(out, "  no model bound: layers unresolved, shapes unknown");
             }
         }
+        for d in &self.depths {
+            let model = d.model.as_deref().unwrap_or("unresolved (no model bound)");
+            let _ = writeln!(out, "  depth {}: {} → {model}", d.written, d.paper);
+        }
         let mut lines: Vec<(usize, String)> = Vec::new();
         for stage in [Stage::Prepare, Stage::PerEdit] {
             let steps: Vec<&Step> = self.stage(stage).collect();

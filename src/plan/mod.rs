@@ -83,6 +83,7 @@ pub fn plan(program: &Program, options: &PlanOptions) -> Plan {
         model: program.model.clone(),
         metrics: program.metrics.clone(),
         steps,
+        depths: program.depths.clone(),
     }
 }
 

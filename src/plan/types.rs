@@ -109,6 +109,9 @@ pub struct Plan {
     pub model: Option<ModelDims>,
     pub metrics: Vec<Metric>,
     pub steps: Vec<Step>,
+    /// The recipe's `of:` layer selections, the paper's reading and this model's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depths: Vec<crate::sema::Depth>,
 }
 
 impl Plan {

@@ -105,6 +105,8 @@ pub(super) struct Checker<'a> {
     /// Current depth of nested expression evaluation (bounded, so no input exhausts the stack).
     pub depth: usize,
     pub too_deep_reported: bool,
+    /// `of:` layer selections and their resolutions, for the plan ([`super::program::Depth`]).
+    pub depths: Vec<super::program::Depth>,
 }
 
 impl<'a> Checker<'a> {
@@ -129,6 +131,7 @@ impl<'a> Checker<'a> {
             remembered: Vec::new(),
             depth: 0,
             too_deep_reported: false,
+            depths: Vec::new(),
         }
     }
 

@@ -31,6 +31,9 @@ impl Checker<'_> {
     /// Checks a layer selection, and resolves it when a model is bound.
     pub(super) fn bind_layers(&mut self, mut layers: Layers, span: Span) -> Option<Layers> {
         let shown = layers.to_string();
+        if layers.of.is_some() {
+            return self.bind_depth(layers, span);
+        }
         let Some(dims) = self.dims else {
             // Without a model only an obviously empty range can be refused.
             if let (false, Some(end)) = (layers.single, layers.end) {
@@ -100,6 +103,45 @@ impl Checker<'_> {
         Some(layers)
     }
 
+    /// Resolves a selection written against a paper's depth (`of: N`, already checked by the
+    /// builtin: `of ≥ 1`, indices within it, a non-empty range) against the bound model's `n`
+    /// layers with [`Layers::scale`], clamped so a single layer exists and a range keeps at
+    /// least one layer; records both readings for the plan. Without a model nothing is resolved.
+    fn bind_depth(&mut self, mut layers: Layers, span: Span) -> Option<Layers> {
+        let of = layers.of?;
+        if let Some(dims) = self.dims {
+            if !FAMILIES.contains(&dims.family.as_str()) {
+                // The plain path reports the family once.
+                return self.bind_layers(Layers { of: None, ..layers }, span);
+            }
+            let n = dims.num_layers as i64;
+            let start = Layers::scale(layers.start, of, n).clamp(0, n - 1);
+            let resolved: Vec<usize> = if layers.single {
+                vec![start as usize]
+            } else {
+                let end = match layers.end {
+                    Some(e) => Layers::scale(e, of, n).clamp(start + 1, n),
+                    None => n,
+                };
+                (start as usize..end as usize).collect()
+            };
+            layers.resolved = Some(resolved);
+        }
+        let depth = super::program::Depth {
+            written: Layers {
+                resolved: None,
+                ..layers.clone()
+            }
+            .to_string(),
+            paper: layers.paper_text()?,
+            model: self.dims.and_then(|d| layers.model_text(d.num_layers)),
+        };
+        if !self.depths.contains(&depth) {
+            self.depths.push(depth);
+        }
+        Some(layers)
+    }
+
     /// A stream at `point` (of `layers`), with its width when known.
     pub(super) fn stream(
         &self,
@@ -166,5 +208,33 @@ mod tests {
             Some(344)
         );
         assert_eq!(point_width(&d, StreamPoint::EmbedVision), Some(128));
+    }
+
+    fn resolve(layers: Layers) -> Option<Vec<usize>> {
+        let (sources, fns) = (crate::source::SourceMap::default(), Default::default());
+        let d = dims();
+        let mut c = Checker::new(&sources, Some(&d), &fns);
+        c.bind_layers(layers, Span::new(crate::source::SourceId(0), 0, 0))?
+            .resolved
+    }
+
+    #[test]
+    fn paper_depths_round_to_the_nearest_layer_and_clamp() {
+        assert_eq!(Layers::scale(7, 32, 6), 1); // 1.3125
+        assert_eq!(Layers::scale(18, 32, 6), 3); // 3.375
+        assert_eq!(Layers::scale(8, 32, 6), 2); // 1.5: halves round up
+        assert_eq!(Layers::scale(7, 32, 32), 7);
+        assert_eq!(resolve(Layers::one(7).of_depth(32)), Some(vec![1]));
+        // 31·6/32 = 5.81 → 6, clamped to the last layer.
+        assert_eq!(resolve(Layers::one(31).of_depth(32)), Some(vec![5]));
+        assert_eq!(
+            resolve(Layers::range(Some(18), None).of_depth(32)),
+            Some(vec![3, 4, 5])
+        );
+        // 0..1 of 32 → 0..0 on 6 layers: the end is clamped so one layer remains.
+        assert_eq!(
+            resolve(Layers::range(None, Some(1)).of_depth(32)),
+            Some(vec![0])
+        );
     }
 }

@@ -164,6 +164,7 @@ pub fn check_bound(
         model: dims.cloned(),
         nodes: checker.nodes,
         metrics,
+        depths: checker.depths,
     };
     Ok((program, bound.params))
 }

@@ -138,6 +138,21 @@ pub struct Program {
     pub model: Option<ModelDims>,
     pub nodes: Vec<Node>,
     pub metrics: Vec<Metric>,
+    /// Every `layer(i, of: N)` / `layers(a..b, of: N)` and what it became, in recipe order.
+    pub depths: Vec<Depth>,
+}
+
+/// A site written as a position in a paper's model (`layer(7, of: 32)`) and its resolution
+/// against the bound model, for `mkedsl plan` to show both: `layer 7 of 32 → layer 1 of 6`.
+/// The checker makes it (the one place layers are resolved); the plan only prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Depth {
+    /// As written: `layer(7, of: 32)`.
+    pub written: String,
+    /// The paper's reading: `layer 7 of 32`.
+    pub paper: String,
+    /// The bound model's: `layer 1 of 6`; `None` without a model.
+    pub model: Option<String>,
 }
 
 /// A data set drawn from the model's own pools (never from the edit cases), deterministically
@@ -179,6 +194,24 @@ pub enum Cut {
     Below(f64),
     /// The `n` eigenvectors with the smallest eigenvalues.
     Rank(usize),
+    /// Eigenvectors whose eigenvalue is below this fraction of the largest: transfers between
+    /// models whose activations have different scales, as an absolute threshold does not.
+    RelativeBelow(f64),
+    /// The most smallest eigenvalues whose sum is at most this fraction of the trace: the
+    /// preserved energy the null space may hold (its leak) is bounded by it.
+    Energy(f64),
+}
+
+impl fmt::Display for Cut {
+    /// As written in a recipe: `below: 0.02`, `relative_below: 0.001`, `energy: 0.01`, `rank: 8`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cut::Below(x) => write!(f, "below: {x}"),
+            Cut::Rank(r) => write!(f, "rank: {r}"),
+            Cut::RelativeBelow(x) => write!(f, "relative_below: {x}"),
+            Cut::Energy(x) => write!(f, "energy: {x}"),
+        }
+    }
 }
 
 /// A trainable tensor.

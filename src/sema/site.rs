@@ -23,6 +23,10 @@ pub struct Layers {
     pub single: bool,
     /// Absolute, ascending layer indices; `None` until a model is bound.
     pub resolved: Option<Vec<usize>>,
+    /// `of: N`: `start`/`end` are positions in a model of `N` layers (a paper's "layer 7 of 32"),
+    /// resolved against the bound model's depth by [`Layers::scale`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub of: Option<i64>,
 }
 
 impl Layers {
@@ -38,6 +42,7 @@ impl Layers {
             end,
             single: true,
             resolved: None,
+            of: None,
         }
     }
 
@@ -48,14 +53,55 @@ impl Layers {
             end,
             single: false,
             resolved: None,
+            of: None,
         }
+    }
+
+    /// The same selection written as a position in a model of `of` layers.
+    pub fn of_depth(self, of: i64) -> Self {
+        Layers {
+            of: Some(of),
+            ..self
+        }
+    }
+
+    /// Index `i` of a model of `of` layers mapped to a model of `n` layers: `round(i·n/of)`,
+    /// halves rounded up, in integers so no float decides a layer. Rounding to the nearest
+    /// layer keeps the relative depth the paper chose (7 of 32 is 22 % deep; 1 of 6 is 17 %,
+    /// 2 of 6 would be 33 %); flooring would drift every site toward the input. The caller
+    /// clamps the result to the model.
+    pub fn scale(i: i64, of: i64, n: i64) -> i64 {
+        (2 * i * n + of) / (2 * of)
+    }
+
+    /// The paper's reading of an `of:` selection: `layer 7 of 32`, `layers 18–31 of 32`.
+    pub fn paper_text(&self) -> Option<String> {
+        let of = self.of?;
+        Some(if self.single {
+            format!("layer {} of {of}", self.start)
+        } else {
+            format!(
+                "layers {}–{} of {of}",
+                self.start,
+                self.end.unwrap_or(of) - 1
+            )
+        })
+    }
+
+    /// The resolved layers in the same words: `layer 1 of 6`, `layers 3–5 of 6`.
+    pub fn model_text(&self, n: usize) -> Option<String> {
+        Some(match self.resolved.as_deref()? {
+            [one] => format!("layer {one} of {n}"),
+            [first, .., last] => format!("layers {first}–{last} of {n}"),
+            [] => return None,
+        })
     }
 
     /// Whether two selections certainly name the same layers.
     pub fn same(&self, other: &Layers) -> bool {
         match (&self.resolved, &other.resolved) {
             (Some(a), Some(b)) => a == b,
-            _ => self.start == other.start && self.end == other.end,
+            _ => self.start == other.start && self.end == other.end && self.of == other.of,
         }
     }
 
@@ -90,8 +136,9 @@ impl fmt::Display for Layers {
                 [] => write!(f, "layers()"),
             };
         }
+        let of = self.of.map_or(String::new(), |n| format!(", of: {n}"));
         if self.single {
-            return write!(f, "layer({})", self.start);
+            return write!(f, "layer({}{of})", self.start);
         }
         let start = if self.start == 0 {
             String::new()
@@ -99,8 +146,8 @@ impl fmt::Display for Layers {
             self.start.to_string()
         };
         match self.end {
-            Some(end) => write!(f, "layers({start}..{end})"),
-            None => write!(f, "layers({start}..)"),
+            Some(end) => write!(f, "layers({start}..{end}{of})"),
+            None => write!(f, "layers({start}..{of})"),
         }
     }
 }

@@ -147,7 +147,9 @@ pub fn merge(mut parts: Vec<Part>) -> miette::Result<EvalReport> {
         cases: rows,
         timing,
     };
-    Ok(EvalReport::new(info, evaluation))
+    let mut report = EvalReport::new(info, evaluation);
+    report.null_spaces = f.null_spaces.clone();
+    Ok(report)
 }
 
 /// Refuses `b` unless it is a part of the same run as `a`.

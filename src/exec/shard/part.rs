@@ -119,6 +119,10 @@ pub struct PartFile {
     pub field_templates: crate::data::FieldTemplates,
     pub timing: Timing,
     pub per_case: Vec<CaseRow>,
+    /// The null spaces' dimensions and leaks: the same in every part (they come from the
+    /// shared prepare stage), so the merged report takes the first part's.
+    #[serde(default)]
+    pub null_spaces: Vec<crate::exec::leak::NullSpaceReport>,
     pub shard: Option<PartInfo>,
 }
 

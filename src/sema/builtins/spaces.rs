@@ -25,11 +25,13 @@ pub(super) const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         name: "null_space",
-        summary: "the eigenvectors of a covariance with small eigenvalues (below a threshold, or the `rank` smallest)",
+        summary: "the eigenvectors of a covariance with small eigenvalues: below a threshold, below a fraction of the largest, within an energy budget, or the `rank` smallest",
         params: &[
             Formal { name: "covariance", accept: Accept::Ty(Ty::Covariance), default: Dflt::Required },
             Formal { name: "below", accept: Accept::Ty(Ty::Float), default: Dflt::Optional },
             Formal { name: "rank", accept: Accept::Ty(Ty::Int), default: Dflt::Optional },
+            Formal { name: "relative_below", accept: Accept::Ty(Ty::Float), default: Dflt::Optional },
+            Formal { name: "energy", accept: Accept::Ty(Ty::Float), default: Dflt::Optional },
         ],
         returns: Ty::Space,
         reads_edit: false,
@@ -103,60 +105,12 @@ fn null_space(c: &mut Checker<'_>, args: &Args) -> Value {
     let Some(stream) = covariance_stream(c, args) else {
         return Value::Poison;
     };
-    let cut =
-        match (args.has("below"), args.has("rank")) {
-            (true, false) => {
-                match c.positive(
-                    args,
-                    "below",
-                    "the null space keeps eigenvalues below a positive threshold (LPEdit: 0.02)",
-                ) {
-                    Some(x) => Cut::Below(x),
-                    None => return Value::Poison,
-                }
-            }
-            (false, true) => {
-                let Some(rank) = c.at_least(args, "rank", 1, "a space has at least one dimension")
-                else {
-                    return Value::Poison;
-                };
-                let width = stream.width;
-                if !c.not_above(
-                    rank,
-                    width,
-                    args.span("rank"),
-                    "null-space rank",
-                    format!("`{stream}` has only that many dimensions"),
-                ) {
-                    return Value::Poison;
-                }
-                Cut::Rank(rank)
-            }
-            (true, true) => return c.error(
-                Diag::error(
-                    "mkedsl::arg::exclusive",
-                    "give `below` or `rank`, not both",
-                    args.span("rank"),
-                )
-                .label("second way to cut the space")
-                .note(args.span("below"), "first way")
-                .help("`below:` keeps eigenvalues under a threshold; `rank:` keeps the n smallest"),
-            ),
-            (false, false) => {
-                return c.error(
-                    Diag::error(
-                        "mkedsl::arg::missing",
-                        "`null_space` needs `below` or `rank`",
-                        args.call,
-                    )
-                    .label("how small is small?")
-                    .help("add `below: 1e-2` (an eigenvalue threshold) or `rank: N`"),
-                )
-            }
-        };
+    let Some(cut) = cut(c, args, &stream) else {
+        return Value::Poison;
+    };
     let rank = match cut {
         Cut::Rank(r) => Some(r),
-        Cut::Below(_) => None,
+        Cut::Below(_) | Cut::RelativeBelow(_) | Cut::Energy(_) => None,
     };
     let shape = stream.width.map(|w| vec![w, w]);
     let id = c.add_node(
@@ -170,6 +124,73 @@ fn null_space(c: &mut Checker<'_>, args: &Args) -> Value {
         args.call,
     );
     Value::Node { id, ty: Ty::Space }
+}
+
+/// The ways to cut a null space, one of which a call gives.
+const CUTS: [&str; 4] = ["below", "relative_below", "energy", "rank"];
+
+/// The one cut a `null_space` call gives, checked; `None` when it gives none, several, or a bad
+/// value (reported). `below` is absolute, so it means different things on models with different
+/// activation scales (LPEdit's 0.02, ELoRA's 1e-2); `relative_below` and `energy` are fractions
+/// of the covariance's own spectrum and transfer.
+fn cut(c: &mut Checker<'_>, args: &Args, stream: &crate::sema::site::Stream) -> Option<Cut> {
+    let given: Vec<&str> = CUTS.into_iter().filter(|n| args.has(n)).collect();
+    let fraction = "a fraction of the spectrum lies in (0, 1): try 1e-3";
+    match given.as_slice() {
+        ["below"] => c
+            .positive(
+                args,
+                "below",
+                "the null space keeps eigenvalues below a positive threshold (LPEdit: 0.02)",
+            )
+            .map(Cut::Below),
+        ["relative_below"] => c
+            .positive(args, "relative_below", fraction)
+            .and_then(|_| c.within(args, "relative_below", 0.0, 1.0, true, fraction))
+            .map(Cut::RelativeBelow),
+        ["energy"] => c
+            .positive(args, "energy", fraction)
+            .and_then(|_| c.within(args, "energy", 0.0, 1.0, true, fraction))
+            .map(Cut::Energy),
+        // `rank`, the one left.
+        [_] => {
+            let rank = c.at_least(args, "rank", 1, "a space has at least one dimension")?;
+            let why = format!("`{stream}` has only that many dimensions");
+            c.not_above(
+                rank,
+                stream.width,
+                args.span("rank"),
+                "null-space rank",
+                why,
+            )
+            .then_some(Cut::Rank(rank))
+        }
+        [] => {
+            c.error(
+                Diag::error(
+                    "mkedsl::arg::missing",
+                    "`null_space` needs `below`, `relative_below`, `energy` or `rank`",
+                    args.call,
+                )
+                .label("how small is small?")
+                .help("add `relative_below: 1e-3` (of the largest eigenvalue), `energy: 1e-2` (of the trace), `below: 1e-2` (absolute) or `rank: N`"),
+            );
+            None
+        }
+        [first, second, ..] => {
+            c.error(
+                Diag::error(
+                    "mkedsl::arg::exclusive",
+                    format!("give one way to cut the null space, not both `{first}` and `{second}`"),
+                    args.span(second),
+                )
+                .label("second way to cut the space")
+                .note(args.span(first), "first way")
+                .help("`below:` an eigenvalue threshold; `relative_below:` a fraction of the largest; `energy:` a share of the trace; `rank:` the n smallest"),
+            );
+            None
+        }
+    }
 }
 
 fn top_space(c: &mut Checker<'_>, args: &Args) -> Value {

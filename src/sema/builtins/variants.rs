@@ -344,11 +344,13 @@ fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
         super::MAX_VARIANTS,
         "at least one variant (ASAM: n = 4)",
     );
+    // `steps: 0` keeps the random starts: variants of the same budget without the ascent, the
+    // control that separates LAR's search from mere noise (ASAM Table 4).
     let steps = c.at_least(
         args,
         "steps",
-        1,
-        "at least one ascent step (ASAM: a single step)",
+        0,
+        "ascent steps, 0 for random points of the ball (ASAM: a single step)",
     );
     let (Some(budget), Some(count), Some(steps)) = (budget, count, steps) else {
         return Value::Poison;
@@ -360,6 +362,17 @@ fn adversarial(c: &mut Checker<'_>, args: &Args) -> Value {
     ) else {
         return Value::Poison;
     };
+    if steps == 0 && init == AdvInit::Zero {
+        return c.error(
+            Diag::error(
+                "mkedsl::arg::degenerate",
+                "`steps: 0` from `init: zero` leaves every variant equal to the clean input",
+                args.span("steps"),
+            )
+            .label("no ascent from no offset")
+            .help("use `init: random` for random points of the ball, or at least one step"),
+        );
+    }
     if norm == Norm::Linf && scale == BudgetScale::PerToken {
         return c.error(
             Diag::error(

@@ -63,16 +63,23 @@ impl OpSpec for NullSpace {
         true
     }
     fn describe(&self) -> String {
+        let c = self.covariance;
         match self.cut {
-            Cut::Below(x) => format!("null_space of {} below {x}", self.covariance),
-            Cut::Rank(r) => format!("null_space of {} rank {r}", self.covariance),
+            Cut::Below(x) => format!("null_space of {c} below {x}"),
+            Cut::Rank(r) => format!("null_space of {c} rank {r}"),
+            Cut::RelativeBelow(x) => format!("null_space of {c} relative_below {x}"),
+            Cut::Energy(x) => format!("null_space of {c} energy {x}"),
         }
     }
     fn cache_identity(&self, cx: &CacheContext<'_>) -> Option<(&'static str, String)> {
         let k = cx.key_of(self.covariance)?;
+        // The spellings of `below` and `rank` keys are those of entries written before the
+        // other cuts existed, so those stay valid.
         Some(match self.cut {
             Cut::Below(x) => ("space", format!("null_space({k}; below: {x:?})")),
             Cut::Rank(r) => ("space", format!("null_space({k}; rank: {r})")),
+            Cut::RelativeBelow(x) => ("space", format!("null_space({k}; relative_below: {x:?})")),
+            Cut::Energy(x) => ("space", format!("null_space({k}; energy: {x:?})")),
         })
     }
 }
