@@ -106,17 +106,7 @@ fn plan_prints_numbered_lines_or_json() {
 /// 344 × 32 + 128 × 32 = 15,104 values × 2 copies × 4 bytes = 120,832 B = 118.0 KiB.
 #[test]
 fn plan_estimates_optimiser_state_and_activations_above_the_prefix() {
-    let (code, stdout, stderr) = mkedsl(&[
-        "plan",
-        "recipes/ft_l.edit",
-        "--model",
-        "tests/fixtures/lang",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("training"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let line = training_line("recipes/ft_l.edit");
     assert!(line.contains("from layer 5"), "{line}");
     assert!(
         line.contains(
@@ -124,22 +114,22 @@ fn plan_estimates_optimiser_state_and_activations_above_the_prefix() {
         ),
         "{line}"
     );
-
-    let (code, stdout, stderr) = mkedsl(&[
-        "plan",
-        "recipes/elora.edit",
-        "--model",
-        "tests/fixtures/lang",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let line = stdout
-        .lines()
-        .find(|l| l.trim_start().starts_with("training"))
-        .unwrap_or_else(|| panic!("{stdout}"));
+    let line = training_line("recipes/elora.edit");
     assert!(
         line.contains("118.0 KiB for 15104 trained values, each with a gradient (f32)"),
         "{line}"
     );
+}
+
+/// The `training` line of `mkedsl plan RECIPE --model tests/fixtures/lang`.
+fn training_line(recipe: &str) -> String {
+    let (code, stdout, stderr) = mkedsl(&["plan", recipe, "--model", "tests/fixtures/lang"]);
+    assert_eq!(code, 0, "{stderr}");
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("training"))
+        .unwrap_or_else(|| panic!("{stdout}"))
+        .to_string()
 }
 
 /// Issue 16: a recipe in calibrated units checks against the embedded model, and the plan shows

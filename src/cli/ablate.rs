@@ -144,11 +144,7 @@ pub fn run(args: AblateArgs) -> miette::Result<()> {
             probe,
             sequential: args.mode.map(|m| m == ModeArg::Sequential),
             k: args.k,
-            cache: match (args.no_cache, args.cache_dir) {
-                (true, _) => CacheChoice::Off,
-                (false, Some(dir)) => CacheChoice::Dir(dir),
-                (false, None) => CacheChoice::Default,
-            },
+            cache: CacheChoice::from_flags(args.no_cache, args.cache_dir),
             verbose: true,
             ..RunRequest::new(args.arms[0].clone())
         },

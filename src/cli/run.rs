@@ -152,11 +152,7 @@ pub fn run(args: RunArgs) -> miette::Result<()> {
         json: args.json,
         out: args.out,
         shard: args.shard,
-        cache: match (args.no_cache, args.cache_dir) {
-            (true, _) => CacheChoice::Off,
-            (false, Some(dir)) => CacheChoice::Dir(dir),
-            (false, None) => CacheChoice::Default,
-        },
+        cache: CacheChoice::from_flags(args.no_cache, args.cache_dir),
         preserve: args.preserve,
         preserve_captions: args.preserve_captions,
         probe,

@@ -96,11 +96,7 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         template: RunRequest {
             setup,
             probe,
-            cache: match (args.no_cache, args.cache_dir) {
-                (true, _) => CacheChoice::Off,
-                (false, Some(dir)) => CacheChoice::Dir(dir),
-                (false, None) => CacheChoice::Default,
-            },
+            cache: CacheChoice::from_flags(args.no_cache, args.cache_dir),
             verbose: true,
             ..RunRequest::new(recipe.clone())
         },

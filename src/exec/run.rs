@@ -100,6 +100,17 @@ pub enum CacheChoice {
     Off,
 }
 
+impl CacheChoice {
+    /// The choice the `--no-cache` and `--cache-dir` flags make (clap refuses both at once).
+    pub fn from_flags(no_cache: bool, dir: Option<PathBuf>) -> Self {
+        match (no_cache, dir) {
+            (true, _) => CacheChoice::Off,
+            (false, Some(dir)) => CacheChoice::Dir(dir),
+            (false, None) => CacheChoice::Default,
+        }
+    }
+}
+
 /// Everything `mkedsl run` can be told.
 #[derive(Debug, Clone)]
 pub struct RunRequest {
