@@ -154,6 +154,89 @@ fn two_arms_are_tuned_run_over_seeds_and_compared_by_case() {
 }
 
 #[test]
+fn settings_reach_the_arms_that_declare_them_and_files_interleave_into_one_sequence() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("abl");
+    // Cross-task (UniKE §4.4): one E-VQA and one E-IC case edited in one sequential group.
+    let data = [
+        "--data",
+        "examples/data/evqa.json",
+        "--data",
+        "examples/data/eic.json",
+        "--interleave",
+        "--mode",
+        "sequential",
+        "--k",
+        "2",
+        "--limit",
+        "1",
+        "--no-cache",
+    ];
+    let mut args = vec![
+        "ablate",
+        "recipes/ft_l.edit",
+        "recipes/lora.edit",
+        "--no-tune",
+        "--set",
+        "rank=4",
+        "--seeds",
+        "1",
+        "--out",
+        s(&out),
+    ];
+    args.extend(data);
+    let (code, stdout, stderr) = mkedsl(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("`--set rank=4` on LoRA."), "{stdout}");
+    assert!(stdout.contains("one cross-task sequence"), "{stdout}");
+    assert!(
+        stdout.contains("| evqa.json + eic.json | LoRA |"),
+        "{stdout}"
+    );
+
+    let file = read(&out.join("ablation.json"));
+    assert_eq!(file["interleaved"], true);
+    assert_eq!(file["mode"], "sequential");
+    let arms = file["arms"].as_array().expect("arms");
+    assert!(arms[0].get("sets").is_none(), "FT-L declares no rank");
+    assert_eq!(arms[1]["sets"], serde_json::json!(["rank=4"]));
+    let cells = file["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2, "one cell per arm: both files in one unit");
+    assert_eq!(cells[1]["cases"], 2);
+
+    // The LoRA arm is exactly `mkedsl run` at that setting on the same interleaved sequence.
+    let json = dir.path().join("run.json");
+    let mut args = vec![
+        "run",
+        "recipes/lora.edit",
+        "--set",
+        "rank=4",
+        "--seed",
+        "0",
+        "--json",
+        s(&json),
+    ];
+    args.extend(data);
+    let (code, _, stderr) = mkedsl(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let run = read(&json);
+    let rows = run["per_case"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (c, row) in rows.iter().enumerate() {
+        for (m, key) in ["rel", "t_gen", "m_gen", "t_loc", "m_loc"]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                cells[1]["per_case"][c][0][m].as_f64().unwrap(),
+                row["metrics"][key].as_f64().unwrap(),
+                "case {c} {key}"
+            );
+        }
+    }
+}
+
+#[test]
 fn bad_ablations_are_refused_before_any_run() {
     let (code, _, stderr) = mkedsl(&["ablate", "recipes/ft_l.edit"]);
     assert_ne!(code, 0);
@@ -187,4 +270,42 @@ fn bad_ablations_are_refused_before_any_run() {
     let (code, _, stderr) = mkedsl(&["ablate", "recipes/ft_l.edit", "recipes/nope.edit"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("nope.edit"), "{stderr}");
+
+    // A setting no arm declares, one that fixes the tuned parameter, a lone interleaved file.
+    let (code, _, stderr) = mkedsl(&[
+        "ablate",
+        "recipes/ft_l.edit",
+        "recipes/lora.edit",
+        "--no-tune",
+        "--set",
+        "nope=1",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("no arm declares `param nope`"), "{stderr}");
+    let (code, _, stderr) = mkedsl(&[
+        "ablate",
+        "recipes/ft_l.edit",
+        "recipes/lora.edit",
+        "--set",
+        "lr=1e-3",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("fixes the parameter the tuning rule"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = mkedsl(&[
+        "ablate",
+        "recipes/ft_l.edit",
+        "recipes/lora.edit",
+        "--data",
+        "examples/data/evqa.json",
+        "--interleave",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("only 1 was given"), "{stderr}");
+    assert!(
+        !stderr.contains("ablate: "),
+        "refused before any run: {stderr}"
+    );
 }

@@ -49,8 +49,13 @@ pub struct Tuning {
 pub struct AblateRequest {
     /// The arms; the first is the control every difference is taken against.
     pub arms: Vec<PathBuf>,
-    /// Evaluation files, each scored on its own.
+    /// Evaluation files, each scored on its own (or, under `interleave`, all in one sequence).
     pub datasets: Vec<PathBuf>,
+    /// Run the files as one cross-task sequence, their cases taken in turn (UniKE §4.4).
+    pub interleave: bool,
+    /// `NAME=VALUE` settings, each applied to every arm that declares `param NAME` (an ablation
+    /// at other settings than the arms' defaults, such as a calibrated budget).
+    pub sets: Vec<String>,
     /// `None`: every arm at its declared values.
     pub tuning: Option<Tuning>,
     pub seeds: Vec<u64>,
@@ -118,6 +123,9 @@ pub struct Arm {
     /// The tuned parameter's value and how it was found (absent with `--no-tune`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub choice: Option<Choice>,
+    /// The `--set NAME=VALUE` settings this arm declares and received.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<String>,
     /// Seconds spent tuning this arm and running it.
     pub tune_s: f64,
     pub run_s: f64,
@@ -161,6 +169,12 @@ pub struct AblationFile {
     pub limit: Option<usize>,
     pub seeds: Vec<u64>,
     pub datasets: Vec<String>,
+    /// Whether the files ran as one sequence, their cases taken in turn.
+    #[serde(default)]
+    pub interleaved: bool,
+    /// The `--set` settings as given (each arm lists those it received).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<String>,
     /// The tuning rule as applied (absent with `--no-tune`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<TuningInfo>,
@@ -221,6 +235,27 @@ pub enum AblateError {
     )]
     Seeds,
 
+    #[error("--set `{0}` is not NAME=VALUE")]
+    #[diagnostic(
+        code(mkedsl::ablate::set),
+        help("write it as the recipe's parameter name, `=`, and a value: --set budget=0.05")
+    )]
+    SetSyntax(String),
+
+    #[error("--set `{name}`: no arm declares `param {name}`")]
+    #[diagnostic(
+        code(mkedsl::ablate::set_unused),
+        help("set a parameter at least one arm declares; `mkedsl plan ARM.edit` lists them")
+    )]
+    SetUnused { name: String },
+
+    #[error("--set `{name}` fixes the parameter the tuning rule chooses")]
+    #[diagnostic(
+        code(mkedsl::ablate::set_tuned),
+        help("drop the --set, or pass --no-tune to run every arm at the value set")
+    )]
+    SetTuned { name: String },
+
     #[error("the arms scored different cases of `{data}` ({reason})")]
     #[diagnostic(
         code(mkedsl::ablate::cases),
@@ -244,51 +279,76 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
         None => default_path(DEFAULT_MODEL, "the embedded model")?,
     };
     let dims = LlavaConfig::from_path(&model)?.dims();
-    // Every arm checks (and declares the tuned parameter) before the first run.
+    let sets = parse_sets(req)?;
+    // Every arm checks (with its settings, and declares the tuned parameter) before the first
+    // run.
     let mut anchors = Vec::new();
     let mut names = Vec::new();
+    let mut arm_sets = Vec::new();
     for arm in &req.arms {
-        let compiled = crate::compile_with(
+        let declared = crate::compile_with(
             arm,
             Some(&dims),
             PlanOptions::default(),
             &Overrides::default(),
         )
+        .map_err(|f| f.into_report())?
+        .params;
+        let mine: Vec<String> = sets
+            .iter()
+            .filter(|(name, _)| declared.iter().any(|p| &p.name == name))
+            .map(|(_, set)| set.clone())
+            .collect();
+        let compiled = crate::compile_with(
+            arm,
+            Some(&dims),
+            PlanOptions::default(),
+            &Overrides::new(mine.clone()),
+        )
         .map_err(|f| f.into_report())?;
+        arm_sets.push(mine);
         names.push(compiled.program.recipe.name.clone());
         anchors.push(match &req.tuning {
             None => None,
             Some(t) => Some(anchor(arm, &t.param, &compiled.params)?),
         });
     }
+    if let Some((name, _)) = sets
+        .iter()
+        .find(|(_, set)| !arm_sets.iter().flatten().any(|s| s == set))
+    {
+        return Err(AblateError::SetUnused { name: name.clone() }.into());
+    }
+    let units = units(req);
     let mut arms = Vec::new();
-    let mut runs: Vec<Vec<Vec<Vec<CaseRow>>>> = Vec::new(); // arm → data → seed → rows
+    let mut runs: Vec<Vec<Vec<Vec<CaseRow>>>> = Vec::new(); // arm → unit → seed → rows
     let (mut device, mut mode, mut k) = (String::new(), String::new(), None);
     for (i, arm_file) in req.arms.iter().enumerate() {
         let started = Instant::now();
         let choice = match (&req.tuning, anchors[i]) {
-            (Some(t), Some(a)) => Some(tune_arm(req, arm_file, t, a)?),
+            (Some(t), Some(a)) => Some(tune_arm(req, arm_file, &arm_sets[i], t, a)?),
             _ => None,
         };
         let tune_s = started.elapsed().as_secs_f64();
-        let overrides = match (&req.tuning, &choice) {
-            (Some(t), Some(c)) => Overrides::new(vec![format!("{}={}", t.param, number(c.value))]),
-            _ => Overrides::default(),
-        };
+        let mut settings = arm_sets[i].clone();
+        if let (Some(t), Some(c)) = (&req.tuning, &choice) {
+            settings.push(format!("{}={}", t.param, number(c.value)));
+        }
+        let overrides = Overrides::new(settings);
         let started = Instant::now();
         let mut per_data = Vec::new();
-        for data in &req.datasets {
+        for unit in &units {
             let mut per_seed = Vec::new();
             for &seed in &req.seeds {
                 if req.verbose {
                     eprintln!(
                         "ablate: {} on {} seed {seed} {}",
                         arm_file.display(),
-                        data.display(),
+                        label(unit),
                         overrides.describe()
                     );
                 }
-                let outcome = run(&one_run(req, arm_file, data, seed, &overrides, false))?;
+                let outcome = run(&one_run(req, arm_file, unit, seed, &overrides, false))?;
                 device = outcome.report.device.clone();
                 mode = outcome.report.mode.to_string();
                 k = outcome.report.k;
@@ -302,18 +362,20 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             file: arm_file.display().to_string(),
             sha256: crate::exec::shard::file_hash(arm_file)?,
             choice,
+            sets: arm_sets[i].clone(),
             tune_s,
             run_s: started.elapsed().as_secs_f64(),
         });
     }
     let mut cells = Vec::new();
-    for (d, data) in req.datasets.iter().enumerate() {
-        let control = case_matrix(&runs[0][d], data)?;
+    for (d, unit) in units.iter().enumerate() {
+        let data = label(unit);
+        let control = case_matrix(&runs[0][d], &data)?;
         for (a, arm_runs) in runs.iter().enumerate() {
-            let matrix = case_matrix(&arm_runs[d], data)?;
+            let matrix = case_matrix(&arm_runs[d], &data)?;
             if matrix.len() != control.len() {
                 return Err(AblateError::Cases {
-                    data: data.display().to_string(),
+                    data: data.clone(),
                     reason: format!(
                         "{} cases against the control's {}",
                         matrix.len(),
@@ -327,7 +389,7 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             let delta = (a > 0).then(|| summarise(&matrix, Some(&control), key + 8));
             cells.push(Cell {
                 arm: a,
-                data: data.display().to_string(),
+                data: data.clone(),
                 cases: matrix.len(),
                 scores,
                 delta,
@@ -349,6 +411,8 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             .iter()
             .map(|d| d.display().to_string())
             .collect(),
+        interleaved: req.interleave,
+        sets: req.sets.clone(),
         tuning: req.tuning.as_ref().map(|t| TuningInfo {
             param: t.param.clone(),
             target: t.target,
@@ -392,15 +456,18 @@ fn anchor(
 fn tune_arm(
     req: &AblateRequest,
     arm: &std::path::Path,
+    sets: &[String],
     tuning: &Tuning,
     anchor: f64,
 ) -> miette::Result<Choice> {
     let seed = req.seeds[0];
     tune::choose(anchor, tuning.target, |value| {
-        let overrides = Overrides::new(vec![format!("{}={}", tuning.param, number(value))]);
+        let mut settings = sets.to_vec();
+        settings.push(format!("{}={}", tuning.param, number(value)));
+        let overrides = Overrides::new(settings);
         let mut lowest = f64::INFINITY;
         for data in &tuning.datasets {
-            let mut request = one_run(req, arm, data, seed, &overrides, true);
+            let mut request = one_run(req, arm, std::slice::from_ref(data), seed, &overrides, true);
             request.setup.limit = tuning.limit;
             match run(&request) {
                 Ok(outcome) => lowest = lowest.min(outcome.report.metrics.rel),
@@ -447,18 +514,56 @@ fn diverged(error: &miette::Report) -> bool {
 /// The code of [`ExecError::Diverged`](crate::exec::ExecError::Diverged).
 const DIVERGED: &str = "mkedsl::exec::diverged";
 
-/// The request of one run of `arm` on `data`.
+/// `--set` parsed into (name, setting); refused when malformed or when it fixes the tuned
+/// parameter.
+fn parse_sets(req: &AblateRequest) -> miette::Result<Vec<(String, String)>> {
+    req.sets
+        .iter()
+        .map(|set| {
+            let name = match set.split_once('=') {
+                Some((name, value)) if !name.trim().is_empty() && !value.trim().is_empty() => {
+                    name.trim().to_string()
+                }
+                _ => return Err(AblateError::SetSyntax(set.clone()).into()),
+            };
+            if req.tuning.as_ref().is_some_and(|t| t.param == name) {
+                return Err(AblateError::SetTuned { name }.into());
+            }
+            Ok((name, set.clone()))
+        })
+        .collect()
+}
+
+/// What one cell runs: each file alone, or all files as one interleaved sequence.
+fn units(req: &AblateRequest) -> Vec<Vec<PathBuf>> {
+    if req.interleave {
+        vec![req.datasets.clone()]
+    } else {
+        req.datasets.iter().map(|d| vec![d.clone()]).collect()
+    }
+}
+
+/// A unit's name in cells and messages: its files joined by ` + `.
+fn label(unit: &[PathBuf]) -> String {
+    unit.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// The request of one run of `arm` on `unit` (one file, or files interleaved in one sequence).
 fn one_run(
     req: &AblateRequest,
     arm: &std::path::Path,
-    data: &std::path::Path,
+    unit: &[PathBuf],
     seed: u64,
     overrides: &Overrides,
     quiet: bool,
 ) -> RunRequest {
     let mut setup = req.template.setup.clone();
-    setup.data = Some(data.to_path_buf());
-    setup.extra_data = Vec::new();
+    setup.data = unit.first().cloned();
+    setup.extra_data = unit[1..].to_vec();
+    setup.interleave = unit.len() > 1;
     RunRequest {
         recipe: arm.to_path_buf(),
         setup,
@@ -485,17 +590,14 @@ pub fn number(value: f64) -> String {
 }
 
 /// Per case (in data order), each seed's six scores; the seeds must have scored the same cases.
-fn case_matrix(
-    seeds: &[Vec<CaseRow>],
-    data: &std::path::Path,
-) -> miette::Result<Vec<Vec<[f64; 6]>>> {
+fn case_matrix(seeds: &[Vec<CaseRow>], data: &str) -> miette::Result<Vec<Vec<[f64; 6]>>> {
     let first = &seeds[0];
     for other in &seeds[1..] {
         let same =
             other.len() == first.len() && other.iter().zip(first).all(|(a, b)| a.index == b.index);
         if !same {
             return Err(AblateError::Cases {
-                data: data.display().to_string(),
+                data: data.to_string(),
                 reason: "two seeds kept different records".into(),
             }
             .into());

@@ -60,6 +60,15 @@ fn seed_spread(cell: &Cell) -> f64 {
         * 100.0
 }
 
+/// A cell's data by file names: `evqa.json`, or `evqa.json + eic.json` for a cross-task
+/// sequence.
+fn data_name(data: &str) -> String {
+    data.split(" + ")
+        .map(file_name)
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 pub fn markdown(file: &AblationFile) -> String {
     let mut out = String::new();
     let seeds: Vec<String> = file.seeds.iter().map(u64::to_string).collect();
@@ -69,14 +78,28 @@ pub fn markdown(file: &AblationFile) -> String {
     };
     let _ = writeln!(
         out,
-        "Model `{}` · device {} · {} · seeds {} · {} editing{}.",
+        "Model `{}` · device {} · {} · seeds {} · {} editing{}{}.",
         file.model,
         file.device,
         cases,
         seeds.join(", "),
         file.mode,
-        file.k.map(|k| format!(", K = {k}")).unwrap_or_default()
+        file.k.map(|k| format!(", K = {k}")).unwrap_or_default(),
+        if file.interleaved {
+            " · the files interleaved in one cross-task sequence"
+        } else {
+            ""
+        }
     );
+    for set in &file.sets {
+        let arms: Vec<&str> = file
+            .arms
+            .iter()
+            .filter(|a| a.sets.contains(set))
+            .map(|a| a.name.as_str())
+            .collect();
+        let _ = writeln!(out, "`--set {set}` on {}.", arms.join(", "));
+    }
     match &file.tuning {
         Some(t) => {
             let _ = writeln!(
@@ -138,7 +161,7 @@ pub fn markdown(file: &AblationFile) -> String {
         let _ = writeln!(
             out,
             "| {} | {}{} | {value} | {} | {:.1} |",
-            file_name(&cell.data),
+            data_name(&cell.data),
             arm.name,
             if cell.arm == 0 { " (control)" } else { "" },
             scores.join(" | "),
@@ -170,7 +193,7 @@ pub fn markdown(file: &AblationFile) -> String {
         let _ = writeln!(
             out,
             "| {} | {} | {} |",
-            file_name(&cell.data),
+            data_name(&cell.data),
             file.arms[cell.arm].name,
             diffs.join(" | ")
         );

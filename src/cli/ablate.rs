@@ -49,8 +49,13 @@ pub struct AblateArgs {
     /// Run every arm at its declared values instead of tuning.
     #[arg(long)]
     pub no_tune: bool,
+    /// Set a recipe parameter in every arm that declares it (repeat the flag); a name no arm
+    /// declares is refused.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
     // Model, --data (each file scored on its own; default examples/data/evqa.json and
-    // eic.json), images, device, dtype, batch size.
+    // eic.json; with --interleave all files as one cross-task sequence), images, device, dtype,
+    // batch size.
     #[command(flatten)]
     pub inputs: EditDataArgs,
     /// Cases per data file (the first N) [default: 24].
@@ -113,7 +118,14 @@ pub fn run(args: AblateArgs) -> miette::Result<()> {
         &DEFAULT_DATA,
         "the embedded dataset",
     )?;
-    inputs.interleave = false;
+    let interleave = std::mem::take(&mut inputs.interleave);
+    if interleave && datasets.len() < 2 {
+        return Err(miette::miette!(
+            help = "give --data at least twice (E-VQA and E-IC), or drop --interleave",
+            "--interleave mixes several data files in one sequence; only {} was given",
+            datasets.len()
+        ));
+    }
     let (setup, probe) = inputs.into_request(limit)?;
     let tuning = if args.no_tune {
         None
@@ -138,6 +150,8 @@ pub fn run(args: AblateArgs) -> miette::Result<()> {
     let request = AblateRequest {
         seeds: (0..args.seeds as u64).map(|i| args.seed + i).collect(),
         datasets,
+        interleave,
+        sets: args.sets,
         tuning,
         template: RunRequest {
             setup,
