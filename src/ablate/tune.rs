@@ -9,8 +9,11 @@
 //!
 //! The search walks the grid from the anchor: down while the value still passes, up while it
 //! fails. That finds the smallest passing value in few runs when Rel grows with the rate, which
-//! is what a step size does over a fixed number of steps until it diverges; where it does not,
-//! the search may stop at a local step, and the trace in the output shows every value tried.
+//! is what a step size does over a fixed number of single edits until it diverges. In
+//! sequential editing Rel can fall as the rate grows (large steps overwrite earlier edits of the
+//! sequence); when the walk up meets a divergence or a falling Rel, the search also walks down
+//! from the anchor while Rel improves. Where Rel has several peaks the search may still stop at
+//! a local one; the trace in the output shows every value tried.
 
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +74,7 @@ pub fn choose<E>(
     mut rel_at: impl FnMut(f64) -> Result<Outcome, E>,
 ) -> Result<Choice, E> {
     let mut trials = Vec::new();
-    let mut try_at = |k: i32, trials: &mut Vec<Trial>| -> Result<Verdict, E> {
+    let mut try_at = |k: i32, trials: &mut Vec<Trial>| -> Result<(Verdict, f64), E> {
         let value = grid_value(anchor, k);
         let (rel, verdict) = match rel_at(value)? {
             Outcome::Rel(rel) if rel >= target => (rel, Verdict::Pass),
@@ -83,40 +86,75 @@ pub fn choose<E>(
             rel,
             diverged: verdict == Verdict::Diverged,
         });
-        Ok(verdict)
+        Ok((verdict, rel))
     };
     let matched = |k: i32, trials: Vec<Trial>| Choice {
         value: grid_value(anchor, k),
         matched: true,
         trials,
     };
+    // From `k` (which passed), down to the smallest value that still passes.
+    let walk_down_passing =
+        |mut k: i32,
+         trials: &mut Vec<Trial>,
+         try_at: &mut dyn FnMut(i32, &mut Vec<Trial>) -> Result<(Verdict, f64), E>|
+         -> Result<i32, E> {
+            while k > -MAX_STEPS && try_at(k - 1, trials)?.0 == Verdict::Pass {
+                k -= 1;
+            }
+            Ok(k)
+        };
     let mut k = 0;
-    let mut verdict = try_at(0, &mut trials)?;
+    let (mut verdict, mut rel) = try_at(0, &mut trials)?;
     // From a diverging anchor, step down to the first value that does not diverge.
     while verdict == Verdict::Diverged && k > -MAX_STEPS {
         k -= 1;
-        verdict = try_at(k, &mut trials)?;
+        (verdict, rel) = try_at(k, &mut trials)?;
     }
+    // Whether more rate stopped helping (a divergence, or Rel falling as the rate grows, as it
+    // does in sequential editing when large steps overwrite earlier edits): then a smaller
+    // rate may pass, and the walk continues below.
+    let mut look_below = k < 0;
     match verdict {
         Verdict::Pass => {
-            while k > -MAX_STEPS && try_at(k - 1, &mut trials)? == Verdict::Pass {
-                k -= 1;
-            }
+            let k = walk_down_passing(k, &mut trials, &mut try_at)?;
             return Ok(matched(k, trials));
         }
-        // Below a diverging value that fails, nothing can pass: the walk up would diverge.
         Verdict::Fail if k < 0 => {}
         Verdict::Fail => {
-            while k < MAX_STEPS {
-                k += 1;
-                match try_at(k, &mut trials)? {
-                    Verdict::Pass => return Ok(matched(k, trials)),
-                    Verdict::Diverged => break,
-                    Verdict::Fail => {}
+            let (mut up, mut previous) = (0, rel);
+            while up < MAX_STEPS {
+                up += 1;
+                match try_at(up, &mut trials)? {
+                    (Verdict::Pass, _) => return Ok(matched(up, trials)),
+                    (Verdict::Diverged, _) => {
+                        look_below = true;
+                        break;
+                    }
+                    (Verdict::Fail, r) if r < previous => {
+                        look_below = true;
+                        break;
+                    }
+                    (Verdict::Fail, r) => previous = r,
                 }
             }
         }
         Verdict::Diverged => {}
+    }
+    if look_below {
+        // Down from the lowest value tried that did not diverge, while Rel improves.
+        let mut previous = rel;
+        while k > -MAX_STEPS {
+            k -= 1;
+            match try_at(k, &mut trials)? {
+                (Verdict::Pass, _) => {
+                    let k = walk_down_passing(k, &mut trials, &mut try_at)?;
+                    return Ok(matched(k, trials));
+                }
+                (Verdict::Fail, r) if r > previous => previous = r,
+                _ => break,
+            }
+        }
     }
     // Nothing reached the target: the most reliable value that did not diverge, the smaller on
     // a tie (the smallest value tried if every one diverged).
@@ -207,15 +245,15 @@ mod tests {
         assert!(close(from_below.value, 0.3), "{from_below:?}");
         assert_eq!(
             from_below.trials.len(),
-            3,
-            "0.1, 0.3, then 1.0 diverges and the walk stops"
+            4,
+            "0.1, 0.3, then 1.0 diverges; below the anchor 0.03 is no better and the walk stops"
         );
-        // Anchored at 3 the grid is …, 0.9, 3: 3 diverges, 0.9 fails, and nothing below 0.9
-        // is tried (a smaller rate edits less).
+        // Anchored at 3 the grid is …, 0.3, 0.9, 3: 3 diverges, 0.9 fails, 0.3 is no better;
+        // of the two equally reliable values the smaller is chosen.
         let from_above = choose(3.0, 0.9, &mut rel).unwrap();
         assert!(!from_above.matched);
-        assert!(close(from_above.value, 0.9), "{from_above:?}");
-        assert_eq!(from_above.trials.len(), 2);
+        assert!(close(from_above.value, 0.3), "{from_above:?}");
+        assert_eq!(from_above.trials.len(), 3);
         // A diverging anchor steps down to the first value that passes, then keeps walking.
         let mut fine_below = |v: f64| -> Result<Outcome, Infallible> {
             Ok(if v > 0.5 {
@@ -227,5 +265,28 @@ mod tests {
         let c = choose(1.0, 0.9, &mut fine_below).unwrap();
         assert!(c.matched);
         assert!(close(c.value, grid_value(1.0, -MAX_STEPS)), "{c:?}");
+    }
+
+    #[test]
+    fn when_more_rate_hurts_the_search_walks_below_the_anchor() {
+        // Sequential editing: Rel peaks at small rates and falls as the rate grows.
+        let mut rel = |v: f64| -> Result<Outcome, Infallible> {
+            Ok(Outcome::Rel(match v {
+                v if v < 0.002 => 0.5,
+                v if v < 0.011 => 0.95,
+                v if v < 0.031 => 0.7,
+                v if v < 0.11 => 0.6,
+                _ => 0.4,
+            }))
+        };
+        let c = choose(0.1, 0.9, &mut rel).unwrap();
+        assert!(c.matched, "{c:?}");
+        // 0.1 fails, 0.3 is worse, so below: 0.03 better, 0.01 and 0.003 pass, 0.001 fails.
+        assert!(close(c.value, 0.003), "{c:?}");
+        let tried: Vec<f64> = c.trials.iter().map(|t| t.value).collect();
+        assert_eq!(tried.len(), 6, "{tried:?}");
+        // A Rel that only grows never sends the search below a failing anchor.
+        let c = choose(0.01, 0.9, step(10.0)).unwrap();
+        assert!(c.trials.iter().all(|t| t.value >= 0.01 - 1e-12), "{c:?}");
     }
 }
