@@ -67,6 +67,9 @@ enum Verdict {
     Diverged,
 }
 
+/// One tuning run at grid step `k`, recorded in the trials: its verdict and Rel.
+type TryAt<'a, E> = dyn FnMut(i32, &mut Vec<Trial>) -> Result<(Verdict, f64), E> + 'a;
+
 /// Applies the rule: `rel_at(value)` runs the arm on the tuning cases at `value`.
 pub fn choose<E>(
     anchor: f64,
@@ -95,10 +98,7 @@ pub fn choose<E>(
     };
     // From `k` (which passed), down to the smallest value that still passes.
     let walk_down_passing =
-        |mut k: i32,
-         trials: &mut Vec<Trial>,
-         try_at: &mut dyn FnMut(i32, &mut Vec<Trial>) -> Result<(Verdict, f64), E>|
-         -> Result<i32, E> {
+        |mut k: i32, trials: &mut Vec<Trial>, try_at: &mut TryAt<'_, E>| -> Result<i32, E> {
             while k > -MAX_STEPS && try_at(k - 1, trials)?.0 == Verdict::Pass {
                 k -= 1;
             }
