@@ -49,9 +49,11 @@ ablate elora_sequential_k50 recipes/ablations/elora_m0_lora.edit \
   recipes/ablations/elora_m2_null.edit recipes/elora.edit \
   --data examples/data/evqa.json --mode sequential --k 50
 
-# LPEdit's locality claim under sequential editing, K = 10.
+# LPEdit's locality claim under sequential editing, K = 10 and 50.
 ablate lpedit_sequential_k10 recipes/ablations/lpedit_no_projection.edit recipes/lpedit.edit \
   recipes/ft_l.edit --mode sequential --k 10
+ablate lpedit_sequential_k50 recipes/ablations/lpedit_no_projection.edit recipes/lpedit.edit \
+  recipes/ft_l.edit --data examples/data/evqa.json --mode sequential --k 50
 
 # ASAM Table 4 and the β = 0 control: the base editor, LAR only, RCSL only, both. ASAM is added
 # to a base editor at the base editor's settings, so every arm keeps FT-L's learning rate
