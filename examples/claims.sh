@@ -34,6 +34,11 @@ ablate lpedit recipes/ablations/lpedit_no_projection.edit recipes/lpedit.edit re
 ablate elora recipes/ablations/elora_m0_lora.edit recipes/ablations/elora_m2_null.edit \
   recipes/ablations/elora_knowledge_only.edit recipes/elora.edit
 
+# ELoRA's knowledge space with a filter that removes variants (θ = 0.9 on the chance-corrected
+# score, stronger text noise; README "Calibration"), against the null space alone; both at lr 10.
+ablate elora_filter recipes/ablations/elora_m2_null.edit recipes/ablations/elora_calibrated.edit \
+  --no-tune --set keep_above=0.9
+
 # ELoRA's null-space claim where locality can move: sequential editing, K = 10.
 ablate elora_sequential_k10 recipes/ablations/elora_m0_lora.edit recipes/ablations/elora_m2_null.edit \
   recipes/elora.edit --mode sequential --k 10
