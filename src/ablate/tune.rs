@@ -67,9 +67,6 @@ enum Verdict {
     Diverged,
 }
 
-/// One tuning run at grid step `k`, recorded in the trials: its verdict and Rel.
-type TryAt<'a, E> = dyn FnMut(i32, &mut Vec<Trial>) -> Result<(Verdict, f64), E> + 'a;
-
 /// Applies the rule: `rel_at(value)` runs the arm on the tuning cases at `value`.
 pub fn choose<E>(
     anchor: f64,
@@ -96,14 +93,6 @@ pub fn choose<E>(
         matched: true,
         trials,
     };
-    // From `k` (which passed), down to the smallest value that still passes.
-    let walk_down_passing =
-        |mut k: i32, trials: &mut Vec<Trial>, try_at: &mut TryAt<'_, E>| -> Result<i32, E> {
-            while k > -MAX_STEPS && try_at(k - 1, trials)?.0 == Verdict::Pass {
-                k -= 1;
-            }
-            Ok(k)
-        };
     let mut k = 0;
     let (mut verdict, mut rel) = try_at(0, &mut trials)?;
     // From a diverging anchor, step down to the first value that does not diverge.
@@ -115,46 +104,43 @@ pub fn choose<E>(
     // does in sequential editing when large steps overwrite earlier edits): then a smaller
     // rate may pass, and the walk continues below.
     let mut look_below = k < 0;
-    match verdict {
-        Verdict::Pass => {
-            let k = walk_down_passing(k, &mut trials, &mut try_at)?;
-            return Ok(matched(k, trials));
-        }
-        Verdict::Fail if k < 0 => {}
-        Verdict::Fail => {
-            let (mut up, mut previous) = (0, rel);
-            while up < MAX_STEPS {
-                up += 1;
-                match try_at(up, &mut trials)? {
-                    (Verdict::Pass, _) => return Ok(matched(up, trials)),
-                    (Verdict::Diverged, _) => {
-                        look_below = true;
-                        break;
-                    }
-                    (Verdict::Fail, r) if r < previous => {
-                        look_below = true;
-                        break;
-                    }
-                    (Verdict::Fail, r) => previous = r,
+    if verdict == Verdict::Fail && k == 0 {
+        let (mut up, mut previous) = (0, rel);
+        while up < MAX_STEPS {
+            up += 1;
+            match try_at(up, &mut trials)? {
+                (Verdict::Pass, _) => return Ok(matched(up, trials)),
+                (Verdict::Fail, r) if r >= previous => previous = r,
+                _ => {
+                    look_below = true;
+                    break;
                 }
             }
         }
-        Verdict::Diverged => {}
     }
-    if look_below {
+    let mut passed = verdict == Verdict::Pass;
+    if look_below && !passed {
         // Down from the lowest value tried that did not diverge, while Rel improves.
         let mut previous = rel;
         while k > -MAX_STEPS {
-            k -= 1;
-            match try_at(k, &mut trials)? {
-                (Verdict::Pass, _) => {
-                    let k = walk_down_passing(k, &mut trials, &mut try_at)?;
-                    return Ok(matched(k, trials));
-                }
+            match try_at(k - 1, &mut trials)? {
                 (Verdict::Fail, r) if r > previous => previous = r,
+                (Verdict::Pass, _) => {
+                    passed = true;
+                    k -= 1;
+                    break;
+                }
                 _ => break,
             }
+            k -= 1;
         }
+    }
+    if passed {
+        // From the value that passed, down to the smallest that still passes.
+        while k > -MAX_STEPS && try_at(k - 1, &mut trials)?.0 == Verdict::Pass {
+            k -= 1;
+        }
+        return Ok(matched(k, trials));
     }
     // Nothing reached the target: the most reliable value that did not diverge, the smaller on
     // a tie (the smallest value tried if every one diverged).
