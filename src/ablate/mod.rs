@@ -286,26 +286,20 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
     let mut names = Vec::new();
     let mut arm_sets = Vec::new();
     for arm in &req.arms {
-        let declared = crate::compile_with(
-            arm,
-            Some(&dims),
-            PlanOptions::default(),
-            &Overrides::default(),
-        )
-        .map_err(|f| f.into_report())?
-        .params;
+        let compile = |overrides: &Overrides| {
+            crate::compile_with(arm, Some(&dims), PlanOptions::default(), overrides)
+                .map_err(|f| f.into_report())
+        };
+        let mut compiled = compile(&Overrides::default())?;
         let mine: Vec<String> = sets
             .iter()
-            .filter(|(name, _)| declared.iter().any(|p| &p.name == name))
+            .filter(|(name, _)| compiled.params.iter().any(|p| &p.name == name))
             .map(|(_, set)| set.clone())
             .collect();
-        let compiled = crate::compile_with(
-            arm,
-            Some(&dims),
-            PlanOptions::default(),
-            &Overrides::new(mine.clone()),
-        )
-        .map_err(|f| f.into_report())?;
+        // Checked again with the settings it receives, before any run.
+        if !mine.is_empty() {
+            compiled = compile(&Overrides::new(mine.clone()))?;
+        }
         arm_sets.push(mine);
         names.push(compiled.program.recipe.name.clone());
         anchors.push(match &req.tuning {
