@@ -80,11 +80,13 @@ impl BenchRow {
 /// Side of the square f32 matmul [`matmul_rate`] times.
 pub const RATE_SIZE: usize = 512;
 
-/// This machine's one-thread f32 matmul rate in GFLOP/s: the best of repeated
-/// `RATE_SIZE`³ candle matmuls (after two warm-up products), for at least 0.3 s. Kernels run
+/// This machine's one-thread f32 matmul rate in GFLOP/s: the best of repeated `RATE_SIZE`³
+/// products of the kernel the model's matmuls run on (`model::nn::gemm`, faer's), after two
+/// warm-up products, for at least 0.3 s. Kernels run
 /// on one thread while it measures (`RAYON_NUM_THREADS=1`, restored after); call it before
 /// other threads issue tensor work.
 pub fn matmul_rate() -> miette::Result<f64> {
+    use crate::model::nn::gemm::product;
     use candle_core::{Device, Tensor};
     let saved = std::env::var("RAYON_NUM_THREADS").ok();
     std::env::set_var("RAYON_NUM_THREADS", "1");
@@ -93,14 +95,14 @@ pub fn matmul_rate() -> miette::Result<f64> {
         let a = Tensor::rand(-1f32, 1f32, (n, n), &Device::Cpu)?;
         let b = Tensor::rand(-1f32, 1f32, (n, n), &Device::Cpu)?;
         for _ in 0..2 {
-            a.matmul(&b)?;
+            product(&a, &b)?;
         }
         let started = std::time::Instant::now();
         let mut best = f64::INFINITY;
         let mut reps = 0;
         while reps < 5 || started.elapsed().as_secs_f64() < 0.3 {
             let t = std::time::Instant::now();
-            a.matmul(&b)?;
+            product(&a, &b)?;
             best = best.min(t.elapsed().as_secs_f64());
             reps += 1;
         }

@@ -47,12 +47,12 @@ impl ClipAttention {
         let q = split((self.q_proj.forward(x)? * (hd as f64).powf(-0.5))?)?;
         let k = split(self.k_proj.forward(x)?)?;
         let v = split(self.v_proj.forward(x)?)?;
-        let kt = k.t()?.contiguous()?;
-        crate::model::flops::matmul(&q, &kt);
-        let scores = q.matmul(&kt)?;
+        let kt = k.t()?;
+        let scores = crate::model::nn::gemm::matmul(&q, &kt)?;
         let probs = crate::model::nn::attention_softmax(&scores, None)?;
-        crate::model::flops::matmul(&probs, &v);
-        let y = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = crate::model::nn::gemm::matmul(&probs, &v)?
+            .transpose(1, 2)?
+            .reshape((b, t, d))?;
         Ok(self.out_proj.forward(&y)?)
     }
 }

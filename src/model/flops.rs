@@ -45,13 +45,6 @@ pub fn matmul(lhs: &Tensor, rhs: &Tensor) {
     add(passes * 2 * (batch * m * k * n) as u64);
 }
 
-/// Counts `x · Wᵀ` for `x` `(rows, in)` and `W` `(out, in)`; `x_grad`/`w_grad` say which
-/// operands autograd differentiates.
-pub fn linear(rows: usize, inp: usize, out: usize, x_grad: bool, w_grad: bool) {
-    let passes = 1 + u64::from(x_grad) + u64::from(w_grad);
-    add(passes * 2 * (rows * inp * out) as u64);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,8 +62,5 @@ mod tests {
         let before = count();
         matmul(&a, w.as_tensor());
         assert_eq!(count() - before, 2 * 2 * 2 * 3 * 4 * 5);
-        let before = count();
-        linear(7, 3, 2, true, false);
-        assert_eq!(count() - before, 2 * 2 * 7 * 3 * 2);
     }
 }

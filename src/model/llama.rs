@@ -12,10 +12,10 @@ use crate::model::clip::unknown_act;
 use crate::model::config::TextConfig;
 use crate::model::error::{ModelError, Result};
 use crate::model::nn::activation::Activation;
-use crate::model::nn::attention_softmax;
 use crate::model::nn::linear::Linear;
 use crate::model::nn::norm::RmsNorm;
 use crate::model::nn::rotary::Rotary;
+use crate::model::nn::{attention_softmax, gemm};
 use crate::model::pass::Pass;
 use crate::model::site::{LayerPoint, LinearSite, Proj, Site};
 
@@ -192,13 +192,10 @@ impl DecoderLayer {
         }
         let k = repeat_kv(&k, shape.heads / shape.kv_heads)?;
         let v = repeat_kv(&v, shape.heads / shape.kv_heads)?;
-        let kt = k.t()?.contiguous()?;
-        crate::model::flops::matmul(&q, &kt);
-        let scores = (q.matmul(&kt)? / (hd as f64).sqrt())?;
+        let kt = k.t()?;
+        let scores = (gemm::matmul(&q, &kt)? / (hd as f64).sqrt())?;
         let probs = attention_softmax(&scores, Some(bias))?;
-        crate::model::flops::matmul(&probs, &v);
-        let y = probs
-            .matmul(&v)?
+        let y = gemm::matmul(&probs, &v)?
             .transpose(1, 2)?
             .reshape((b, t, shape.heads * hd))?;
         let y = pass.linear(lin(Proj::O), &self.self_attn.o_proj, y)?;
@@ -268,12 +265,10 @@ impl DecoderLayer {
                 heads_of(pass.linear_unhooked(lin(Proj::K), &self.self_attn.k_proj, &normed)?)?;
             let values =
                 heads_of(pass.linear_unhooked(lin(Proj::V), &self.self_attn.v_proj, &normed)?)?;
-            let kt = keys.t()?.contiguous()?;
-            crate::model::flops::matmul(&query, &kt);
-            let scores = (query.matmul(&kt)? / (hd as f64).sqrt())?;
+            let kt = keys.t()?;
+            let scores = (gemm::matmul(&query, &kt)? / (hd as f64).sqrt())?;
             let probs = attention_softmax(&scores, None)?;
-            crate::model::flops::matmul(&probs, &values);
-            let mixed = probs.matmul(&values)?.reshape((rows, heads * hd))?;
+            let mixed = gemm::matmul(&probs, &values)?.reshape((rows, heads * hd))?;
             let know = pass.linear_unhooked(lin(Proj::O), &self.self_attn.o_proj, &mixed)?;
             let weights = probs.mean(1)?.reshape((rows, k))?;
             let alpha = memory.alpha(&weights, &gathered.reshape((rows, k, d))?, &x)?;

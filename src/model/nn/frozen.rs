@@ -1,117 +1,26 @@
-//! `x · Wᵀ` for a frozen weight W, as a custom op whose backward returns only dL/dx.
+//! `x · Wᵀ` for the model's linears, whose backward returns dL/dW only for a trained W.
 //!
 //! candle's own matmul backward always computes (and stores) the gradient of both operands, even
 //! when the weight is a constant nobody asked about: on a 7B model that is a model-sized gradient
 //! buffer per backward pass, and the notes measured ~2× slower backward. Editing methods
 //! back-propagate through a frozen model into adapters and input latents all the time, so every
-//! base weight goes through this op unless it is itself being trained.
+//! base weight goes through [`super::gemm::matmul`], which skips the gradient of a frozen one.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, Layout, Shape, Storage, Tensor};
-
-/// The op: holds the (contiguous) weight of shape `(out, in)`; its single argument is `x`.
-struct FrozenMatmul {
-    weight: Tensor,
-}
-
-impl FrozenMatmul {
-    /// Output shape: `x`'s shape with the last dim replaced by `out`.
-    fn shapes(&self, x: &Layout) -> candle_core::Result<(usize, usize, usize, Shape)> {
-        let (out, inp) = self.weight.dims2()?;
-        let dims = x.dims();
-        match dims.last() {
-            Some(&d) if d == inp => {}
-            _ => candle_core::bail!("frozen matmul: input shape {dims:?} does not end in {inp}"),
-        }
-        if !x.is_contiguous() {
-            candle_core::bail!("frozen matmul: input must be contiguous");
-        }
-        let rows = dims.iter().rev().skip(1).product::<usize>();
-        let mut out_dims = dims.to_vec();
-        if let Some(last) = out_dims.last_mut() {
-            *last = out;
-        }
-        Ok((rows, inp, out, Shape::from(out_dims)))
-    }
-
-    /// The same gemm on any backend: `x` viewed as `(rows, in)`, the weight viewed transposed.
-    fn run<S: BackendStorage>(
-        &self,
-        x: &S,
-        x_layout: &Layout,
-        w: &S,
-        w_layout: &Layout,
-    ) -> candle_core::Result<(S, Shape)> {
-        let (rows, inp, out, shape) = self.shapes(x_layout)?;
-        if !w_layout.is_contiguous() {
-            candle_core::bail!("frozen matmul: weight must be contiguous");
-        }
-        let lhs = Layout::contiguous_with_offset((rows, inp), x_layout.start_offset());
-        let rhs = Layout::new(
-            Shape::from((inp, out)),
-            vec![1, inp],
-            w_layout.start_offset(),
-        );
-        let y = x.matmul(w, (1, rows, out, inp), &lhs, &rhs)?;
-        Ok((y, shape))
-    }
-}
-
-impl CustomOp1 for FrozenMatmul {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    fn cpu_fwd(&self, x: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (storage, w_layout) = self.weight.storage_and_layout();
-        match &*storage {
-            Storage::Cpu(w) => self.run(x, layout, w, w_layout),
-            _ => candle_core::bail!("frozen matmul: weight and input are on different devices"),
-        }
-    }
-
-    fn cuda_fwd(
-        &self,
-        x: &CudaStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let (storage, w_layout) = self.weight.storage_and_layout();
-        match &*storage {
-            Storage::Cuda(w) => self.run(x, layout, w, w_layout),
-            _ => candle_core::bail!("frozen matmul: weight and input are on different devices"),
-        }
-    }
-
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let (out, _) = self.weight.dims2()?;
-        let rows = grad.elem_count() / out.max(1);
-        let dx = grad.reshape((rows, out))?.matmul(&self.weight)?;
-        Ok(Some(dx.reshape(arg.shape())?))
-    }
-}
+use candle_core::Tensor;
 
 /// `x · Wᵀ` with `x` of shape `(…, in)` and `w` of shape `(out, in)`.
 ///
-/// When `w` takes part in autograd (a `Var`, or computed from one) the ordinary matmul runs so
-/// that `w` gets its gradient; otherwise the frozen op runs and only `x` gets one.
+/// The product is [`super::gemm::matmul`], whose backward gives `w` a gradient only when `w`
+/// takes part in autograd (a `Var`, or computed from one): a frozen weight costs one product
+/// backward (dL/dx), a trained one two.
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let (out, inp) = w.dims2()?;
     let lead = &x.dims()[..x.rank().saturating_sub(1)];
     let rows = lead.iter().product::<usize>();
-    crate::model::flops::linear(rows, inp, out, x.track_op(), w.track_op());
-    if w.track_op() {
-        let y = x.reshape((rows, inp))?.matmul(&w.t()?)?;
-        let mut dims = lead.to_vec();
-        dims.push(out);
-        return y.reshape(dims);
-    }
-    let w = w.contiguous()?;
-    x.contiguous()?.apply_op1(FrozenMatmul { weight: w })
+    let y = super::gemm::matmul(&x.reshape((rows, inp))?, &w.t()?)?;
+    let mut dims = lead.to_vec();
+    dims.push(out);
+    y.reshape(dims)
 }
 
 #[cfg(test)]

@@ -27,8 +27,7 @@ impl Mlp {
         let mut x = x.clone();
         let last = self.layers.len().saturating_sub(1);
         for (i, (w, b)) in self.layers.iter().enumerate() {
-            crate::model::flops::matmul(&x, &w.t()?);
-            x = x.broadcast_matmul(&w.t()?)?.broadcast_add(b)?;
+            x = super::frozen::matmul_t(&x, w)?.broadcast_add(b)?;
             if i < last {
                 x = x.gelu_erf()?;
             }

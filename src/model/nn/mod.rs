@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod frozen;
+pub mod gemm;
 pub mod linear;
 pub mod mlp;
 pub mod norm;

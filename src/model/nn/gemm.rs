@@ -1,0 +1,300 @@
+//! The model's matrix products on the CPU, through faer's kernels instead of candle's.
+//!
+//! candle's CPU matmul goes through the `gemm` crate, whose f32 and f64 kernels on stable Rust
+//! are the 256-bit (AVX2/FMA) ones. faer ships 512-bit kernels and picks them at run time: on
+//! the development machine (AVX-512) its one-thread f32 rate is 2–3× candle's on the embedded
+//! model's shapes (`mkedsl bench` reports both). Every product of the model — linears, adapters,
+//! attention, and their backward — goes through [`matmul`], which runs faer on CPU f32/f64 and
+//! candle's own matmul elsewhere (CUDA, half precision), so results are the same op either way.
+//!
+//! The op is a `CustomOp2` whose backward returns a gradient only for an operand that takes part
+//! in autograd: a frozen weight never gets a model-sized gradient buffer (see `frozen.rs`).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Shape, Tensor};
+use faer::{Accum, MatMut, MatRef, Par};
+
+/// Work (`m·k·n` multiply-adds) from which one product is split over the CPU threads when more
+/// than one is allowed. Below it the handing out costs more than the second core saves: the
+/// embedded model's per-token products (55 × 128 × 344 ≈ 2.4 M) stay on one thread, the
+/// knowledge space's batched passes (16,000 × 128 × 344) and a 7B model's products are split.
+pub const PARALLEL_MIN_WORK: usize = 16 * 1024 * 1024;
+
+/// `a · b` over the last two dimensions, batch dimensions equal (as `Tensor::matmul`). Counted
+/// in `mkedsl bench`'s operations with the backward products autograd will run (`flops.rs`).
+pub fn matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    crate::model::flops::matmul(a, b);
+    product(a, b)
+}
+
+/// [`matmul`] uncounted: the backward's products (already counted with their forward) and the
+/// reference product `mkedsl bench` times.
+pub fn product(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    a.apply_op2(b, Gemm)
+}
+
+struct Gemm;
+
+/// `(batch, m, k, n)` and the dims of the result, checked as `Tensor::matmul` checks them.
+fn dims(a: &Layout, b: &Layout) -> candle_core::Result<(usize, usize, usize, usize, Shape)> {
+    let (da, db) = (a.dims(), b.dims());
+    let rank = da.len();
+    if rank < 2
+        || db.len() != rank
+        || da[..rank - 2] != db[..rank - 2]
+        || da[rank - 1] != db[rank - 2]
+    {
+        candle_core::bail!("matmul: shapes {da:?} and {db:?} do not multiply");
+    }
+    let (m, k, n) = (da[rank - 2], da[rank - 1], db[rank - 1]);
+    let batch = da[..rank - 2].iter().product();
+    let mut out = da.to_vec();
+    out[rank - 1] = n;
+    Ok((batch, m, k, n, Shape::from(out)))
+}
+
+/// The storage offset of each batch's matrix (row-major order over the batch dimensions).
+fn batch_offsets(layout: &Layout) -> Vec<usize> {
+    let rank = layout.dims().len();
+    let (dims, strides) = (&layout.dims()[..rank - 2], &layout.stride()[..rank - 2]);
+    let mut offsets = vec![layout.start_offset()];
+    for (&d, &s) in dims.iter().zip(strides) {
+        offsets = offsets
+            .iter()
+            .flat_map(|&o| (0..d).map(move |i| o + i * s))
+            .collect();
+    }
+    offsets
+}
+
+/// One matrix of `data` as faer sees it: rows `m`, cols `k`, the layout's last two strides.
+fn view<'a, T>(
+    data: &'a [T],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    layout: &Layout,
+) -> MatRef<'a, T> {
+    let rank = layout.dims().len();
+    let (rs, cs) = (layout.stride()[rank - 2], layout.stride()[rank - 1]);
+    let span = if rows == 0 || cols == 0 {
+        0
+    } else {
+        (rows - 1) * rs + (cols - 1) * cs + 1
+    };
+    let data = &data[offset..offset + span];
+    // SAFETY: every index `i·rs + j·cs` with `i < rows`, `j < cols` lies in `data`, which `span`
+    // was cut to; the view lives no longer than the borrow of `data`.
+    unsafe { MatRef::from_raw_parts(data.as_ptr(), rows, cols, rs as isize, cs as isize) }
+}
+
+fn parallelism(work: usize) -> Par {
+    let threads = candle_core::utils::get_num_threads();
+    if threads > 1 && work >= PARALLEL_MIN_WORK {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    }
+}
+
+fn faer_matmul<T: faer::traits::ComplexField + Copy>(
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    zero: T,
+    one: T,
+) -> candle_core::Result<(Vec<T>, Shape)> {
+    let (batch, m, k, n, shape) = dims(la, lb)?;
+    let mut out = vec![zero; batch * m * n];
+    let par = parallelism(m * k * n);
+    for ((oa, ob), dst) in batch_offsets(la)
+        .into_iter()
+        .zip(batch_offsets(lb))
+        .zip(out.chunks_mut((m * n).max(1)))
+    {
+        let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+        faer::linalg::matmul::matmul(
+            dst,
+            Accum::Replace,
+            view(a, oa, m, k, la),
+            view(b, ob, k, n, lb),
+            one,
+            par,
+        );
+    }
+    Ok((out, shape))
+}
+
+/// candle's own product, for the devices and dtypes faer does not cover.
+fn candle_matmul<S: BackendStorage>(
+    a: &S,
+    la: &Layout,
+    b: &S,
+    lb: &Layout,
+) -> candle_core::Result<(S, Shape)> {
+    let (batch, m, k, n, shape) = dims(la, lb)?;
+    Ok((a.matmul(b, (batch, m, n, k), la, lb)?, shape))
+}
+
+impl CustomOp2 for Gemm {
+    fn name(&self) -> &'static str {
+        "gemm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        la: &Layout,
+        b: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        match (a, b) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                let (out, shape) = faer_matmul(a, la, b, lb, 0f32, 1f32)?;
+                Ok((CpuStorage::F32(out), shape))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                let (out, shape) = faer_matmul(a, la, b, lb, 0f64, 1f64)?;
+                Ok((CpuStorage::F64(out), shape))
+            }
+            _ => candle_matmul(a, la, b, lb),
+        }
+    }
+
+    fn cuda_fwd(
+        &self,
+        a: &CudaStorage,
+        la: &Layout,
+        b: &CudaStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        candle_matmul(a, la, b, lb)
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let rank = a.rank();
+        let da = if a.track_op() {
+            Some(product(grad, &b.transpose(rank - 2, rank - 1)?)?)
+        } else {
+            None
+        };
+        let db = if b.track_op() {
+            Some(product(&a.transpose(rank - 2, rank - 1)?, grad)?)
+        } else {
+            None
+        };
+        Ok((da, db))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    fn random(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed;
+        let data: Vec<f64> = (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+            })
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    }
+
+    /// The product of a naive triple loop in f64, independent of both libraries.
+    fn naive(a: &Tensor, b: &Tensor) -> Tensor {
+        let (bt, m, k) = a.dims3().unwrap();
+        let n = b.dim(2).unwrap();
+        let a = a.to_dtype(DType::F64).unwrap().to_vec3::<f64>().unwrap();
+        let b = b.to_dtype(DType::F64).unwrap().to_vec3::<f64>().unwrap();
+        let mut out = vec![0.0; bt * m * n];
+        for t in 0..bt {
+            for i in 0..m {
+                for j in 0..n {
+                    out[(t * m + i) * n + j] = (0..k).map(|p| a[t][i][p] * b[t][p][j]).sum();
+                }
+            }
+        }
+        Tensor::from_vec(out, (bt, m, n), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn products_of_strided_batched_operands_match_a_naive_loop() {
+        for dtype in [DType::F32, DType::F64] {
+            // b is a transposed view (column-major matrices), a a narrowed one (offset, row stride).
+            let a = random(&[3, 5, 9], 1, dtype).narrow(2, 2, 7).unwrap();
+            let b = random(&[3, 4, 7], 2, dtype).transpose(1, 2).unwrap();
+            let y = matmul(&a, &b).unwrap();
+            assert_eq!(y.dims(), &[3, 5, 4]);
+            let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            assert!(max_diff(&y.to_dtype(DType::F64).unwrap(), &naive(&a, &b)) < tol);
+        }
+    }
+
+    #[test]
+    fn rank_four_products_equal_candles() {
+        let a = random(&[2, 3, 6, 4], 3, DType::F32);
+        let b = random(&[2, 3, 6, 4], 4, DType::F32)
+            .transpose(2, 3)
+            .unwrap();
+        let expected = a.matmul(&b.contiguous().unwrap()).unwrap();
+        assert!(max_diff(&matmul(&a, &b).unwrap(), &expected) < 1e-6);
+    }
+
+    #[test]
+    fn gradients_reach_only_operands_in_autograd() {
+        let x = Var::from_tensor(&random(&[2, 3, 4], 5, DType::F64)).unwrap();
+        let w = random(&[2, 4, 5], 6, DType::F64);
+        let g = random(&[2, 3, 5], 7, DType::F64);
+        let y = matmul(x.as_tensor(), &w).unwrap();
+        let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let dx = grads.get(x.as_tensor()).unwrap();
+        assert!(max_diff(dx, &g.matmul(&w.transpose(1, 2).unwrap()).unwrap()) < 1e-12);
+        assert!(grads.get(&w).is_none(), "a frozen operand gets no gradient");
+
+        let w = Var::from_tensor(&w).unwrap();
+        let x = random(&[2, 3, 4], 5, DType::F64);
+        let y = matmul(&x, w.as_tensor()).unwrap();
+        let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let dw = grads.get(w.as_tensor()).unwrap();
+        assert!(max_diff(dw, &x.transpose(1, 2).unwrap().matmul(&g).unwrap()) < 1e-12);
+        assert!(grads.get(&x).is_none());
+    }
+
+    #[test]
+    fn half_precision_and_mismatched_shapes_go_through_candle() {
+        let a = random(&[4, 3], 8, DType::F16);
+        let b = random(&[3, 2], 9, DType::F16);
+        let y = matmul(&a, &b).unwrap();
+        assert!(max_diff(&y, &a.matmul(&b).unwrap()) == 0.0);
+        assert!(matmul(&a, &a).is_err());
+    }
+}
