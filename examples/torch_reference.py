@@ -35,13 +35,15 @@ from transformers import AutoTokenizer, CLIPImageProcessor, LlavaForConditionalG
 MODEL = "examples/model"
 DATA = "examples/data/evqa.json"
 MKEDSL = os.environ.get("MKEDSL", "target/debug/mkedsl")
+# The end token mkedsl appends to an answer (`</s>`); the tokenizer's config does not name it.
+EOS = json.load(open(os.path.join(MODEL, "config.json")))["text_config"]["eos_token_id"]
 STEPS = 70
 LR = 1.5e-3
 
 
 def prompt_ids(question, image):
-    args = [MKEDSL, "infer", "--model", MODEL, "--prompt", f"USER: <image>\n{question} ASSISTANT:",
-            "--max-new-tokens", "1", "--json"]
+    prompt = f"USER: <image>\n{question} ASSISTANT:" if image else f"USER: {question} ASSISTANT:"
+    args = [MKEDSL, "infer", "--model", MODEL, "--prompt", prompt, "--max-new-tokens", "1", "--json"]
     if image:
         args += ["--image", image]
     return json.loads(subprocess.check_output(args))["input_ids"]
@@ -52,7 +54,7 @@ class Example:
 
     def __init__(self, tok, processor, question, answer, image):
         ids = prompt_ids(question, image)
-        answer_ids = tok(" " + answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        answer_ids = tok(" " + answer, add_special_tokens=False)["input_ids"] + [EOS]
         self.ids = torch.tensor([ids + answer_ids])
         self.start = len(ids)
         self.answer = torch.tensor(answer_ids)

@@ -4,20 +4,20 @@
 //! when the weight is a constant nobody asked about: on a 7B model that is a model-sized gradient
 //! buffer per backward pass, and the notes measured ~2× slower backward. Editing methods
 //! back-propagate through a frozen model into adapters and input latents all the time, so every
-//! base weight goes through [`super::gemm::matmul`], which skips the gradient of a frozen one.
+//! base weight goes through [`super::gemm::matmul_t`], which skips the gradient of a frozen one.
 
 use candle_core::Tensor;
 
 /// `x · Wᵀ` with `x` of shape `(…, in)` and `w` of shape `(out, in)`.
 ///
-/// The product is [`super::gemm::matmul`], whose backward gives `w` a gradient only when `w`
+/// The product is [`super::gemm::matmul_t`], whose backward gives `w` a gradient only when `w`
 /// takes part in autograd (a `Var`, or computed from one): a frozen weight costs one product
 /// backward (dL/dx), a trained one two.
 pub fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let (out, inp) = w.dims2()?;
     let lead = &x.dims()[..x.rank().saturating_sub(1)];
     let rows = lead.iter().product::<usize>();
-    let y = super::gemm::matmul(&x.reshape((rows, inp))?, &w.t()?)?;
+    let y = super::gemm::matmul_t(&x.reshape((rows, inp))?, w)?;
     let mut dims = lead.to_vec();
     dims.push(out);
     y.reshape(dims)

@@ -27,13 +27,46 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     product(a, b)
 }
 
+/// `a · bᵀ`: a linear layer's `x · Wᵀ` with `W` as stored, `(out, in)`. A trained `W` then gets
+/// its gradient `Gᵀ · x` in its own layout; through a transposed view (`matmul(x, &w.t())`) the
+/// gradient would come back transposed, and every optimiser op on it would walk strides.
+pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    crate::model::flops::matmul(a, &b.t()?);
+    a.apply_op2(
+        b,
+        Gemm {
+            rhs_transposed: true,
+        },
+    )
+}
+
 /// [`matmul`] uncounted: the backward's products (already counted with their forward) and the
 /// reference product `mkedsl bench` times.
 pub fn product(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    a.apply_op2(b, Gemm)
+    a.apply_op2(
+        b,
+        Gemm {
+            rhs_transposed: false,
+        },
+    )
 }
 
-struct Gemm;
+/// `a · b`, or `a · bᵀ` when `rhs_transposed` (the last two dims of `b` read swapped).
+struct Gemm {
+    rhs_transposed: bool,
+}
+
+impl Gemm {
+    /// `b`'s layout as the product reads it.
+    fn rhs(&self, lb: &Layout) -> candle_core::Result<Layout> {
+        let rank = lb.dims().len();
+        if self.rhs_transposed && rank >= 2 {
+            lb.transpose(rank - 2, rank - 1)
+        } else {
+            Ok(lb.clone())
+        }
+    }
+}
 
 /// `(batch, m, k, n)` and the dims of the result, checked as `Tensor::matmul` checks them.
 fn dims(a: &Layout, b: &Layout) -> candle_core::Result<(usize, usize, usize, usize, Shape)> {
@@ -139,7 +172,11 @@ fn candle_matmul<S: BackendStorage>(
 
 impl CustomOp2 for Gemm {
     fn name(&self) -> &'static str {
-        "gemm"
+        if self.rhs_transposed {
+            "gemm-t"
+        } else {
+            "gemm"
+        }
     }
 
     fn cpu_fwd(
@@ -149,6 +186,7 @@ impl CustomOp2 for Gemm {
         b: &CpuStorage,
         lb: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let lb = &self.rhs(lb)?;
         match (a, b) {
             (CpuStorage::F32(a), CpuStorage::F32(b)) => {
                 let (out, shape) = faer_matmul(a, la, b, lb, 0f32, 1f32)?;
@@ -169,7 +207,7 @@ impl CustomOp2 for Gemm {
         b: &CudaStorage,
         lb: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        candle_matmul(a, la, b, lb)
+        candle_matmul(a, la, b, &self.rhs(lb)?)
     }
 
     fn bwd(
@@ -180,15 +218,17 @@ impl CustomOp2 for Gemm {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let rank = a.rank();
-        let da = if a.track_op() {
-            Some(product(grad, &b.transpose(rank - 2, rank - 1)?)?)
-        } else {
-            None
+        let swap = |t: &Tensor| t.transpose(rank - 2, rank - 1);
+        // y = a·b: da = G·bᵀ, db = aᵀ·G.  y = a·bᵀ: da = G·b, db = Gᵀ·a (in b's own layout).
+        let da = match (a.track_op(), self.rhs_transposed) {
+            (false, _) => None,
+            (true, false) => Some(product(grad, &swap(b)?)?),
+            (true, true) => Some(product(grad, b)?),
         };
-        let db = if b.track_op() {
-            Some(product(&a.transpose(rank - 2, rank - 1)?, grad)?)
-        } else {
-            None
+        let db = match (b.track_op(), self.rhs_transposed) {
+            (false, _) => None,
+            (true, false) => Some(product(&swap(a)?, grad)?),
+            (true, true) => Some(product(&swap(grad)?, a)?),
         };
         Ok((da, db))
     }
@@ -287,6 +327,26 @@ mod tests {
         let dw = grads.get(w.as_tensor()).unwrap();
         assert!(max_diff(dw, &x.transpose(1, 2).unwrap().matmul(&g).unwrap()) < 1e-12);
         assert!(grads.get(&x).is_none());
+    }
+
+    #[test]
+    fn a_trained_weight_gets_its_gradient_in_its_own_layout() {
+        let w = Var::from_tensor(&random(&[5, 4], 10, DType::F32)).unwrap();
+        let x = Var::from_tensor(&random(&[3, 4], 11, DType::F32)).unwrap();
+        let g = random(&[3, 5], 12, DType::F32);
+        let y = matmul_t(x.as_tensor(), w.as_tensor()).unwrap();
+        let expected = x.as_tensor().matmul(&w.as_tensor().t().unwrap()).unwrap();
+        assert!(max_diff(&y, &expected) < 1e-6);
+        let grads = (y * &g).unwrap().sum_all().unwrap().backward().unwrap();
+        let dw = grads.get(w.as_tensor()).unwrap();
+        assert!(
+            dw.is_contiguous(),
+            "dW = Gᵀ·x comes back (out, in), not a transposed view"
+        );
+        let expected_dw = g.t().unwrap().matmul(x.as_tensor()).unwrap();
+        assert!(max_diff(dw, &expected_dw) < 1e-6);
+        let dx = grads.get(x.as_tensor()).unwrap();
+        assert!(max_diff(dx, &g.matmul(w.as_tensor()).unwrap()) < 1e-6);
     }
 
     #[test]
