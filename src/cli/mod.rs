@@ -70,6 +70,7 @@ pub enum Command {
 /// Parses the arguments and runs the chosen subcommand.
 pub fn main() -> miette::Result<()> {
     quiet_broken_pipe();
+    keep_freed_tensor_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => check::run(args),
@@ -88,6 +89,24 @@ pub fn main() -> miette::Result<()> {
         Command::Train(args) => train::run(args),
         Command::Knowledge(args) => knowledge::run(args),
         Command::Dataset(args) => dataset::run(args),
+    }
+}
+
+/// Keeps freed tensor buffers in the heap for the next op instead of returning them to the OS.
+///
+/// Every candle op allocates its result; glibc serves blocks above its mmap threshold (128 KiB
+/// at first) with a fresh `mmap` and unmaps them on free, and trims the heap top above 128 KiB,
+/// so each op on an activation of the embedded model (16,000 tokens × 344 × 4 bytes in ELoRA's
+/// knowledge space) paid page faults and zeroing for memory it had just released. With blocks up
+/// to 32 MiB (glibc's ceiling) from the heap and 256 MiB kept on free, the freed buffers are
+/// reused: ELoRA's knowledge space and prepare ran in 0.80 of the time, evaluation in 0.90, peak
+/// resident memory unchanged (README, "Speed"). Linux/glibc only; elsewhere nothing changes.
+fn keep_freed_tensor_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
 }
 

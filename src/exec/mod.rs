@@ -49,6 +49,7 @@ pub mod run;
 pub mod shard;
 pub(crate) mod sites;
 pub(crate) mod spaces;
+pub mod sums;
 pub(crate) mod taps;
 pub mod train;
 pub mod values;

@@ -33,11 +33,12 @@ pub const DEFAULT_LIMIT: usize = 24;
 
 /// CPU threads candle's kernels use when neither `--threads` nor `RAYON_NUM_THREADS` says.
 ///
-/// candle's CPU backend hands every op to a spinning thread pool and, without
-/// `RAYON_NUM_THREADS`, asks the OS for the core count on every call. For the embedded model's
-/// small matrices the synchronisation costs more than the parallel work saves: on the 2-core
-/// development machine one thread ran `recipes/elora.edit` 2.1× faster (15.7 s vs 32.9 s for
-/// 4 cases under load). Raise it for large checkpoints.
+/// One: a second thread helps only phases whose single products are large. The model's
+/// products split over the threads from `model::nn::gemm::PARALLEL_MIN_WORK` multiply-adds, so
+/// on the embedded model `--threads 2` shortens ELoRA's knowledge space, the preserved-knowledge
+/// statistics and ASAM's steps by 20–35 %, while a LoRA step's 55-token products stay on one
+/// thread and the idle pools' spinning makes it 5–15 % slower (README, "Speed"). Raise it for
+/// large checkpoints and for those methods.
 pub const DEFAULT_THREADS: usize = 1;
 
 /// Sets the CPU threads of candle's kernels. Call it before the first tensor operation (the

@@ -22,6 +22,7 @@ use crate::exec::methods::unike::numerics::NeuronSlot;
 use crate::exec::ops::{Execute, StepContext};
 use crate::exec::optim::Optimizer;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
+use crate::exec::sums;
 use crate::exec::taps::{deepest, Reading};
 use crate::exec::values::{LoraSlot, Value, Values};
 use crate::linalg::Subspace;
@@ -196,15 +197,6 @@ struct Trained {
 /// by a fraction of its norm; 100× is far outside them.
 pub const DIVERGENCE_RATIO: f64 = 100.0;
 
-/// The Frobenius norm of a tensor.
-fn norm(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?
-        .sqr()?
-        .sum_all()?
-        .sqrt()?
-        .to_scalar::<f64>()?)
-}
-
 impl Trained {
     /// What the edit's size is measured on: a LoRA factor's effective weight change
     /// `scaling · B·A` (one factor alone says nothing: B starts at zero), else the tensor.
@@ -212,7 +204,8 @@ impl Trained {
         match &self.slot {
             Slot::LoraA(s) | Slot::LoraB(s) => {
                 let l = lora_at(state, *s)?;
-                Ok((l.b.detach().matmul(&l.a.detach())? * l.scaling)?)
+                let ba = crate::model::nn::gemm::product(&l.b.detach(), &l.a.detach())?;
+                Ok((ba * l.scaling)?)
             }
             _ => Ok(self.var.as_tensor().detach()),
         }
@@ -228,13 +221,13 @@ impl Trained {
                 .model
                 .linear_weight(LinearSite::new(self.layer, Proj::Down))?,
         };
-        Ok(norm(&weight)?.max(f64::MIN_POSITIVE))
+        Ok(sums::norm(&weight)?.max(f64::MIN_POSITIVE))
     }
 
     /// Refuses a step after which the edit has moved its tensor by more than
     /// [`DIVERGENCE_RATIO`] times the size of the weight it edits (or by a non-finite amount).
     fn check_divergence(&self, state: &EditState, k: usize, steps: usize) -> Result<()> {
-        let moved = norm(&(self.measured(state)? - &self.start)?)?;
+        let moved = sums::distance(&self.measured(state)?, &self.start)?;
         let ratio = moved / self.reference;
         if ratio <= DIVERGENCE_RATIO {
             return Ok(());
@@ -257,7 +250,7 @@ struct RowsOut {
 }
 
 fn finite(what: impl FnOnce() -> String, t: &Tensor, k: usize, steps: usize) -> Result<()> {
-    let v = t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    let v = sums::sum(t)?;
     if v.is_finite() {
         Ok(())
     } else {

@@ -40,12 +40,23 @@ pub fn matmul_t(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     )
 }
 
-/// [`matmul`] uncounted: the backward's products (already counted with their forward) and the
-/// reference product `mkedsl bench` times.
+/// [`matmul`] uncounted: the reference product `mkedsl bench` times.
 pub fn product(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
     a.apply_op2(
         b,
         Gemm {
+            rhs_transposed: false,
+        },
+    )
+}
+
+/// The backward's products: outside autograd, so a gradient never holds on to the forward graph
+/// of an operand that is itself trained (an optimiser's moments would then chain every step's
+/// graph to the next; LPEdit's peak memory went from 99 to 346 MB before this).
+fn untracked(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    a.apply_op2_no_bwd(
+        b,
+        &Gemm {
             rhs_transposed: false,
         },
     )
@@ -222,13 +233,13 @@ impl CustomOp2 for Gemm {
         // y = a·b: da = G·bᵀ, db = aᵀ·G.  y = a·bᵀ: da = G·b, db = Gᵀ·a (in b's own layout).
         let da = match (a.track_op(), self.rhs_transposed) {
             (false, _) => None,
-            (true, false) => Some(product(grad, &swap(b)?)?),
-            (true, true) => Some(product(grad, b)?),
+            (true, false) => Some(untracked(grad, &swap(b)?)?),
+            (true, true) => Some(untracked(grad, b)?),
         };
         let db = match (b.track_op(), self.rhs_transposed) {
             (false, _) => None,
-            (true, false) => Some(product(&swap(a)?, grad)?),
-            (true, true) => Some(product(&swap(grad)?, a)?),
+            (true, false) => Some(untracked(&swap(a)?, grad)?),
+            (true, true) => Some(untracked(&swap(grad)?, a)?),
         };
         Ok((da, db))
     }
