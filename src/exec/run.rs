@@ -36,8 +36,8 @@ pub const DEFAULT_LIMIT: usize = 24;
 /// One: a second thread helps only phases whose single products are large. The model's
 /// products split over the threads from `model::nn::gemm::PARALLEL_MIN_WORK` multiply-adds, so
 /// on the embedded model `--threads 2` shortens ELoRA's knowledge space, the preserved-knowledge
-/// statistics and ASAM's steps by 20–35 %, while a LoRA step's 55-token products stay on one
-/// thread and the idle pools' spinning makes it 5–15 % slower (README, "Speed"). Raise it for
+/// statistics and ASAM's steps by 17–27 %, while a LoRA step's 55-token products stay on one
+/// thread and the idle pools' spinning makes it 10–15 % slower (README, "Speed"). Raise it for
 /// large checkpoints and for those methods.
 pub const DEFAULT_THREADS: usize = 1;
 
