@@ -3,7 +3,7 @@
 //! candle's CPU matmul goes through the `gemm` crate, whose f32 and f64 kernels on stable Rust
 //! are the 256-bit (AVX2/FMA) ones. faer ships 512-bit kernels and picks them at run time: on
 //! the development machine (AVX-512) its one-thread f32 rate is 2–3× candle's on the embedded
-//! model's shapes (`mkedsl bench` reports both). Every product of the model — linears, adapters,
+//! model's shapes (README, "Speed"). Every product of the model — linears, adapters,
 //! attention, and their backward — goes through [`matmul`], which runs faer on CPU f32/f64 and
 //! candle's own matmul elsewhere (CUDA, half precision), so results are the same op either way.
 //!
