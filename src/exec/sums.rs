@@ -26,7 +26,7 @@ pub fn sum(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?)
 }
 
-/// `‖a − b‖` (Frobenius) in f64; `b` may also be a scalar zero-dim tensor, which broadcasts.
+/// `‖a − b‖` (Frobenius) in f64, for tensors of one shape.
 pub fn distance(a: &Tensor, b: &Tensor) -> Result<f64> {
     if a.shape() == b.shape() {
         let squares = in_place(a, |xa| {
@@ -41,15 +41,20 @@ pub fn distance(a: &Tensor, b: &Tensor) -> Result<f64> {
             return Ok(s.sqrt());
         }
     }
-    let d = a
-        .to_dtype(DType::F64)?
-        .broadcast_sub(&b.to_dtype(DType::F64)?)?;
+    let d = (a.to_dtype(DType::F64)? - b.to_dtype(DType::F64)?)?;
     Ok(d.sqr()?.sum_all()?.sqrt()?.to_scalar::<f64>()?)
 }
 
 /// `‖a‖` (Frobenius) in f64.
 pub fn norm(t: &Tensor) -> Result<f64> {
-    distance(t, &Tensor::zeros((), t.dtype(), t.device())?)
+    if let Some(s) = in_place(t, |v| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>()) {
+        return Ok(s.sqrt());
+    }
+    Ok(t.to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .sqrt()?
+        .to_scalar::<f64>()?)
 }
 
 #[cfg(test)]
@@ -66,7 +71,7 @@ mod tests {
         assert!((distance(&a, &b).unwrap() - 44f64.sqrt()).abs() < 1e-12);
         assert!((sum(&a).unwrap() - 0.75).abs() < 1e-12);
         assert!((norm(&a).unwrap() - 27.3125f64.sqrt()).abs() < 1e-12);
-        // A transposed view, f64 and a scalar go through the tensor ops, with the same results.
+        // A transposed view and f64 go through the tensor ops, with the same results.
         let (at, bt) = (a.t().unwrap(), b.t().unwrap());
         assert!(!at.is_contiguous());
         assert!((distance(&at, &bt).unwrap() - 44f64.sqrt()).abs() < 1e-12);

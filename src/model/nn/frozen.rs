@@ -26,21 +26,10 @@ pub fn matmul_t(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     fn random(shape: &[usize], seed: u64) -> Tensor {
-        // A small deterministic generator keeps the test independent of candle's RNG.
-        let n: usize = shape.iter().product();
-        let mut s = seed;
-        let data: Vec<f64> = (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
-            })
-            .collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+        crate::model::nn::gemm::tests::random(shape, seed, DType::F64)
     }
 
     #[test]

@@ -246,11 +246,12 @@ impl CustomOp2 for Gemm {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
 
-    fn random(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+    /// Deterministic values in [−0.5, 0.5) from a small LCG, independent of candle's RNG.
+    pub(crate) fn random(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
         let mut s = seed;
         let data: Vec<f64> = (0..n)
