@@ -365,7 +365,17 @@ impl Executor {
                 finite(|| format!("the update of {}", t.name), &u, k, *steps)?;
                 t.var.set(&(p + u)?)?;
             }
+            // A LoRA's A and B measure the same product: check it once.
+            let mut checked = Vec::new();
             for t in &trained {
+                let lora = match &t.slot {
+                    Slot::LoraA(s) | Slot::LoraB(s) => Some(*s),
+                    _ => None,
+                };
+                if lora.is_some_and(|s| checked.contains(&s)) {
+                    continue;
+                }
+                checked.extend(lora);
                 t.check_divergence(state, k, *steps)?;
             }
         }

@@ -1,8 +1,9 @@
 //! The Llama decoder of a LLaVA model, with a site at every tensor a recipe can name.
 //!
 //! Written in candle's style (`load(vb, cfg)` walking the Hugging Face names) but from
-//! differentiable ops only: generic softmax, RMSNorm and rotary embeddings from primitives, and
-//! the frozen-weight matmul for every base weight that is not being trained.
+//! differentiable ops only: softmax, RMSNorm and the gated activation as fused ops with their own
+//! backward (`nn/fused`), rotary embeddings from primitives, and faer's products (`nn/gemm.rs`),
+//! which give no gradient to a base weight that is not being trained.
 
 use candle_core::{Device, Tensor};
 use candle_nn::{Init, VarBuilder};
@@ -210,7 +211,7 @@ impl DecoderLayer {
         )?;
         let gate = pass.linear(lin(Proj::Gate), &self.mlp.gate_proj, h.clone())?;
         let up = pass.linear(lin(Proj::Up), &self.mlp.up_proj, h.clone())?;
-        let act = pass.at(site(LayerPoint::MlpAct), (shape.act.forward(&gate)? * up)?)?;
+        let act = pass.at(site(LayerPoint::MlpAct), shape.act.gated(&gate, &up)?)?;
         let mut out = pass.linear(lin(Proj::Down), &self.mlp.down_proj, act)?;
         if let Some(extra) = pass.adapters.neuron_output(l, &h)? {
             out = (out + extra)?;

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod frozen;
+pub mod fused;
 pub mod gemm;
 pub mod linear;
 pub mod mlp;
@@ -22,7 +23,7 @@ pub fn attention_softmax(
     if let Some(b) = bias {
         wide = wide.broadcast_add(&b.to_dtype(wide.dtype())?)?;
     }
-    candle_nn::ops::softmax(&wide, candle_core::D::Minus1)?.to_dtype(scores.dtype())
+    fused::softmax::softmax_last_dim(&wide)?.to_dtype(scores.dtype())
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! RMSNorm and LayerNorm written from primitive ops, so both have gradients (candle's fused
-//! `rms_norm` and `layer_norm` return results with no parents).
+//! RMSNorm and LayerNorm with gradients (candle's fused `rms_norm` and `layer_norm` return
+//! results with no parents): RMSNorm through our fused op with its own backward
+//! (`fused/rms_norm.rs`), LayerNorm from primitive ops.
 
 use candle_core::{Result, Tensor, D};
 
+use crate::model::nn::fused::rms_norm::rms_norm;
 use crate::model::precision::widen;
 use candle_nn::{Init, VarBuilder};
 
@@ -27,11 +29,7 @@ impl RmsNorm {
     /// squares over thousands of channels loses digits), returned in the input's dtype.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let wide = widen(x)?;
-        let mean_sq = wide.sqr()?.mean_keepdim(D::Minus1)?;
-        let inv = (mean_sq + self.eps)?.sqrt()?.recip()?;
-        wide.broadcast_mul(&inv)?
-            .broadcast_mul(&self.weight.to_dtype(wide.dtype())?)?
-            .to_dtype(x.dtype())
+        rms_norm(&wide, &self.weight.to_dtype(wide.dtype())?, self.eps)?.to_dtype(x.dtype())
     }
 }
 
