@@ -268,14 +268,17 @@ pub(crate) mod tests {
             .unwrap()
     }
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    /// The largest absolute difference, in f64 (the operands may differ in dtype).
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        let (a, b) = (
+            a.to_dtype(DType::F64).unwrap(),
+            b.to_dtype(DType::F64).unwrap(),
+        );
         (a - b)
             .unwrap()
             .abs()
             .unwrap()
             .max_all()
-            .unwrap()
-            .to_dtype(DType::F64)
             .unwrap()
             .to_scalar::<f64>()
             .unwrap()

@@ -49,26 +49,3 @@ fn with_values<R>(op: &str, t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R
 fn gradient(values: Vec<f32>, like: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(values, like.shape(), like.device())
 }
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use candle_core::{DType, Tensor};
-
-    /// The largest absolute difference, in f64.
-    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        let (a, b) = (
-            a.to_dtype(DType::F64).unwrap(),
-            b.to_dtype(DType::F64).unwrap(),
-        );
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
-}

@@ -150,9 +150,8 @@ impl CustomOp2 for RmsNorm {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::max_diff;
     use super::*;
-    use crate::model::nn::gemm::tests::random;
+    use crate::model::nn::gemm::tests::{max_diff, random};
     use candle_core::{DType, Var};
 
     /// The fused op's value and both gradients against the composed ops in f64.

@@ -102,9 +102,8 @@ impl CustomOp1 for Softmax {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::max_diff;
     use super::*;
-    use crate::model::nn::gemm::tests::random;
+    use crate::model::nn::gemm::tests::{max_diff, random};
     use candle_core::{DType, Var};
 
     /// The fused op's value and gradient against candle's composed softmax in f64, with a row
