@@ -560,6 +560,23 @@ per edit {
 }
 "#;
 
+const ASAM_LAST: &str = r#"
+recipe "ASAM-like" { mode: single, seed: 0 }
+use std.asam
+per edit {
+  train layer(-1).mlp.down_proj.weight for 3 steps with adam(lr: 1e-3) {
+    let adversaries = lar(budget: 1e-1, count: 2)
+    loss with_alignment(
+      nll(target) + kl_to_original(over: preserve(text: 2, vqa: 2)),
+      layer(-1).output,
+      adversaries,
+      tau: 4,
+      beta: 10,
+    )
+  }
+}
+"#;
+
 /// Trains with the plan's frozen prefix (the layers below the trained tensors run once per
 /// case) and without it; the edited models must agree.
 fn edit_with_and_without_prefix(text: &str) -> (Option<usize>, usize, f64) {
@@ -598,4 +615,9 @@ fn a_frozen_prefix_gives_the_same_edit_as_whole_passes() {
     let (first, _, diff) = edit_with_and_without_prefix(LORA_AT_1);
     assert_eq!(first, Some(1));
     assert!(diff < 1e-5, "LoRA logits differ by {diff}");
+    // ASAM on the last layer: the clean row and the preserved samples start from the prefix,
+    // the adversarial variants (drawn in the body, perturbed at the input) run whole.
+    let (first, layers, diff) = edit_with_and_without_prefix(ASAM_LAST);
+    assert_eq!(first, Some(layers - 1));
+    assert!(diff < 1e-5, "ASAM logits differ by {diff}");
 }

@@ -5,11 +5,13 @@
 //! term produce the same residual stream at every optimisation step, so the executor computes
 //! it once per edit case and each step runs the layers from there on: FT-L of the last of six
 //! layers runs one layer per step instead of six. Rows that change between steps (variants
-//! drawn in the body, latents perturbed at the input) and hidden states read below that layer
-//! need the whole pass, so a train step whose loss reads variants gets no prefix.
+//! drawn in the body, latents perturbed at the input) and passes that read hidden states need
+//! the whole pass; the executor runs those whole and starts the fixed rows from the prefix, so
+//! ASAM's clean target row and its preserved samples run one layer per step while its
+//! adversarial variants run all six.
 
 use super::types::{Step, StepId};
-use crate::sema::{LossKind, Op, ParamOwner};
+use crate::sema::{Op, ParamOwner};
 
 /// Sets each train step's `frozen_prefix`. Layers are known only when a model is bound.
 pub(super) fn frozen_prefixes(steps: &mut [Step]) {
@@ -26,17 +28,8 @@ pub(super) fn frozen_prefixes(steps: &mut [Step]) {
     }
 }
 
-/// The lowest decoder layer whose computation a train step changes, when its loss reads only
-/// rows that are the same at every step; `None` when unknown or when no prefix is fixed.
+/// The lowest decoder layer whose computation a train step changes; `None` when unknown.
 fn first_trained_layer(train: &crate::sema::ops::Train, steps: &[Step]) -> Option<usize> {
-    let fixed_rows = train.loss.iter().all(|t| match &t.kind {
-        LossKind::Nll { on } => on.is_none(),
-        LossKind::KlToOriginal { .. } => true,
-        LossKind::RankAlign { .. } => false,
-    });
-    if !fixed_rows {
-        return None;
-    }
     let mut first: Option<usize> = None;
     for p in &train.params {
         let layers = match &p.owner {
