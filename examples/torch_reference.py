@@ -96,7 +96,7 @@ class Example:
 
     def __init__(self, tok, processor, question, answer, image):
         ids = prompt_ids(question, image)
-        answer_ids = tok(" " + answer, add_special_tokens=False)["input_ids"]
+        answer_ids = tok(" " + answer.strip(), add_special_tokens=False)["input_ids"]
         self.ids = torch.tensor([ids + answer_ids])
         self.start = len(ids)
         self.answer = torch.tensor(answer_ids)
@@ -421,19 +421,23 @@ def run(model, data, method):
     return spaces_s / n, opt_s / n, eval_s / n, 100 * sum(rel) / n, notes
 
 
+def load(threads):
+    """The model (frozen, eval mode), its tokenizer and image processor, on `threads` threads."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = LlavaForConditionalGeneration.from_pretrained(MODEL, dtype=torch.float32)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, AutoTokenizer.from_pretrained(MODEL), CLIPImageProcessor.from_pretrained(MODEL)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration.from_pretrained(MODEL, torch_dtype=torch.float32)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    tok = AutoTokenizer.from_pretrained(MODEL)
-    processor = CLIPImageProcessor.from_pretrained(MODEL)
+    model, tok, processor = load(args.threads)
     data = cases(tok, processor, args.cases)
     run(model, data[:1], ft_l)  # warm-up
     print(f"torch {torch.__version__} · {args.threads} thread(s) · {args.cases} cases of {DATA}")

@@ -76,10 +76,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from transformers import AutoTokenizer, CLIPImageProcessor, LlavaForConditionalGeneration
 
-from torch_reference import DATA, MODEL, prompt_ids
+from torch_reference import DATA, Example, cases, load
 
 # recipes/asam.edit and stdlib/asam.edit.
 STEPS = 70
@@ -92,49 +90,6 @@ PRESERVE_TEXT = 8
 PRESERVE_VQA = 8
 
 
-class Seq:
-    """One teacher-forced sequence: prompt ids + answer ids (no `</s>`, as mkedsl), pixels."""
-
-    def __init__(self, tok, processor, question, answer, image):
-        ids = prompt_ids(question, image)
-        answer_ids = tok(" " + answer.strip(), add_special_tokens=False)["input_ids"]
-        self.ids = torch.tensor([ids + answer_ids])
-        self.start = len(ids)  # first answer column; start - 1 is the last prompt token
-        self.answer = torch.tensor(answer_ids)
-        self.pixels = (processor(Image.open(image).convert("RGB"), return_tensors="pt")["pixel_values"]
-                       if image else None)
-
-    def logits(self, model):
-        kwargs = {"input_ids": self.ids}
-        if self.pixels is not None:
-            kwargs["pixel_values"] = self.pixels
-        out = model(**kwargs).logits[0]
-        return out[self.start - 1:self.start - 1 + len(self.answer)]
-
-    def accuracy(self, model):
-        with torch.no_grad():
-            return (self.logits(model).argmax(-1) == self.answer).float().mean().item()
-
-
-def cases(tok, processor, n):
-    rows = json.load(open(DATA))[:n]
-    img = lambda p: os.path.join(os.path.dirname(DATA), p)
-    out = []
-    for i, r in enumerate(rows):
-        out.append({
-            "index": i,
-            "edit": Seq(tok, processor, r["src"], r["alt"], img(r["image"])),
-            "probes": [
-                Seq(tok, processor, r["src"], r["alt"], img(r["image"])),
-                Seq(tok, processor, r["rephrase"], r["alt"], img(r["image"])),
-                Seq(tok, processor, r["src"], r["alt"], img(r["image_rephrase"])),
-                Seq(tok, processor, r["loc"], r["loc_ans"], None),
-                Seq(tok, processor, r["m_loc_q"], r["m_loc_a"], img(r["m_loc"])),
-            ],
-        })
-    return out
-
-
 def preserved(tok, processor, n_cases):
     """8 text and 8 image sequences from the last records of the data file (never edited)."""
     rows = json.load(open(DATA))
@@ -142,8 +97,8 @@ def preserved(tok, processor, n_cases):
     if first < n_cases:
         raise SystemExit(f"--cases {n_cases} would edit the records the preserved samples come from")
     img = lambda p: os.path.join(os.path.dirname(DATA), p)
-    text = [Seq(tok, processor, r["loc"], r["loc_ans"], None) for r in rows[first:][:PRESERVE_TEXT]]
-    vqa = [Seq(tok, processor, r["m_loc_q"], r["m_loc_a"], img(r["m_loc"]))
+    text = [Example(tok, processor, r["loc"], r["loc_ans"], None) for r in rows[first:][:PRESERVE_TEXT]]
+    vqa = [Example(tok, processor, r["m_loc_q"], r["m_loc_a"], img(r["m_loc"]))
            for r in rows[first:][:PRESERVE_VQA]]
     return [text, vqa]
 
@@ -307,14 +262,7 @@ def main():
     ap.add_argument("--cases", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration.from_pretrained(MODEL, dtype=torch.float32)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    tok = AutoTokenizer.from_pretrained(MODEL)
-    processor = CLIPImageProcessor.from_pretrained(MODEL)
+    model, tok, processor = load(args.threads)
     lm = Lm(model)
     data = cases(tok, processor, args.cases)
     keep = preserved(tok, processor, args.cases)
