@@ -44,6 +44,7 @@ impl Activation {
             Self::Relu => x.relu(),
         }
     }
+
     /// `act(gate) · up`, the gated MLP's product; SiLU's is one fused op on the CPU.
     pub fn gated(self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         match self {

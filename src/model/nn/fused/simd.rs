@@ -36,11 +36,12 @@ const LANES: usize = 8;
 
 /// `eˣ` in f32 to within 2 ulp (Cephes' `expf`: `x = k·ln 2 + r`, a degree-6 polynomial in `r`,
 /// `2ᵏ` built in the exponent bits), branch-free so that a loop of it vectorises. Below
-/// ln(f32::MIN_POSITIVE) it is 0 (no subnormals), above ln(f32::MAX) it is +∞, NaN stays NaN.
+/// ln(f32::MIN_POSITIVE) it is 0 (no subnormals), above 88.37 it is +∞ (a little early:
+/// ln(f32::MAX) is 88.72), NaN stays NaN.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOW: f32 = -87.336_55; // ln(f32::MIN_POSITIVE)
-    const HIGH: f32 = 88.376_26; // just below ln(f32::MAX), so that 2ᵏ stays finite
+    const HIGH: f32 = 88.37; // below 127.5 · ln 2, so that k ≤ 127 and 2ᵏ stays finite
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -138,6 +139,7 @@ mod tests {
         assert_eq!(exp(-1e9), 0.0);
         assert_eq!(exp(-87.5), 0.0);
         assert_eq!(exp(1e9), f32::INFINITY);
+        assert!(exp(88.37).is_finite() && exp(88.371) == f32::INFINITY);
         assert!(exp(f32::NAN).is_nan());
         assert!((sigmoid(0.0) - 0.5).abs() < 1e-7);
     }
