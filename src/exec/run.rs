@@ -35,10 +35,10 @@ pub const DEFAULT_LIMIT: usize = 24;
 ///
 /// One: a second thread helps only phases whose single products are large. The model's
 /// products split over the threads from `model::nn::gemm::PARALLEL_MIN_WORK` multiply-adds, so
-/// on the embedded model `--threads 2` shortens ELoRA's knowledge space, the preserved-knowledge
-/// statistics and ASAM's steps by 17–27 %, while a LoRA step's 55-token products stay on one
-/// thread and the idle pools' spinning makes it 10–15 % slower (README, "Speed"). Raise it for
-/// large checkpoints and for those methods.
+/// on the embedded model `--threads 2` shortens ELoRA's knowledge space and the
+/// preserved-knowledge statistics by 8–20 %, while a step's 55-token products stay on one thread
+/// and the idle pools' spinning makes LoRA-Null's and LPEdit's steps 9–24 % slower (README,
+/// "Speed", the threads paragraph). Raise it for large checkpoints and for those methods.
 pub const DEFAULT_THREADS: usize = 1;
 
 /// Sets the CPU threads of candle's kernels. Call it before the first tensor operation (the

@@ -34,14 +34,28 @@ fn values<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a 
     }
 }
 
-/// `f` over a CPU f32 tensor's values (made contiguous first), for a backward pass: gradients
-/// arrive in whatever layout the op after this one left them.
-fn with_values<R>(op: &str, t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(cpu) => Ok(f(values(op, cpu, layout)?)),
-        _ => candle_core::bail!("{op}: the fused kernel runs on the CPU"),
+/// `f` over the values of CPU f32 tensors (each made contiguous first), for a backward pass:
+/// gradients arrive in whatever layout the op after this one left them.
+fn with_values<R, const N: usize>(
+    op: &str,
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> R,
+) -> Result<R> {
+    let tensors = tensors
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let slices = guards
+        .iter()
+        .map(|(storage, layout)| match &**storage {
+            Storage::Cpu(cpu) => values(op, cpu, layout),
+            _ => candle_core::bail!("{op}: the fused kernel runs on the CPU"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    match <[&[f32]; N]>::try_from(slices) {
+        Ok(slices) => Ok(f(slices)),
+        Err(_) => candle_core::bail!("{op}: expected {N} operands"),
     }
 }
 

@@ -123,25 +123,20 @@ impl CustomOp2 for RmsNorm {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let name = self.name();
         let weight_trained = w.track_op();
-        let (dx, dw) = with_values(name, x, |x| {
-            with_values(name, w, |w| {
-                with_values(name, grad, |dy| {
-                    let mut dx = vec![0f32; x.len()];
-                    let mut dw = vec![0f32; if weight_trained { w.len() } else { 0 }];
-                    vectorised(Backward {
-                        x,
-                        w,
-                        dy,
-                        eps: self.eps,
-                        dx: &mut dx,
-                        dw: &mut dw,
-                    });
-                    (dx, dw)
-                })
-            })
-        })???;
+        let (dx, dw) = with_values(self.name(), [x, w, grad], |[x, w, dy]| {
+            let mut dx = vec![0f32; x.len()];
+            let mut dw = vec![0f32; if weight_trained { w.len() } else { 0 }];
+            vectorised(Backward {
+                x,
+                w,
+                dy,
+                eps: self.eps,
+                dx: &mut dx,
+                dw: &mut dw,
+            });
+            (dx, dw)
+        })?;
         let dx = x.track_op().then(|| gradient(dx, x)).transpose()?;
         let dw = weight_trained.then(|| gradient(dw, w)).transpose()?;
         Ok((dx, dw))

@@ -87,22 +87,17 @@ impl CustomOp2 for SiluGate {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let name = self.name();
-        let (dg, du) = with_values(name, gate, |g| {
-            with_values(name, up, |u| {
-                with_values(name, grad, |dy| {
-                    let (mut dg, mut du) = (vec![0f32; g.len()], vec![0f32; g.len()]);
-                    vectorised(Backward {
-                        g,
-                        u,
-                        dy,
-                        dg: &mut dg,
-                        du: &mut du,
-                    });
-                    (dg, du)
-                })
-            })
-        })???;
+        let (dg, du) = with_values(self.name(), [gate, up, grad], |[g, u, dy]| {
+            let (mut dg, mut du) = (vec![0f32; g.len()], vec![0f32; g.len()]);
+            vectorised(Backward {
+                g,
+                u,
+                dy,
+                dg: &mut dg,
+                du: &mut du,
+            });
+            (dg, du)
+        })?;
         let dg = gate.track_op().then(|| gradient(dg, gate)).transpose()?;
         let du = up.track_op().then(|| gradient(du, up)).transpose()?;
         Ok((dg, du))

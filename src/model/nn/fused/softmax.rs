@@ -82,20 +82,17 @@ impl CustomOp1 for Softmax {
     }
 
     fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let name = self.name();
         let n = x.dim(D::Minus1)?;
-        let dx = with_values(name, res, |y| {
-            with_values(name, grad, |dy| {
-                let mut dx = vec![0f32; y.len()];
-                vectorised(Backward {
-                    y,
-                    dy,
-                    n,
-                    dx: &mut dx,
-                });
-                dx
-            })
-        })??;
+        let dx = with_values(self.name(), [res, grad], |[y, dy]| {
+            let mut dx = vec![0f32; y.len()];
+            vectorised(Backward {
+                y,
+                dy,
+                n,
+                dx: &mut dx,
+            });
+            dx
+        })?;
         Ok(Some(gradient(dx, x)?))
     }
 }
