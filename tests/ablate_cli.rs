@@ -203,6 +203,15 @@ fn settings_reach_the_arms_that_declare_them_and_files_interleave_into_one_seque
     let cells = file["cells"].as_array().expect("cells");
     assert_eq!(cells.len(), 2, "one cell per arm: both files in one unit");
     assert_eq!(cells[1]["cases"], 2);
+    // The two cases are one sequence scored after the same two edits: the interval resamples
+    // sequences, and one sequence gives none.
+    let interval = file["interval"].as_str().unwrap();
+    assert!(
+        interval.contains("over sequences of up to 2 edits (1 in evqa.json + eic.json;"),
+        "{interval}"
+    );
+    assert!(cells[1]["delta"]["rel"].get("lo").is_none(), "{}", cells[1]);
+    assert!(cells[1]["scores"]["rel"].get("lo").is_none());
 
     // The LoRA arm is exactly `mkedsl run` at that setting on the same interleaved sequence.
     let json = dir.path().join("run.json");

@@ -236,3 +236,102 @@ fn count_and_bad_grids_are_answered_before_any_run() {
     assert_ne!(code, 0);
     assert!(stderr.contains("--seeds must be at least 1"), "{stderr}");
 }
+
+/// A sequential sweep: every run edits in groups of K and the file and table say so; its point
+/// at the recipe's own value is `mkedsl run` in the same mode, and a part of another mode does
+/// not merge with it.
+#[test]
+fn a_sequential_sweep_edits_in_groups_and_matches_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("seq");
+    let (code, stdout, stderr) = mkedsl(&[
+        "sweep",
+        "recipes/ft_l.edit",
+        "--set",
+        "lr=1.5e-3,1.5e-2",
+        "--limit",
+        "4",
+        "--mode",
+        "sequential",
+        "--k",
+        "2",
+        "--no-cache",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("4 cases · sequential editing, K = 2"),
+        "{stdout}"
+    );
+    let file = read(&out.join("sweep.json"));
+    assert_eq!(file["mode"], "sequential");
+    assert_eq!(file["k"], 2);
+    let points = scores(&file);
+    assert_eq!(points.len(), 2);
+
+    let run_json = dir.path().join("run.json");
+    let (code, _, stderr) = mkedsl(&[
+        "run",
+        "recipes/ft_l.edit",
+        "--limit",
+        "4",
+        "--mode",
+        "sequential",
+        "--k",
+        "2",
+        "--no-cache",
+        "--json",
+        s(&run_json),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let run = read(&run_json);
+    assert_eq!(run["mode"], "sequential");
+    assert_eq!(run["metrics"], points[0].3);
+
+    // The same grid edited case by case is another sweep: its part does not merge.
+    let single = dir.path().join("single");
+    let (code, _, stderr) = mkedsl(&[
+        "sweep",
+        "recipes/ft_l.edit",
+        "--set",
+        "lr=1.5e-3,1.5e-2",
+        "--limit",
+        "4",
+        "--no-cache",
+        "--task",
+        "1",
+        "--out",
+        s(&single),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let seq_part = dir.path().join("seqpart");
+    let (code, _, stderr) = mkedsl(&[
+        "sweep",
+        "recipes/ft_l.edit",
+        "--set",
+        "lr=1.5e-3,1.5e-2",
+        "--limit",
+        "4",
+        "--mode",
+        "sequential",
+        "--k",
+        "2",
+        "--no-cache",
+        "--task",
+        "0",
+        "--out",
+        s(&seq_part),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = mkedsl(&[
+        "sweep",
+        "--out",
+        s(dir.path()),
+        "--merge",
+        s(&seq_part.join("task-0.json")),
+        s(&single.join("task-1.json")),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("editing mode differs"), "{stderr}");
+}

@@ -25,7 +25,7 @@ use crate::exec::run::{run, RunRequest};
 use crate::model::LlavaConfig;
 use crate::plan::PlanOptions;
 use crate::sema::Overrides;
-use crate::sweep::stats::{estimate, Estimate};
+use crate::sweep::stats::{estimate_clustered, Estimate};
 pub use tune::{Choice, Outcome, Trial};
 
 /// The `format` of an ablation file.
@@ -193,9 +193,29 @@ pub struct TuningInfo {
     pub rule: String,
 }
 
-/// How the intervals are made, stated in every file and table.
-pub const INTERVAL: &str = "95 % percentile bootstrap over cases (10,000 resamples; each case's \
-    score averaged over the seeds first; differences paired by case)";
+/// How the intervals are made, stated in every file and table: over cases for single edits,
+/// over whole sequences when edits accumulate (the cases of one sequence are scored after the
+/// same edits, so they are not independent draws).
+fn interval(sequence: Option<usize>, cells: &[Cell]) -> String {
+    let Some(k) = sequence else {
+        return "95 % percentile bootstrap over cases (10,000 resamples; each case's score \
+            averaged over the seeds first; differences paired by case)"
+            .into();
+    };
+    let controls = cells.iter().filter(|c| c.arm == 0);
+    let counts: Vec<String> = controls
+        .map(|c| {
+            let name = table::data_name(&c.data);
+            format!("{} in {name}", c.cases.div_ceil(k.max(1)))
+        })
+        .collect();
+    format!(
+        "95 % percentile bootstrap over sequences of up to {k} edits ({}; 10,000 resamples of \
+         whole sequences; each case's score averaged over the seeds first; differences paired \
+         by sequence; no interval from a single sequence)",
+        counts.join(", ")
+    )
+}
 
 const RULE: &str = "the smallest value on a ×3 grid (…, 0.3, 1, 3, 10, … × the arm's declared \
     default) at which Rel reaches the target on every tuning file";
@@ -361,6 +381,9 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             run_s: started.elapsed().as_secs_f64(),
         });
     }
+    // In sequential editing the runs score groups of k consecutive cases after the group's
+    // edits: the interval's unit.
+    let sequence = if mode == "sequential" { k } else { None };
     let mut cells = Vec::new();
     for (d, unit) in units.iter().enumerate() {
         let data = label(unit);
@@ -379,8 +402,8 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
                 .into());
             }
             let key = ((d * 64 + a) * 16) as u64;
-            let scores = summarise(&matrix, None, key);
-            let delta = (a > 0).then(|| summarise(&matrix, Some(&control), key + 8));
+            let scores = summarise(&matrix, None, sequence, key);
+            let delta = (a > 0).then(|| summarise(&matrix, Some(&control), sequence, key + 8));
             cells.push(Cell {
                 arm: a,
                 data: data.clone(),
@@ -415,8 +438,8 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             rule: RULE.into(),
         }),
         arms,
+        interval: interval(sequence, &cells),
         cells,
-        interval: INTERVAL.into(),
         mkedsl: env!("CARGO_PKG_VERSION").into(),
     })
 }
@@ -610,8 +633,14 @@ fn case_means(matrix: &[Vec<[f64; 6]>], m: usize) -> Vec<f64> {
         .collect()
 }
 
-/// The six estimates of a cell, or of its paired difference from `control`.
-fn summarise(matrix: &[Vec<[f64; 6]>], control: Option<&[Vec<[f64; 6]>]>, key: u64) -> Scores {
+/// The six estimates of a cell, or of its paired difference from `control`; with `sequence`,
+/// the intervals resample whole sequences of that many consecutive cases.
+fn summarise(
+    matrix: &[Vec<[f64; 6]>],
+    control: Option<&[Vec<[f64; 6]>]>,
+    sequence: Option<usize>,
+    key: u64,
+) -> Scores {
     let est = |m: usize| {
         let mut values = case_means(matrix, m);
         if let Some(control) = control {
@@ -619,7 +648,7 @@ fn summarise(matrix: &[Vec<[f64; 6]>], control: Option<&[Vec<[f64; 6]>]>, key: u
                 *v -= c;
             }
         }
-        estimate(&values, key + m as u64)
+        estimate_clustered(&values, sequence.unwrap_or(1), key + m as u64)
     };
     Scores {
         rel: est(0),
@@ -695,13 +724,29 @@ mod tests {
     }
 
     #[test]
+    fn in_sequences_the_interval_resamples_whole_sequences() {
+        // Four cases, one seed. As single edits they are four draws; as one sequence of four
+        // there is nothing to resample; as two sequences of two the draws are their means.
+        let arm: Vec<Vec<[f64; 6]>> = [1.0, 1.0, 0.0, 1.0].iter().map(|&x| vec![[x; 6]]).collect();
+        let single = summarise(&arm, None, None, 3);
+        assert!(single.rel.lo.is_some());
+        let one = summarise(&arm, None, Some(4), 3);
+        assert_eq!((one.rel.mean, one.rel.lo, one.rel.hi), (0.75, None, None));
+        let two = summarise(&arm, None, Some(2), 3);
+        let (lo, hi) = (two.rel.lo.unwrap(), two.rel.hi.unwrap());
+        // Resampling the sequence means {1, 0.5}: the means lie in {0.5, 0.75, 1}.
+        assert!([0.5, 0.75, 1.0].contains(&lo) && [0.5, 0.75, 1.0].contains(&hi));
+        assert_eq!((lo, hi), (0.5, 1.0));
+    }
+
+    #[test]
     fn a_difference_is_paired_by_case() {
         // Two cases, two seeds. Arm: case 0 scores 1 and 1, case 1 scores 0 and 1; control: 1
         // and 0 everywhere, so the per-case differences are 0 and 0.5 − 0 = 0.5, mean 0.25.
         let row = |x: f64| [x; 6];
         let arm = vec![vec![row(1.0), row(1.0)], vec![row(0.0), row(1.0)]];
         let control = vec![vec![row(1.0), row(1.0)], vec![row(0.0), row(0.0)]];
-        let d = summarise(&arm, Some(&control), 0);
+        let d = summarise(&arm, Some(&control), None, 0);
         assert!((d.rel.mean - 0.25).abs() < 1e-12);
         let (lo, hi) = (d.rel.lo.unwrap(), d.rel.hi.unwrap());
         // Resampling two values {0, 0.5}: the means lie in {0, 0.25, 0.5}.

@@ -62,7 +62,7 @@ fn seed_spread(cell: &Cell) -> f64 {
 
 /// A cell's data by file names: `evqa.json`, or `evqa.json + eic.json` for a cross-task
 /// sequence.
-fn data_name(data: &str) -> String {
+pub(super) fn data_name(data: &str) -> String {
     data.split(" + ")
         .map(file_name)
         .collect::<Vec<_>>()

@@ -12,8 +12,11 @@
 //! is what a step size does over a fixed number of single edits until it diverges. In
 //! sequential editing Rel can fall as the rate grows (large steps overwrite earlier edits of the
 //! sequence); when the walk up meets a divergence or a falling Rel, the search also walks down
-//! from the anchor while Rel improves. Where Rel has several peaks the search may still stop at
-//! a local one; the trace in the output shows every value tried.
+//! from the anchor while Rel improves. Where Rel has several peaks that walk can stop at a
+//! local one, so when it finds no passing value the search scans the whole grid within
+//! [`MAX_STEPS`] of the anchor, smallest first, up to the smallest value that diverged: the
+//! first value that passes is the smallest passing one. Only when none passes is the arm
+//! unmatched, at the most reliable value. The trace in the output shows every value tried.
 
 use serde::{Deserialize, Serialize};
 
@@ -142,6 +145,27 @@ pub fn choose<E>(
         }
         return Ok(matched(k, trials));
     }
+    // The walk found no passing value, but Rel may have another peak it did not reach: every
+    // grid value not yet tried, smallest first, below the smallest that diverged.
+    let diverged_from = trials
+        .iter()
+        .filter(|t| t.diverged)
+        .map(|t| t.value)
+        .fold(f64::INFINITY, f64::min);
+    for k in -MAX_STEPS..=MAX_STEPS {
+        let value = grid_value(anchor, k);
+        if value >= diverged_from {
+            break;
+        }
+        if trials.iter().any(|t| t.value == value) {
+            continue;
+        }
+        match try_at(k, &mut trials)?.0 {
+            Verdict::Pass => return Ok(matched(k, trials)),
+            Verdict::Diverged => break,
+            Verdict::Fail => {}
+        }
+    }
     // Nothing reached the target: the most reliable value that did not diverge, the smaller on
     // a tie (the smallest value tried if every one diverged).
     let best = trials
@@ -211,9 +235,10 @@ mod tests {
         };
         let c = choose(0.1, 0.9, &mut rel).unwrap();
         assert!(!c.matched);
-        // 0.1, 0.3 fail at 0.2; 1.0 is the first (smallest) value reaching 0.7.
+        // 0.1, 0.3 fail at 0.2; 1.0 is the first (smallest) value reaching 0.7. The walk goes
+        // up to the last step, then the scan tries every value below the anchor.
         assert!(close(c.value, 1.0), "{c:?}");
-        assert_eq!(c.trials.len(), MAX_STEPS as usize + 1);
+        assert_eq!(c.trials.len(), 2 * MAX_STEPS as usize + 1);
     }
 
     #[test]
@@ -231,15 +256,18 @@ mod tests {
         assert!(close(from_below.value, 0.3), "{from_below:?}");
         assert_eq!(
             from_below.trials.len(),
-            4,
-            "0.1, 0.3, then 1.0 diverges; below the anchor 0.03 is no better and the walk stops"
+            4 + MAX_STEPS as usize - 1,
+            "0.1, 0.3, then 1.0 diverges; below the anchor 0.03 is no better and the walk stops; \
+             the scan tries the other values below 0.03 (none above: 1.0 diverged)"
         );
+        assert!(from_below.trials.iter().all(|t| t.value <= 1.0 + 1e-9));
         // Anchored at 3 the grid is …, 0.3, 0.9, 3: 3 diverges, 0.9 fails, 0.3 is no better;
         // of the two equally reliable values the smaller is chosen.
         let from_above = choose(3.0, 0.9, &mut rel).unwrap();
         assert!(!from_above.matched);
         assert!(close(from_above.value, 0.3), "{from_above:?}");
-        assert_eq!(from_above.trials.len(), 3);
+        assert_eq!(from_above.trials[..3].len(), 3);
+        assert!(from_above.trials[3..].iter().all(|t| t.value < 0.3));
         // A diverging anchor steps down to the first value that passes, then keeps walking.
         let mut fine_below = |v: f64| -> Result<Outcome, Infallible> {
             Ok(if v > 0.5 {
@@ -274,5 +302,28 @@ mod tests {
         // A Rel that only grows never sends the search below a failing anchor.
         let c = choose(0.01, 0.9, step(10.0)).unwrap();
         assert!(c.trials.iter().all(|t| t.value >= 0.01 - 1e-12), "{c:?}");
+    }
+
+    #[test]
+    fn a_passing_peak_the_walk_cannot_reach_is_found_by_the_scan() {
+        // Sequential editing with two peaks (LPEdit without its projection, K = 10): small
+        // steps keep every edit, mid-sized ones are worse than the anchor's, large ones worse
+        // still. The walk stops at the anchor's local peak; the scan finds 1e-3.
+        let mut rel = |v: f64| -> Result<Outcome, Infallible> {
+            Ok(Outcome::Rel(match v {
+                v if v < 5e-4 => 0.3,
+                v if v < 2e-3 => 1.0,
+                v if v < 0.05 => 0.5,
+                v if v < 0.2 => 0.69,
+                _ => 0.4,
+            }))
+        };
+        let c = choose(0.1, 0.9, &mut rel).unwrap();
+        assert!(c.matched, "{c:?}");
+        assert!(close(c.value, 1e-3), "{c:?}");
+        // The walk: 0.1, 0.3 (worse), 0.03 (worse); the scan from 1e-5: 1e-5, 3e-5, 1e-4,
+        // 3e-4 fail, 1e-3 passes.
+        let tried: Vec<f64> = c.trials.iter().map(|t| t.value).collect();
+        assert_eq!(tried.len(), 8, "{tried:?}");
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::eval::ModeArg;
 use super::inputs::EditDataArgs;
 use crate::exec::run::DEFAULT_LIMIT;
 use crate::exec::{CacheChoice, RunRequest};
@@ -52,6 +53,12 @@ pub struct SweepArgs {
     /// Edit and score every case of the dataset in every run.
     #[arg(long)]
     pub all: bool,
+    /// Editing schedule of every run [default: the recipe's `mode`].
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Edits per group in sequential mode [default: the recipe's `sequential_k`, else 10].
+    #[arg(long)]
+    pub k: Option<usize>,
     /// Neither read nor write the cache of prepare results.
     #[arg(long, conflicts_with = "cache_dir")]
     pub no_cache: bool,
@@ -96,6 +103,8 @@ pub fn run(args: SweepArgs) -> miette::Result<()> {
         template: RunRequest {
             setup,
             probe,
+            sequential: args.mode.map(|m| m == ModeArg::Sequential),
+            k: args.k,
             cache: CacheChoice::from_flags(args.no_cache, args.cache_dir),
             verbose: true,
             ..RunRequest::new(recipe.clone())

@@ -123,6 +123,13 @@ pub struct SweepFile {
     pub data: String,
     /// Cases per run (`--limit`); `None`: every case.
     pub limit: Option<usize>,
+    /// `single` or `sequential`, as the runs reported it (empty in files from before sweeps
+    /// recorded it).
+    #[serde(default)]
+    pub mode: String,
+    /// Edits per group in sequential mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
     pub parameters: Vec<String>,
     pub grid: Grid,
     pub runs: usize,
@@ -204,6 +211,7 @@ pub fn sweep(req: &SweepRequest) -> miette::Result<SweepFile> {
         None => grid.all().collect(),
     };
     let mut points = Vec::new();
+    let (mut mode, mut k) = (String::new(), None);
     for r in &runs {
         if req.verbose {
             eprintln!(
@@ -222,6 +230,8 @@ pub fn sweep(req: &SweepRequest) -> miette::Result<SweepFile> {
         })
         .map_err(|e| e.wrap_err(format!("sweep run {}: {}", r.task, r.describe())))?;
         let time_s = started.elapsed().as_secs_f64();
+        mode = outcome.report.mode.to_string();
+        k = outcome.report.k;
         let report = serde_json::to_value(&outcome.report)
             .map_err(|e| miette::miette!("cannot serialise a run's report: {e}"))?;
         points.push(PointResult {
@@ -246,6 +256,8 @@ pub fn sweep(req: &SweepRequest) -> miette::Result<SweepFile> {
         model: model.display().to_string(),
         data: data.display().to_string(),
         limit: req.template.setup.limit,
+        mode,
+        k,
         parameters: grid.axes.iter().map(|a| a.name.clone()).collect(),
         runs: grid.runs(),
         grid,
@@ -351,6 +363,10 @@ pub fn merge(parts: &[PathBuf]) -> Result<SweepFile, SweepError> {
                 ("model", first.model != file.model),
                 ("data", first.data != file.data),
                 ("case limit", first.limit != file.limit),
+                (
+                    "editing mode",
+                    (&first.mode, first.k) != (&file.mode, file.k),
+                ),
             ];
             if let Some((what, _)) = differs.iter().find(|(_, d)| *d) {
                 return Err(bad(format!(

@@ -39,9 +39,14 @@ pub fn markdown(file: &SweepFile) -> String {
     let cases = file
         .limit
         .map_or("every case".to_string(), |n| format!("{n} cases"));
+    let mode = match (file.mode.as_str(), file.k) {
+        ("sequential", Some(k)) => format!(" · sequential editing, K = {k}"),
+        ("", _) => String::new(),
+        (mode, _) => format!(" · {mode} editing"),
+    };
     let _ = writeln!(
         out,
-        "sweep of recipe \"{}\" ({}) · {} · {cases} · seeds {} · model {} · {} runs",
+        "sweep of recipe \"{}\" ({}) · {} · {cases}{mode} · seeds {} · model {} · {} runs",
         file.recipe,
         file.recipe_file,
         file_name(&file.data),
@@ -148,6 +153,8 @@ mod tests {
             model: "examples/model".into(),
             data: "examples/data/evqa.json".into(),
             limit: Some(2),
+            mode: "single".into(),
+            k: None,
             parameters: vec!["lr".into()],
             grid: Grid::new(&["lr=1e-3,3e-3".into()], vec![0, 1]).unwrap(),
             runs: 4,

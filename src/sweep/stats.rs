@@ -30,15 +30,28 @@ pub fn mean(values: &[f64]) -> f64 {
 /// values: one seed says nothing about the spread). `key` names the generator's stream, so two
 /// intervals of one table use independent draws.
 pub fn estimate(values: &[f64], key: u64) -> Estimate {
+    estimate_clustered(values, 1, key)
+}
+
+/// The mean of `values` with an interval that resamples whole clusters of `cluster`
+/// consecutive values (the last may be shorter) instead of single values. Values that share
+/// a cause — the cases of one edit sequence, scored after the same accumulated edits — are not
+/// independent draws; resampling them one by one would make the interval too narrow. Fewer
+/// than two clusters give no interval.
+pub fn estimate_clustered(values: &[f64], cluster: usize, key: u64) -> Estimate {
     let m = mean(values);
-    if values.len() < 2 {
+    let clusters: Vec<(f64, usize)> = values
+        .chunks(cluster.max(1))
+        .map(|c| (c.iter().sum(), c.len()))
+        .collect();
+    if clusters.len() < 2 {
         return Estimate {
             mean: m,
             lo: None,
             hi: None,
         };
     }
-    let (lo, hi) = bootstrap_ci(values, RESAMPLES, key);
+    let (lo, hi) = cluster_bootstrap_ci(&clusters, RESAMPLES, key);
     Estimate {
         mean: m,
         lo: Some(lo),
@@ -49,13 +62,29 @@ pub fn estimate(values: &[f64], key: u64) -> Estimate {
 /// The 2.5 % and 97.5 % quantiles of `resamples` bootstrap means of `values`. The quantile of
 /// sorted means `s` at level `q` is `s[round(q · (resamples − 1))]`.
 pub fn bootstrap_ci(values: &[f64], resamples: usize, key: u64) -> (f64, f64) {
-    let n = values.len();
+    let singles: Vec<(f64, usize)> = values.iter().map(|&v| (v, 1)).collect();
+    cluster_bootstrap_ci(&singles, resamples, key)
+}
+
+/// [`bootstrap_ci`] over clusters, each given as (sum of its values, how many): a resample
+/// draws clusters with replacement and its mean is the drawn sums over the drawn counts, so a
+/// short last cluster weighs what its values weigh.
+pub fn cluster_bootstrap_ci(clusters: &[(f64, usize)], resamples: usize, key: u64) -> (f64, f64) {
+    let n = clusters.len();
     if n == 0 || resamples == 0 {
         return (f64::NAN, f64::NAN);
     }
     let mut rng = stream(0, "sweep-bootstrap", key);
     let mut means: Vec<f64> = (0..resamples)
-        .map(|_| (0..n).map(|_| values[rng.below(n)]).sum::<f64>() / n as f64)
+        .map(|_| {
+            let (mut sum, mut count) = (0.0, 0usize);
+            for _ in 0..n {
+                let (s, c) = clusters[rng.below(n)];
+                sum += s;
+                count += c;
+            }
+            sum / count as f64
+        })
         .collect();
     means.sort_by(f64::total_cmp);
     let at = |q: f64| means[((q * (resamples - 1) as f64).round() as usize).min(resamples - 1)];
@@ -115,6 +144,48 @@ mod tests {
         assert!(
             lo < e.mean && e.mean < hi && lo >= 0.1 && hi <= 0.9,
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn clusters_of_equal_size_resample_as_their_means() {
+        // Three sequences of two cases: resampling sequences is resampling their means, draw
+        // for draw (same stream, same number of units).
+        let values = [1.0, 1.0, 0.0, 0.5, 0.0, 0.0];
+        let means = [1.0, 0.25, 0.0];
+        let e = estimate_clustered(&values, 2, 5);
+        let (lo, hi) = bootstrap_ci(&means, RESAMPLES, 5);
+        assert_eq!((e.lo, e.hi), (Some(lo), Some(hi)));
+        assert!((e.mean - 2.5 / 6.0).abs() < 1e-12);
+        // The same six values as independent cases give a narrower interval.
+        let single = estimate(&values, 5);
+        assert!(
+            single.hi.unwrap() - single.lo.unwrap() < hi - lo,
+            "{single:?} {e:?}"
+        );
+    }
+
+    #[test]
+    fn a_short_last_cluster_weighs_what_its_values_weigh() {
+        // Sums 1, 0 and 3 over 2, 1 and 3 values. Of the 27 equally likely resamples
+        // (enumerated by hand) the smallest mean is 0 (the middle cluster thrice, 3.7 %) and
+        // the largest 1 (the last thrice, 3.7 %), so the 2.5 % and 97.5 % quantiles are
+        // exactly 0 and 1; the point estimate is the mean of the six values, 4/6, where the
+        // mean of the cluster means would be 0.5.
+        let values = [0.5, 0.5, 0.0, 1.0, 1.0, 1.0];
+        assert!((estimate_clustered(&values, 3, 1).mean - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(
+            estimate_clustered(&values, 0, 1),
+            estimate(&values, 1),
+            "cluster 0 counts as 1"
+        );
+        let clusters = [(1.0, 2), (0.0, 1), (3.0, 3)];
+        assert_eq!(cluster_bootstrap_ci(&clusters, RESAMPLES, 9), (0.0, 1.0));
+        let e = estimate_clustered(&[0.5, 0.5, 0.0], 3, 1);
+        assert_eq!(
+            (e.mean, e.lo, e.hi),
+            (1.0 / 3.0, None, None),
+            "one cluster: no interval"
         );
     }
 
