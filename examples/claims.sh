@@ -6,7 +6,8 @@
 # at a time, one CPU thread each (on this 2-core machine that is faster than one ablation on two
 # threads). Sequences of 50 edits run on 150 E-VQA cases (three sequences; CASES × 5 / 2), so that
 # their intervals have more than one sequence to resample. Smaller values give the same tables
-# faster and wider.
+# faster and wider. CHECK=1 checks every ablation (its arms with their settings against the
+# model, its files) and runs none: seconds, the test of this script.
 #
 # Protocol (src/ablate): every arm's learning rate by one rule on the tuning cases
 # (examples/data/tuning, another draw of the same world): the smallest value on a ×3 grid from
@@ -28,6 +29,8 @@ if [ -n "${MKEDSL:-}" ]; then BIN=$MKEDSL; else
 fi
 mkdir -p "$OUT"
 : >"$OUT/times.txt"
+CHECK_ONLY=()
+if [ -n "${CHECK:-}" ]; then CHECK_ONLY=(--check); fi
 ablate() {
   local name=$1 limit=$2
   shift 2
@@ -37,7 +40,7 @@ ablate() {
     started=$SECONDS
     echo "== $name" >&2
     if "$BIN" ablate "$@" --limit "$limit" --seeds "$SEEDS" --threads 1 --out "$OUT/$name" \
-      >"$OUT/$name.log" 2>&1; then
+      "${CHECK_ONLY[@]}" >"$OUT/$name.log" 2>&1; then
       echo "$name: $((SECONDS - started)) s" | tee -a "$OUT/times.txt" >&2
     else
       echo "$name: FAILED after $((SECONDS - started)) s (see $OUT/$name.log)" |

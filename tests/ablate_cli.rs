@@ -1,7 +1,8 @@
 //! `mkedsl ablate` end to end on the embedded model: two arms, two seeds, two cases; the tuning
 //! rule's choice is the smallest passing value of its trace; the control's scores at its chosen
-//! rate are exactly what `mkedsl run` scores; differences are paired by case; bad requests are
-//! refused before any run.
+//! rate are exactly what `mkedsl run` scores; differences are paired by case (by sequence when
+//! edits accumulate); bad requests are refused before any run; `examples/claims.sh` checks
+//! every ablation it would run.
 
 mod common;
 
@@ -313,8 +314,78 @@ fn bad_ablations_are_refused_before_any_run() {
     ]);
     assert_ne!(code, 0);
     assert!(stderr.contains("only 1 was given"), "{stderr}");
+    // A missing tuning file, found by the check before any run.
+    let (code, _, stderr) = mkedsl(&[
+        "ablate",
+        "recipes/ft_l.edit",
+        "recipes/lora.edit",
+        "--tuning-data",
+        "examples/data/tuning/nope.json",
+        "--check",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("no data file at `examples/data/tuning/nope.json`"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("ablate: "),
         "refused before any run: {stderr}"
     );
+}
+
+/// `examples/claims.sh`, the one command behind the README's claims section, in its check mode:
+/// every ablation it names checks (arms with their settings against the model, files present)
+/// without a run; a request every ablation refuses fails the script and names the failures.
+#[test]
+fn the_claims_script_checks_every_ablation_it_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = |out: &Path, seeds: &str| {
+        std::process::Command::new("bash")
+            .args(["examples/claims.sh", s(out), "60", seeds, "2"])
+            .env("CHECK", "1")
+            .env("MKEDSL", env!("CARGO_BIN_EXE_mkedsl"))
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("bash runs")
+    };
+    let out = dir.path().join("claims");
+    let done = script(&out, "3");
+    assert!(done.status.success(), "{done:?}");
+    let times = std::fs::read_to_string(out.join("times.txt")).expect("times.txt");
+    let names: Vec<&str> = times.lines().filter_map(|l| l.split(':').next()).collect();
+    for name in [
+        "elora",
+        "unike",
+        "elora_sequential_k10",
+        "asam_relative",
+        "lpedit",
+        "lpedit_sequential_k10",
+        "lpedit_sequential_k50",
+        "elora_filter",
+        "elora_sequential_k50",
+        "elora_cross_task_k10",
+        "asam",
+        "all",
+    ] {
+        assert!(names.contains(&name), "{name} missing: {times}");
+    }
+    assert!(!times.contains("FAILED"), "{times}");
+    let log = std::fs::read_to_string(out.join("lpedit_sequential_k50.log")).expect("log");
+    assert!(
+        log.contains("ablation checks: 3 arms, 9 runs (arms × data × seeds) after tuning"),
+        "{log}"
+    );
+    assert!(
+        !out.join("elora").join("ablation.json").exists(),
+        "nothing ran"
+    );
+
+    let bad = dir.path().join("bad");
+    let failed = script(&bad, "0");
+    assert!(!failed.status.success());
+    let times = std::fs::read_to_string(bad.join("times.txt")).expect("times.txt");
+    assert_eq!(times.matches("FAILED").count(), 11, "{times}");
+    let log = std::fs::read_to_string(bad.join("asam.log")).expect("log");
+    assert!(log.contains("--seeds must be at least 1"), "{log}");
 }

@@ -276,6 +276,13 @@ pub enum AblateError {
     )]
     SetTuned { name: String },
 
+    #[error("no data file at `{0}`")]
+    #[diagnostic(
+        code(mkedsl::ablate::data),
+        help("--data and --tuning-data name MMEdit JSON files (E-VQA / E-IC schema)")
+    )]
+    Missing(String),
+
     #[error("the arms scored different cases of `{data}` ({reason})")]
     #[diagnostic(
         code(mkedsl::ablate::cases),
@@ -286,8 +293,26 @@ pub enum AblateError {
     Cases { data: String, reason: String },
 }
 
-/// Runs the ablation.
-pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
+/// What [`check`] found: every arm compiled with its settings, before any run.
+pub struct Checked {
+    model: PathBuf,
+    /// Per arm: the recipe's name, the tuning rule's anchor, the `--set` settings it declares.
+    names: Vec<String>,
+    anchors: Vec<Option<f64>>,
+    arm_sets: Vec<Vec<String>>,
+}
+
+impl Checked {
+    /// The evaluation runs the ablation will make: arms × cells × seeds (tuning runs aside).
+    pub fn runs(&self, req: &AblateRequest) -> usize {
+        self.names.len() * units(req).len() * req.seeds.len()
+    }
+}
+
+/// Everything an ablation can be refused for before its first run: the arms' count, the seeds,
+/// every arm compiled against the model with the settings it receives (and declaring the tuned
+/// parameter), every `--set` used by some arm, every data and tuning file present.
+pub fn check(req: &AblateRequest) -> miette::Result<Checked> {
     if req.arms.len() < 2 {
         return Err(AblateError::TooFewArms(req.arms.len()).into());
     }
@@ -300,8 +325,6 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
     };
     let dims = LlavaConfig::from_path(&model)?.dims();
     let sets = parse_sets(req)?;
-    // Every arm checks (with its settings, and declares the tuned parameter) before the first
-    // run.
     let mut anchors = Vec::new();
     let mut names = Vec::new();
     let mut arm_sets = Vec::new();
@@ -316,7 +339,7 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             .filter(|(name, _)| compiled.params.iter().any(|p| &p.name == name))
             .map(|(_, set)| set.clone())
             .collect();
-        // Checked again with the settings it receives, before any run.
+        // Checked again with the settings it receives.
         if !mine.is_empty() {
             compiled = compile(&Overrides::new(mine.clone()))?;
         }
@@ -333,6 +356,31 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
     {
         return Err(AblateError::SetUnused { name: name.clone() }.into());
     }
+    let tuning_files = req.tuning.iter().flat_map(|t| &t.datasets);
+    if let Some(missing) = req
+        .datasets
+        .iter()
+        .chain(tuning_files)
+        .find(|d| !d.is_file())
+    {
+        return Err(AblateError::Missing(missing.display().to_string()).into());
+    }
+    Ok(Checked {
+        model,
+        names,
+        anchors,
+        arm_sets,
+    })
+}
+
+/// Runs the ablation.
+pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
+    let Checked {
+        model,
+        names,
+        anchors,
+        arm_sets,
+    } = check(req)?;
     let units = units(req);
     let mut arms = Vec::new();
     let mut runs: Vec<Vec<Vec<Vec<CaseRow>>>> = Vec::new(); // arm → unit → seed → rows

@@ -82,6 +82,10 @@ pub struct AblateArgs {
     /// CPU threads for tensor kernels [default: $RAYON_NUM_THREADS, else 1].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Check the ablation (every arm with its settings against the model, every --set used,
+    /// every data and tuning file present), print how many runs it makes, and stop.
+    #[arg(long)]
+    pub check: bool,
 }
 
 fn files(
@@ -165,6 +169,20 @@ pub fn run(args: AblateArgs) -> miette::Result<()> {
         arms: args.arms,
         verbose: true,
     };
+    if args.check {
+        let checked = ablate::check(&request)?;
+        println!(
+            "ablation checks: {} arms, {} runs (arms × data × seeds){}",
+            request.arms.len(),
+            checked.runs(&request),
+            if request.tuning.is_some() {
+                " after tuning"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
     let file = ablate::ablate(&request)?;
     let markdown = table::markdown(&file);
     print!("{markdown}");
