@@ -100,5 +100,12 @@ ablate asam "$CASES" $A/asam_base.edit $A/asam_lar_only.edit $A/asam_rcsl_only.e
   recipes/asam.edit --no-tune
 
 wait
+# ELoRA Table 2's M2 → M5 step (the knowledge space added to the null space), paired, from the
+# same runs: the Table 2 ablation re-read with M2 as the control.
+if [ -z "${CHECK:-}" ] && [ -f "$OUT/elora/ablation.json" ]; then
+  "$BIN" ablate --from "$OUT/elora/ablation.json" --control $A/elora_m2_null.edit \
+    --out "$OUT/elora_versus_m2" >"$OUT/elora_versus_m2.log" 2>&1 ||
+    echo "elora_versus_m2: FAILED (see $OUT/elora_versus_m2.log)" >>"$OUT/times.txt"
+fi
 echo "all: $((SECONDS - started)) s" | tee -a "$OUT/times.txt" >&2
 ! grep -q FAILED "$OUT/times.txt"

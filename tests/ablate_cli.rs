@@ -152,6 +152,45 @@ fn two_arms_are_tuned_run_over_seeds_and_compared_by_case() {
             "{key}: {lo} {got} {hi}"
         );
     }
+
+    // Re-read with the other arm as the control: no run, the same scores, the control's cell
+    // now carries the opposite difference and the table marks the new control.
+    let versus = dir.path().join("versus");
+    let (code, stdout, stderr) = mkedsl(&[
+        "ablate",
+        "--from",
+        s(&out.join("ablation.json")),
+        "--control",
+        "lpedit_no_projection.edit",
+        "--out",
+        s(&versus),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("ablate: "), "nothing ran: {stderr}");
+    assert!(stdout.contains("| evqa.json | FT-L |"), "{stdout}");
+    assert!(
+        stdout.contains("| evqa.json | LPEdit without projection (control) |"),
+        "{stdout}"
+    );
+    let reread = read(&versus.join("ablation.json"));
+    assert_eq!(reread["control"], 1);
+    let cells2 = reread["cells"].as_array().unwrap();
+    assert!(cells2[1].get("delta").is_none());
+    for key in ["rel", "m_loc", "m_loc_all"] {
+        assert_eq!(cells2[0]["scores"][key], control["scores"][key]);
+        let there = arm["delta"][key]["mean"].as_f64().unwrap();
+        let back = cells2[0]["delta"][key]["mean"].as_f64().unwrap();
+        assert!((there + back).abs() < 1e-12, "{key}: {there} vs {back}");
+    }
+    let (code, _, stderr) = mkedsl(&[
+        "ablate",
+        "--from",
+        s(&out.join("ablation.json")),
+        "--control",
+        "recipes/nope.edit",
+    ]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("is not an arm of"), "{stderr}");
 }
 
 #[test]

@@ -179,6 +179,10 @@ pub struct AblationFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tuning: Option<TuningInfo>,
     pub arms: Vec<Arm>,
+    /// The arm every other is compared with: the first, unless re-read with another
+    /// ([`with_control`]).
+    #[serde(default)]
+    pub control: usize,
     pub cells: Vec<Cell>,
     pub interval: String,
     pub mkedsl: String,
@@ -450,19 +454,18 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
                 .into());
             }
             let key = ((d * 64 + a) * 16) as u64;
-            let scores = summarise(&matrix, None, sequence, key);
-            let delta = (a > 0).then(|| summarise(&matrix, Some(&control), sequence, key + 8));
             cells.push(Cell {
                 arm: a,
                 data: data.clone(),
                 cases: matrix.len(),
-                scores,
-                delta,
+                scores: summarise(&matrix, None, sequence, key),
+                delta: None,
                 per_seed: seed_means(&matrix, &req.seeds),
                 per_case: matrix,
             });
         }
     }
+    compare(&mut cells, 0, sequence);
     Ok(AblationFile {
         format: FORMAT.into(),
         model: model.display().to_string(),
@@ -486,10 +489,52 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             rule: RULE.into(),
         }),
         arms,
+        control: 0,
         interval: interval(sequence, &cells),
         cells,
         mkedsl: env!("CARGO_PKG_VERSION").into(),
     })
+}
+
+/// Each cell's paired difference from the `control` arm's cell of the same data (none for the
+/// control's own). The bootstrap streams are keyed by data and arm, so a difference is the same
+/// whichever run or re-reading computes it.
+fn compare(cells: &mut [Cell], control: usize, sequence: Option<usize>) {
+    let mut labels: Vec<String> = Vec::new();
+    let controls: Vec<Option<Vec<Vec<[f64; 6]>>>> = cells
+        .iter()
+        .map(|c| {
+            let twin = cells.iter().find(|t| t.arm == control && t.data == c.data);
+            (c.arm != control)
+                .then(|| twin.map(|t| t.per_case.clone()))
+                .flatten()
+        })
+        .collect();
+    for (cell, base) in cells.iter_mut().zip(controls) {
+        let d = match labels.iter().position(|l| *l == cell.data) {
+            Some(d) => d,
+            None => {
+                labels.push(cell.data.clone());
+                labels.len() - 1
+            }
+        };
+        let key = ((d * 64 + cell.arm) * 16) as u64;
+        cell.delta = base.map(|base| summarise(&cell.per_case, Some(&base), sequence, key + 8));
+    }
+}
+
+/// The ablation re-read with another arm as the control: the same runs and scores, every other
+/// arm's paired difference from `control` (ELoRA's M5 against M2 from the one Table 2 run).
+pub fn with_control(file: &AblationFile, control: usize) -> AblationFile {
+    let mut file = file.clone();
+    let sequence = if file.mode == "sequential" {
+        file.k
+    } else {
+        None
+    };
+    compare(&mut file.cells, control, sequence);
+    file.control = control;
+    file
 }
 
 /// The tuned parameter's declared default: the grid's anchor.

@@ -163,7 +163,11 @@ pub fn markdown(file: &AblationFile) -> String {
             "| {} | {}{} | {value} | {} | {:.1} |",
             data_name(&cell.data),
             arm.name,
-            if cell.arm == 0 { " (control)" } else { "" },
+            if cell.arm == file.control {
+                " (control)"
+            } else {
+                ""
+            },
             scores.join(" | "),
             seed_spread(cell)
         );
@@ -171,7 +175,12 @@ pub fn markdown(file: &AblationFile) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "Arm − control, in points, paired by case (✱: the interval excludes 0):"
+        "Arm − control, in points, paired by {} (✱: the interval excludes 0):",
+        if file.mode == "sequential" {
+            "sequence"
+        } else {
+            "case"
+        }
     );
     let _ = writeln!(out);
     let _ = writeln!(

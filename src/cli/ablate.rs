@@ -3,14 +3,15 @@
 //! over the seeds on every data file, means and paired differences with 95 % bootstrap
 //! intervals; one JSON and one Markdown table.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::eval::ModeArg;
 use super::inputs::EditDataArgs;
-use crate::ablate::{self, table, AblateRequest, Tuning};
+use crate::ablate::{self, table, AblateRequest, AblationFile, Tuning};
 use crate::eval::default_path;
+use crate::exec::compare::file_name;
 use crate::exec::run::DEFAULT_LIMIT;
 use crate::exec::{CacheChoice, RunRequest};
 
@@ -26,8 +27,21 @@ const DEFAULT_TUNING: [&str; 2] = [
 #[derive(Debug, Args)]
 pub struct AblateArgs {
     /// The arms' recipes, the control first; each declares the tuned `param` (default `lr`).
-    #[arg(required = true, num_args = 2..)]
+    #[arg(required_unless_present = "from", num_args = 2..)]
     pub arms: Vec<PathBuf>,
+    /// Re-read an ablation.json instead of running: the same scores, each arm compared with
+    /// --control (no run; the table and files go to --out).
+    #[arg(
+        long,
+        value_name = "ABLATION.json",
+        conflicts_with = "arms",
+        requires = "control"
+    )]
+    pub from: Option<PathBuf>,
+    /// With --from: the arm to compare every other with, by its recipe file as the ablation
+    /// names it (or its file name).
+    #[arg(long, value_name = "ARM.edit", requires = "from")]
+    pub control: Option<String>,
     /// Seeds per arm: S, S+1, …, S+N−1 (S: --seed, else 0).
     #[arg(long, default_value_t = 3)]
     pub seeds: usize,
@@ -103,6 +117,9 @@ fn files(
 }
 
 pub fn run(args: AblateArgs) -> miette::Result<()> {
+    if let (Some(from), Some(control)) = (&args.from, &args.control) {
+        return reread(from, control, args.out.as_ref());
+    }
     crate::exec::run::set_cpu_threads(args.threads)?;
     if !(args.target_rel > 0.0 && args.target_rel <= 1.0) {
         return Err(miette::miette!(
@@ -184,9 +201,54 @@ pub fn run(args: AblateArgs) -> miette::Result<()> {
         return Ok(());
     }
     let file = ablate::ablate(&request)?;
-    let markdown = table::markdown(&file);
+    write(&file, &out)
+}
+
+/// `--from FILE --control ARM`: the ablation's table with another control.
+fn reread(from: &Path, control: &str, out: Option<&PathBuf>) -> miette::Result<()> {
+    let text = std::fs::read_to_string(from).map_err(|e| {
+        miette::miette!(
+            help = "name the ablation.json an `mkedsl ablate` run wrote",
+            "cannot read `{}`: {e}",
+            from.display()
+        )
+    })?;
+    let file: AblationFile = serde_json::from_str(&text).map_err(|e| {
+        miette::miette!(
+            help = "name the ablation.json an `mkedsl ablate` run wrote",
+            "`{}` is not an ablation: {e}",
+            from.display()
+        )
+    })?;
+    let names = |a: &ablate::Arm| [a.file.clone(), file_name(&a.file)];
+    let Some(index) = file
+        .arms
+        .iter()
+        .position(|a| names(a).iter().any(|n| n == control))
+    else {
+        let arms: Vec<String> = file.arms.iter().map(|a| a.file.clone()).collect();
+        return Err(miette::miette!(
+            help = format!("its arms: {}", arms.join(", ")),
+            "`{control}` is not an arm of `{}`",
+            from.display()
+        ));
+    };
+    let out = out.cloned().unwrap_or_else(|| {
+        let stem = Path::new(control)
+            .file_stem()
+            .map_or("control".into(), |s| s.to_string_lossy().into_owned());
+        from.parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("versus-{stem}"))
+    });
+    write(&ablate::with_control(&file, index), &out)
+}
+
+/// Prints the table and writes ablation.json and ablation.md under `out`.
+fn write(file: &AblationFile, out: &Path) -> miette::Result<()> {
+    let markdown = table::markdown(file);
     print!("{markdown}");
-    let json = serde_json::to_string_pretty(&file)
+    let json = serde_json::to_string_pretty(file)
         .map_err(|e| miette::miette!("cannot serialise the ablation: {e}"))?;
     crate::sweep::output::write(&out.join("ablation.json"), &json)?;
     crate::sweep::output::write(&out.join("ablation.md"), &markdown)?;
