@@ -22,10 +22,14 @@ fn percent(e: &Estimate) -> String {
 
 /// A difference in points with its interval, marked `✱` when the interval excludes 0.
 fn difference(e: &Estimate) -> String {
+    // Only an exact 0 prints unsigned: a bound that rounds to 0 keeps its sign, so an interval
+    // marked ✱ never reads as if it touched 0 (`[-1.8, -0.0] ✱`).
     let signed = |v: f64| {
-        format!("{:+.1}", 100.0 * v)
-            .replace("+0.0", "0.0")
-            .replace("-0.0", "0.0")
+        if v == 0.0 {
+            "0.0".to_string()
+        } else {
+            format!("{:+.1}", 100.0 * v)
+        }
     };
     match (e.lo, e.hi) {
         (Some(lo), Some(hi)) => {
@@ -237,6 +241,10 @@ mod tests {
         assert_eq!(difference(&e(0.05, -0.01, 0.1)), "+5.0 [-1.0, +10.0]");
         assert_eq!(difference(&e(-0.2, -0.3, -0.1)), "-20.0 [-30.0, -10.0] ✱");
         assert_eq!(difference(&e(0.0, 0.0, 0.0)), "0.0 [0.0, 0.0]");
+        assert_eq!(
+            difference(&e(-0.008, -0.018, -0.0001)),
+            "-0.8 [-1.8, -0.0] ✱"
+        );
         assert_eq!(percent(&e(0.5, 0.25, 0.75)), "50.0 [25.0, 75.0]");
     }
 }
