@@ -237,28 +237,31 @@ fn count_and_bad_grids_are_answered_before_any_run() {
     assert!(stderr.contains("--seeds must be at least 1"), "{stderr}");
 }
 
+/// The grid of the sequential test, and the flags that make its runs sequential.
+const SMALL_GRID: [&str; 7] = [
+    "sweep",
+    "recipes/ft_l.edit",
+    "--set",
+    "lr=1.5e-3,1.5e-2",
+    "--limit",
+    "4",
+    "--no-cache",
+];
+const IN_PAIRS: [&str; 4] = ["--mode", "sequential", "--k", "2"];
+
 /// A sequential sweep: every run edits in groups of K and the file and table say so; its point
 /// at the recipe's own value is `mkedsl run` in the same mode, and a part of another mode does
 /// not merge with it.
 #[test]
 fn a_sequential_sweep_edits_in_groups_and_matches_run() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = |extra: &[&str]| {
+        let mut args = SMALL_GRID.to_vec();
+        args.extend(extra);
+        mkedsl(&args)
+    };
     let out = dir.path().join("seq");
-    let (code, stdout, stderr) = mkedsl(&[
-        "sweep",
-        "recipes/ft_l.edit",
-        "--set",
-        "lr=1.5e-3,1.5e-2",
-        "--limit",
-        "4",
-        "--mode",
-        "sequential",
-        "--k",
-        "2",
-        "--no-cache",
-        "--out",
-        s(&out),
-    ]);
+    let (code, stdout, stderr) = sweep(&[&IN_PAIRS[..], &["--out", s(&out)]].concat());
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("4 cases · sequential editing, K = 2"),
@@ -271,19 +274,10 @@ fn a_sequential_sweep_edits_in_groups_and_matches_run() {
     assert_eq!(points.len(), 2);
 
     let run_json = dir.path().join("run.json");
-    let (code, _, stderr) = mkedsl(&[
-        "run",
-        "recipes/ft_l.edit",
-        "--limit",
-        "4",
-        "--mode",
-        "sequential",
-        "--k",
-        "2",
-        "--no-cache",
-        "--json",
-        s(&run_json),
-    ]);
+    let mut args = vec!["run", "recipes/ft_l.edit", "--limit", "4", "--no-cache"];
+    args.extend(IN_PAIRS);
+    args.extend(["--json", s(&run_json)]);
+    let (code, _, stderr) = mkedsl(&args);
     assert_eq!(code, 0, "{stderr}");
     let run = read(&run_json);
     assert_eq!(run["mode"], "sequential");
@@ -291,38 +285,11 @@ fn a_sequential_sweep_edits_in_groups_and_matches_run() {
 
     // The same grid edited case by case is another sweep: its part does not merge.
     let single = dir.path().join("single");
-    let (code, _, stderr) = mkedsl(&[
-        "sweep",
-        "recipes/ft_l.edit",
-        "--set",
-        "lr=1.5e-3,1.5e-2",
-        "--limit",
-        "4",
-        "--no-cache",
-        "--task",
-        "1",
-        "--out",
-        s(&single),
-    ]);
+    let (code, _, stderr) = sweep(&["--task", "1", "--out", s(&single)]);
     assert_eq!(code, 0, "{stderr}");
     let seq_part = dir.path().join("seqpart");
-    let (code, _, stderr) = mkedsl(&[
-        "sweep",
-        "recipes/ft_l.edit",
-        "--set",
-        "lr=1.5e-3,1.5e-2",
-        "--limit",
-        "4",
-        "--mode",
-        "sequential",
-        "--k",
-        "2",
-        "--no-cache",
-        "--task",
-        "0",
-        "--out",
-        s(&seq_part),
-    ]);
+    let (code, _, stderr) =
+        sweep(&[&IN_PAIRS[..], &["--task", "0", "--out", s(&seq_part)]].concat());
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = mkedsl(&[
         "sweep",
