@@ -433,9 +433,7 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
             run_s: started.elapsed().as_secs_f64(),
         });
     }
-    // In sequential editing the runs score groups of k consecutive cases after the group's
-    // edits: the interval's unit.
-    let sequence = if mode == "sequential" { k } else { None };
+    let sequence = sequence(&mode, k);
     let mut cells = Vec::new();
     for (d, unit) in units.iter().enumerate() {
         let data = label(unit);
@@ -453,12 +451,11 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
                 }
                 .into());
             }
-            let key = ((d * 64 + a) * 16) as u64;
             cells.push(Cell {
                 arm: a,
                 data: data.clone(),
                 cases: matrix.len(),
-                scores: summarise(&matrix, None, sequence, key),
+                scores: summarise(&matrix, None, sequence, stream_key(d, a)),
                 delta: None,
                 per_seed: seed_means(&matrix, &req.seeds),
                 per_case: matrix,
@@ -500,26 +497,50 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
 /// control's own). The bootstrap streams are keyed by data and arm, so a difference is the same
 /// whichever run or re-reading computes it.
 fn compare(cells: &mut [Cell], control: usize, sequence: Option<usize>) {
-    let mut labels: Vec<String> = Vec::new();
-    let controls: Vec<Option<Vec<Vec<[f64; 6]>>>> = cells
+    let mut labels: Vec<&str> = Vec::new();
+    for cell in cells.iter() {
+        if !labels.contains(&cell.data.as_str()) {
+            labels.push(&cell.data);
+        }
+    }
+    let deltas: Vec<Option<Scores>> = cells
         .iter()
-        .map(|c| {
-            let twin = cells.iter().find(|t| t.arm == control && t.data == c.data);
-            (c.arm != control)
-                .then(|| twin.map(|t| t.per_case.clone()))
-                .flatten()
+        .map(|cell| {
+            let twin = cells
+                .iter()
+                .find(|t| t.arm == control && t.data == cell.data)?;
+            let d = labels.iter().position(|l| *l == cell.data)?;
+            (cell.arm != control).then(|| {
+                let key = stream_key(d, cell.arm) + 8;
+                summarise(&cell.per_case, Some(&twin.per_case), sequence, key)
+            })
         })
         .collect();
-    for (cell, base) in cells.iter_mut().zip(controls) {
-        let d = match labels.iter().position(|l| *l == cell.data) {
-            Some(d) => d,
-            None => {
-                labels.push(cell.data.clone());
-                labels.len() - 1
-            }
-        };
-        let key = ((d * 64 + cell.arm) * 16) as u64;
-        cell.delta = base.map(|base| summarise(&cell.per_case, Some(&base), sequence, key + 8));
+    for (cell, delta) in cells.iter_mut().zip(deltas) {
+        cell.delta = delta;
+    }
+}
+
+/// The bootstrap stream of the cell of data `d` and `arm`: its scores draw from this key, its
+/// difference from the control from key + 8, each metric from key + m.
+fn stream_key(d: usize, arm: usize) -> u64 {
+    ((d * 64 + arm) * 16) as u64
+}
+
+/// The number of cases per resampled unit: the group size K in sequential editing (the cases
+/// of one sequence are scored after the same edits), none (single cases) otherwise.
+fn sequence(mode: &str, k: Option<usize>) -> Option<usize> {
+    if mode == "sequential" {
+        k
+    } else {
+        None
+    }
+}
+
+impl AblationFile {
+    /// Edits per sequence when the runs edited sequentially: the intervals' unit.
+    pub fn sequence(&self) -> Option<usize> {
+        sequence(&self.mode, self.k)
     }
 }
 
@@ -527,11 +548,7 @@ fn compare(cells: &mut [Cell], control: usize, sequence: Option<usize>) {
 /// arm's paired difference from `control` (ELoRA's M5 against M2 from the one Table 2 run).
 pub fn with_control(file: &AblationFile, control: usize) -> AblationFile {
     let mut file = file.clone();
-    let sequence = if file.mode == "sequential" {
-        file.k
-    } else {
-        None
-    };
+    let sequence = file.sequence();
     compare(&mut file.cells, control, sequence);
     file.control = control;
     file

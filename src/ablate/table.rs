@@ -180,7 +180,7 @@ pub fn markdown(file: &AblationFile) -> String {
     let _ = writeln!(
         out,
         "Arm − control, in points, paired by {} (✱: the interval excludes 0):",
-        if file.mode == "sequential" {
+        if file.sequence().is_some() {
             "sequence"
         } else {
             "case"
