@@ -437,16 +437,17 @@ pub fn ablate(req: &AblateRequest) -> miette::Result<AblationFile> {
     let mut cells = Vec::new();
     for (d, unit) in units.iter().enumerate() {
         let data = label(unit);
-        let control = case_matrix(&runs[0][d], &data)?;
+        // Every seed of one arm scored the same cases (`case_matrix` checks); the control's
+        // first seed gives the count every arm must match.
+        let control_cases = runs[0][d][0].len();
         for (a, arm_runs) in runs.iter().enumerate() {
             let matrix = case_matrix(&arm_runs[d], &data)?;
-            if matrix.len() != control.len() {
+            if matrix.len() != control_cases {
                 return Err(AblateError::Cases {
                     data: data.clone(),
                     reason: format!(
-                        "{} cases against the control's {}",
-                        matrix.len(),
-                        control.len()
+                        "{} cases against the control's {control_cases}",
+                        matrix.len()
                     ),
                 }
                 .into());
