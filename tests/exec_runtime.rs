@@ -57,3 +57,77 @@ fn through_stops_after_a_layer_with_the_full_pass_values() {
         .forward_through(&latents, &mut Hooks::new(), &Adapters::new(), 2)
         .is_err());
 }
+
+/// `LlavaModel::capture` runs only as far as its hooks need: reading layer 1's up and down
+/// projection inputs, it ends at layer 1's activation and skips that layer's down projection
+/// (one `128 × 344` product per token fewer), and the captured values are the full pass's.
+#[test]
+fn capture_stops_at_the_activation_with_the_full_pass_values() {
+    use mkedsl::model::site::{LinearSite, Proj};
+    let llava = Llava::load(&tiny(), &LoadOptions::default()).expect("loads");
+    let a = llava
+        .encode("USER: what color is the circle? ASSISTANT: red", &[])
+        .unwrap();
+    let batch = llava.batch(&[a], PadSide::Right).unwrap();
+    let latents = llava.embed(&batch).unwrap();
+    let sites = [
+        Site::proj_input(LinearSite::new(1, Proj::Up)),
+        Site::proj_input(LinearSite::new(1, Proj::Down)),
+        Site::Layer(0, LayerPoint::Output),
+    ];
+    let hooks_for = || {
+        let mut hooks = Hooks::new();
+        for s in sites {
+            hooks.capture(s);
+        }
+        hooks
+    };
+    let mut full = hooks_for();
+    llava
+        .model
+        .forward_through(&latents, &mut full, &Adapters::new(), 1)
+        .unwrap();
+    let mut early = hooks_for();
+    let before = mkedsl::model::flops::count();
+    llava
+        .model
+        .capture(&latents, &mut early, &Adapters::new())
+        .unwrap();
+    let early_flops = mkedsl::model::flops::count() - before;
+    let before = mkedsl::model::flops::count();
+    llava
+        .model
+        .forward_through(&latents, &mut hooks_for(), &Adapters::new(), 1)
+        .unwrap();
+    let full_flops = mkedsl::model::flops::count() - before;
+    for s in sites {
+        let (f, e) = (full.captured(&s), early.captured(&s));
+        assert_eq!((f.len(), e.len()), (1, 1), "{s}");
+        let diff = (f[0].to_dtype(DType::F64).unwrap() - e[0].to_dtype(DType::F64).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "{s}");
+    }
+    let tokens = latents.layout.seq() as u64;
+    let dims = llava.model.dims();
+    let down = 2 * tokens * (dims.hidden * dims.intermediate) as u64;
+    assert_eq!(full_flops - early_flops, down);
+    // A site after the activation makes the pass run the whole layer.
+    let mut later = hooks_for();
+    later.capture(Site::Layer(1, LayerPoint::MlpOutput));
+    let before = mkedsl::model::flops::count();
+    llava
+        .model
+        .capture(&latents, &mut later, &Adapters::new())
+        .unwrap();
+    assert_eq!(mkedsl::model::flops::count() - before, full_flops);
+    assert_eq!(
+        later.captured(&Site::Layer(1, LayerPoint::MlpOutput)).len(),
+        1
+    );
+}

@@ -23,7 +23,7 @@ use crate::exec::leak;
 use crate::exec::ops::{Execute, StepContext};
 use crate::exec::rng;
 use crate::exec::sites::{layer_name, linear_sites, stream_taps};
-use crate::exec::taps::{deepest, Reading};
+use crate::exec::taps::Reading;
 use crate::exec::values::{LoraHandle, LoraSlot, PerLayer, Value, Values};
 use crate::linalg::{svd, CovarianceAccumulator, Subspace};
 use crate::model::{Encoded, Hooks, Lora, PadSide, Readout, VisionLanguageModel};
@@ -289,13 +289,10 @@ impl Executor {
             for s in &sites {
                 hooks.capture(*s);
             }
-            let all: Vec<Reading> = readings.iter().map(|(_, _, r)| r.clone()).collect();
-            state.model.model.forward_through(
-                &latents,
-                &mut hooks,
-                &state.adapters,
-                deepest(&all),
-            )?;
+            state
+                .model
+                .model
+                .capture(&latents, &mut hooks, &state.adapters)?;
             let captured = hooks.take_captured();
             for ((_, _, reading), acc) in readings.iter().zip(accumulators.iter_mut()) {
                 let (site, value) = captured

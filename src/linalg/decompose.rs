@@ -7,6 +7,7 @@
 //! therefore returns f64).
 
 use candle_core::{DType, Tensor};
+use faer::linalg::solvers::SelfAdjointEigen;
 use faer::{Mat, MatRef, Side};
 
 use super::dense::{
@@ -103,14 +104,21 @@ pub(crate) fn symmetric_eigen<T: Real, R>(
         return Err(Error::NotSquare { op, rows, cols });
     }
     let (values, vectors): (Vec<T>, Mat<T>) = with_matrix::<T, _>(op, c, |view| {
-        check_symmetric(op, view)?;
-        let eigen = view
-            .self_adjoint_eigen(Side::Lower)
-            .map_err(|_| Error::NoConvergence { op })?;
+        let eigen = checked_eigen(op, view)?;
         let values = eigen.S().column_vector().iter().copied().collect();
         Ok((values, eigen.U().to_owned()))
     })?;
     f(&values, vectors.as_ref())
+}
+
+/// faer's self-adjoint eigensolver on a finite `view`, after the symmetry check.
+pub(crate) fn checked_eigen<T: Real>(
+    op: &'static str,
+    view: MatRef<'_, T>,
+) -> Result<SelfAdjointEigen<T>> {
+    check_symmetric(op, view)?;
+    view.self_adjoint_eigen(Side::Lower)
+        .map_err(|_| Error::NoConvergence { op })
 }
 
 fn thin_svd<T: Real>(op: &'static str, m: &Tensor) -> Result<Svd> {

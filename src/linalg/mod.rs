@@ -25,6 +25,6 @@ pub use decompose::{eigh, singular_values, svd, Eigh, Svd};
 pub use error::{Error, Result};
 pub use singular_value_op::differentiable_singular_values;
 pub use subspace::{
-    null_indices, null_space, null_space_spectrum, principal_subspace, projector_similarity,
-    NullSpaceRule, NullSpaceStats, Subspace,
+    basis_similarity, null_indices, null_space, null_space_spectrum, principal_bases,
+    principal_subspace, projector_similarity, NullSpaceRule, NullSpaceStats, Subspace,
 };

@@ -10,8 +10,12 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::decompose::{svd, symmetric_eigen};
-use super::dense::{columns_to_tensor, compute_dtype, matrix_dims, with_matrix, Real};
+use faer::MatRef;
+
+use super::decompose::{checked_eigen, svd, symmetric_eigen};
+use super::dense::{
+    check_finite, columns_to_tensor, compute_dtype, matrix_dims, with_matrix, Real,
+};
 use super::error::{Error, Result, TensorContext};
 
 /// How [`null_space`] chooses the directions a covariance barely uses.
@@ -194,6 +198,48 @@ pub fn projector_similarity(a: &Subspace, b: &Subspace) -> Result<f64> {
         .and_then(|m| m.sqr()?.sum_all()?.to_scalar::<f64>())
         .during(OP)?;
     Ok(overlap / a.rank().min(b.rank()) as f64)
+}
+
+/// The top-`k` eigenvectors of each of the symmetric `n × n` matrices stored back to back in
+/// `matrices` (row-major f64), as row-major `n × k` bases, column 0 the top one: what
+/// [`principal_subspace`] gives, for many small matrices without a tensor each (ELoRA's filter
+/// decomposes 512 covariances of 32 × 32 per edit, where the tensor round trips cost as much as
+/// the decompositions). Same checks: finite, square, symmetric up to rounding, `k ≤ n`.
+pub fn principal_bases(matrices: &[f64], n: usize, k: usize) -> Result<Vec<f64>> {
+    const OP: &str = "principal_subspace";
+    check_count(OP, k, n)?;
+    let size = n * n;
+    if size == 0 || !matrices.len().is_multiple_of(size) {
+        return Err(Error::InvalidArgument {
+            op: OP,
+            reason: format!("{} values are not whole {n} × {n} matrices", matrices.len()),
+            help: "pass the matrices back to back, row-major".into(),
+        });
+    }
+    let mut bases = Vec::with_capacity(matrices.len() / n * k);
+    for matrix in matrices.chunks_exact(size) {
+        check_finite(OP, matrix, n)?;
+        let eigen = checked_eigen(OP, MatRef::from_row_major_slice(matrix, n, n))?;
+        let vectors = eigen.U();
+        for i in 0..n {
+            bases.extend((n - k..n).rev().map(|j| vectors[(i, j)]));
+        }
+    }
+    Ok(bases)
+}
+
+/// `‖AᵀB‖²_F / k` of two row-major `n × k` orthonormal bases (from [`principal_bases`]):
+/// [`projector_similarity`] without tensors.
+pub fn basis_similarity(a: &[f64], b: &[f64], k: usize) -> f64 {
+    let mut overlap = vec![0f64; k * k];
+    for (ra, rb) in a.chunks_exact(k).zip(b.chunks_exact(k)) {
+        for (i, &x) in ra.iter().enumerate() {
+            for (o, &y) in overlap[i * k..(i + 1) * k].iter_mut().zip(rb) {
+                *o += x * y;
+            }
+        }
+    }
+    overlap.iter().map(|o| o * o).sum::<f64>() / k.max(1) as f64
 }
 
 impl Subspace {
@@ -541,6 +587,43 @@ mod tests {
             &flat(&diag(&[0.0, 1.0, 1.0])),
             1e-12,
         );
+        Ok(())
+    }
+
+    /// Two matrices back to back: diag(1, 5, 3) and a rotated one whose top eigenvector is
+    /// (1, 1, 0)/√2 (eigenvalues 4, 0, 2); the raw bases are principal_subspace's columns up to
+    /// sign, and asymmetric or non-finite input is refused as principal_subspace refuses it.
+    #[test]
+    fn principal_bases_are_principal_subspaces_of_each_matrix() -> Result<()> {
+        let a = [1.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 3.0];
+        let b = [2.0, 2.0, 0.0, 2.0, 2.0, 0.0, 0.0, 0.0, 2.0];
+        let both: Vec<f64> = a.iter().chain(&b).copied().collect();
+        let bases = principal_bases(&both, 3, 2)?;
+        assert_eq!(bases.len(), 2 * 3 * 2);
+        let abs = |v: &[f64]| v.iter().map(|x| x.abs()).collect::<Vec<_>>();
+        // diag: top e₁ (5), then e₂ (3); rows are coordinates, columns the two vectors.
+        assert_close(&abs(&bases[..6]), &[0.0, 0.0, 1.0, 0.0, 0.0, 1.0], 1e-12);
+        let h = 0.5f64.sqrt();
+        assert_close(&abs(&bases[6..]), &[h, 0.0, h, 0.0, 0.0, 1.0], 1e-12);
+        for (raw, m) in [(&bases[..6], &a), (&bases[6..], &b)] {
+            let c = Tensor::from_vec(m.to_vec(), (3, 3), &Device::Cpu).during("test")?;
+            let space = principal_subspace(&c, 2)?;
+            assert_close(&abs(raw), &abs(&flat(space.basis())), 1e-12);
+            assert!((basis_similarity(raw, &flat(space.basis()), 2) - 1.0).abs() < 1e-12);
+        }
+        let mut asymmetric = both.clone();
+        asymmetric[1] = 1.0;
+        assert!(matches!(
+            principal_bases(&asymmetric, 3, 2),
+            Err(Error::NotSymmetric { .. })
+        ));
+        let mut nan = both;
+        nan[13] = f64::NAN;
+        assert!(matches!(
+            principal_bases(&nan, 3, 2),
+            Err(Error::NonFinite { .. })
+        ));
+        assert!(principal_bases(&[1.0; 8], 3, 2).is_err());
         Ok(())
     }
 

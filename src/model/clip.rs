@@ -49,7 +49,7 @@ impl ClipAttention {
         let v = split(self.v_proj.forward(x)?)?;
         let kt = k.t()?;
         let scores = crate::model::nn::gemm::matmul(&q, &kt)?;
-        let probs = crate::model::nn::attention_softmax(&scores, None)?;
+        let probs = crate::model::nn::attention_softmax(&scores, 1.0, None)?;
         let y = crate::model::nn::gemm::matmul(&probs, &v)?
             .transpose(1, 2)?
             .reshape((b, t, d))?;

@@ -165,25 +165,15 @@ impl DecoderLayer {
         )?;
         let (b, t, _) = h.dims3()?;
         let hd = shape.head_dim;
-        let split = |y: Tensor, heads: usize| -> candle_core::Result<Tensor> {
-            y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
-        };
-        let q = split(
-            pass.linear(lin(Proj::Q), &self.self_attn.q_proj, h.clone())?,
-            shape.heads,
-        )?;
-        let k = split(
-            pass.linear(lin(Proj::K), &self.self_attn.k_proj, h.clone())?,
-            shape.kv_heads,
-        )?;
-        let v = split(
-            pass.linear(lin(Proj::V), &self.self_attn.v_proj, h)?,
-            shape.kv_heads,
-        )?;
-        let memory_query = q.clone();
-        let q = rotary.apply(&q)?;
-        let mut k = rotary.apply(&k)?;
-        let mut v = v;
+        let q_rows = pass.linear(lin(Proj::Q), &self.self_attn.q_proj, h.clone())?;
+        let q = rotary.heads(&q_rows, shape.heads)?;
+        let k = pass.linear(lin(Proj::K), &self.self_attn.k_proj, h.clone())?;
+        let mut k = rotary.heads(&k, shape.kv_heads)?;
+        let mut v = pass
+            .linear(lin(Proj::V), &self.self_attn.v_proj, h)?
+            .reshape((b, t, shape.kv_heads, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
         if let Some(slot) = cache {
             if let Some((pk, pv)) = slot.as_ref() {
                 k = Tensor::cat(&[pk, &k], 2)?;
@@ -194,13 +184,13 @@ impl DecoderLayer {
         let k = repeat_kv(&k, shape.heads / shape.kv_heads)?;
         let v = repeat_kv(&v, shape.heads / shape.kv_heads)?;
         let kt = k.t()?;
-        let scores = (gemm::matmul(&q, &kt)? / (hd as f64).sqrt())?;
-        let probs = attention_softmax(&scores, Some(bias))?;
+        let scores = gemm::matmul(&q, &kt)?;
+        let probs = attention_softmax(&scores, 1.0 / (hd as f64).sqrt(), Some(bias))?;
         let y = gemm::matmul(&probs, &v)?
             .transpose(1, 2)?
             .reshape((b, t, shape.heads * hd))?;
         let y = pass.linear(lin(Proj::O), &self.self_attn.o_proj, y)?;
-        let y = self.read_memories(l, &x, &memory_query, y, shape, pass)?;
+        let y = self.read_memories(l, &x, &q_rows, y, shape, pass)?;
         let y = pass.at(site(LayerPoint::AttnOutput), y)?;
         let x = (x + y)?;
 
@@ -212,6 +202,10 @@ impl DecoderLayer {
         let gate = pass.linear(lin(Proj::Gate), &self.mlp.gate_proj, h.clone())?;
         let up = pass.linear(lin(Proj::Up), &self.mlp.up_proj, h.clone())?;
         let act = pass.at(site(LayerPoint::MlpAct), shape.act.gated(&gate, &up)?)?;
+        if pass.stops_before_down_proj(l) {
+            // The down projection's input hooks see the activation as in a whole pass.
+            return pass.at(Site::proj_input(lin(Proj::Down)), act);
+        }
         let mut out = pass.linear(lin(Proj::Down), &self.mlp.down_proj, act)?;
         if let Some(extra) = pass.adapters.neuron_output(l, &h)? {
             out = (out + extra)?;
@@ -228,7 +222,7 @@ impl DecoderLayer {
     /// UniKE Eq. 2 / 7 at this layer (see [`crate::model::memory`]): every memory attached here
     /// mixes `h_know = Attn(x, X_know, X_know)`, computed with this layer's own norm and
     /// projections, into the attention output `y` with its gate's α. `query` is the layer's
-    /// query `(B, heads, T, hd)` before rotary positions.
+    /// query projection `(B, T, heads·hd)`, before rotary positions.
     fn read_memories(
         &self,
         l: usize,
@@ -245,18 +239,18 @@ impl DecoderLayer {
         let (b, t, d) = x.dims3()?;
         let (rows, heads, kv, hd) = (b * t, shape.heads, shape.kv_heads, shape.head_dim);
         let x = x.reshape((rows, d))?;
-        let query = query
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((rows, heads, 1, hd))?;
+        let query = query.reshape((rows, heads, 1, hd))?;
         let lin = |p: Proj| LinearSite::new(l, p);
         let mut y = y.reshape((rows, d))?;
         for memory in memories.iter().filter(|m| !m.is_inert()) {
-            let (index, k) = memory.retrieve(&x)?;
-            let gathered = memory.values.index_select(&index, 0)?;
-            let normed = self.input_layernorm.forward(&gathered)?;
+            let found = memory.retrieve(&x)?;
+            let k = found.k;
+            let entries = memory.values.index_select(&found.distinct, 0)?;
+            let normed = self.input_layernorm.forward(&entries)?;
+            // Projected once per distinct entry, then gathered for every row that retrieved it.
             let heads_of = |z: Tensor| -> Result<Tensor> {
                 let z = z
+                    .index_select(&found.slot, 0)?
                     .reshape((rows, k, kv, hd))?
                     .transpose(1, 2)?
                     .contiguous()?;
@@ -267,12 +261,15 @@ impl DecoderLayer {
             let values =
                 heads_of(pass.linear_unhooked(lin(Proj::V), &self.self_attn.v_proj, &normed)?)?;
             let kt = keys.t()?;
-            let scores = (gemm::matmul(&query, &kt)? / (hd as f64).sqrt())?;
-            let probs = attention_softmax(&scores, None)?;
+            let scores = gemm::matmul(&query, &kt)?;
+            let probs = attention_softmax(&scores, 1.0 / (hd as f64).sqrt(), None)?;
             let mixed = gemm::matmul(&probs, &values)?.reshape((rows, heads * hd))?;
             let know = pass.linear_unhooked(lin(Proj::O), &self.self_attn.o_proj, &mixed)?;
             let weights = probs.mean(1)?.reshape((rows, k))?;
-            let alpha = memory.alpha(&weights, &gathered.reshape((rows, k, d))?, &x)?;
+            let gathered = entries
+                .index_select(&found.slot, 0)?
+                .reshape((rows, k, d))?;
+            let alpha = memory.alpha(&weights, &gathered, &x)?;
             y = (&y + (know - &y)?.broadcast_mul(&alpha)?)?;
         }
         Ok(y.reshape((b, t, d))?)
@@ -400,7 +397,7 @@ impl LlamaDecoder {
                 let bias = attention_bias(layout, &[], 0, &device)?;
                 for (l, layer) in self.layers.iter().enumerate().skip(pass.start_at) {
                     x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, None)?;
-                    if pass.stop_after == Some(l) {
+                    if pass.stops_after(l) {
                         return Ok(x);
                     }
                 }

@@ -15,7 +15,7 @@ use crate::model::error::{ModelError, Result};
 use crate::model::features::FeatureCache;
 use crate::model::hooks::Hooks;
 use crate::model::llama::{KvCache, LlamaDecoder};
-use crate::model::pass::Pass;
+use crate::model::pass::{Pass, Stop};
 use crate::model::precision::{widen, Precision};
 use crate::model::projector::Projector;
 use crate::model::site::{LinearSite, Site};
@@ -286,6 +286,39 @@ impl LlavaModel {
         self.run(latents, hooks, adapters, readout, None, (0, None))
     }
 
+    /// Runs the decoder only as far as the hooks' sites need, for a pass whose only product is
+    /// what its hooks capture: up to the deepest hooked layer, and within it only up to the FFN
+    /// activation when no hooked site there comes after it. ELoRA's knowledge space and the
+    /// preserved-knowledge statistics read B's or a projection's input at the up and down
+    /// projections: the deepest layer's down projection, a ninth of a two-layer pass, is skipped.
+    pub fn capture(&self, latents: &Latents, hooks: &mut Hooks, adapters: &Adapters) -> Result<()> {
+        let deepest = hooks
+            .sites()
+            .filter_map(|s| match s {
+                Site::Layer(l, _) => Some(*l),
+                Site::EmbedVision | Site::EmbedText => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let early = hooks.sites().all(|s| match s {
+            Site::Layer(l, point) => *l < deepest || point.before_down_proj(),
+            Site::EmbedVision | Site::EmbedText => true,
+        });
+        let stop = Stop {
+            layer: deepest,
+            before_down_proj: early,
+        };
+        self.run(
+            latents,
+            hooks,
+            adapters,
+            &Readout::Hidden,
+            None,
+            (0, Some(stop)),
+        )?;
+        Ok(())
+    }
+
     /// Runs the decoder only up to layer `last` (inclusive) and returns the residual stream
     /// leaving it, `(B, T, hidden)`: later layers, the final norm and the logits are skipped.
     /// For statistics that hooks gather at or before `last` (a covariance at an early layer) at
@@ -297,13 +330,17 @@ impl LlavaModel {
         adapters: &Adapters,
         last: usize,
     ) -> Result<Tensor> {
+        let stop = Stop {
+            layer: last,
+            before_down_proj: false,
+        };
         self.run(
             latents,
             hooks,
             adapters,
             &Readout::Hidden,
             None,
-            (0, Some(last)),
+            (0, Some(stop)),
         )
     }
 
@@ -345,7 +382,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
         cache: Option<&mut KvCache>,
-        (start_at, stop_after): (usize, Option<usize>),
+        (start_at, stop): (usize, Option<Stop>),
     ) -> Result<Tensor> {
         let dims = self.dims();
         adapters.check(&dims, self.dtype)?;
@@ -376,7 +413,7 @@ impl LlavaModel {
                 ),
             });
         }
-        if let Some(l) = stop_after {
+        if let Some(Stop { layer: l, .. }) = stop {
             if l >= dims.num_layers {
                 return Err(ModelError::Site {
                     site: format!("layer({l}).output"),
@@ -416,7 +453,7 @@ impl LlavaModel {
             adapters,
             layout,
             block_input: None,
-            stop_after,
+            stop,
             start_at,
         };
         let mut x = latents.embeds.to_dtype(self.dtype)?;

@@ -114,9 +114,9 @@ impl LatentMemory {
         })
     }
 
-    /// The `top_k` entries closest to each row of `x` (`(R, d)`): flat indices `(R·k,)` row by
-    /// row, and `k`. Selection happens on the CPU; no gradient flows through it.
-    pub(crate) fn retrieve(&self, x: &Tensor) -> Result<(Tensor, usize)> {
+    /// The `top_k` entries closest to each row of `x` (`(R, d)`), each row's closest first.
+    /// Selection happens on the CPU; no gradient flows through it.
+    pub(crate) fn retrieve(&self, x: &Tensor) -> Result<Retrieved> {
         let n = self.entries();
         let k = self.top_k.clamp(1, n.max(1));
         let query = unit_rows(&x.detach().broadcast_sub(&self.centre)?)?;
@@ -127,22 +127,24 @@ impl LatentMemory {
         let (rows, _) = sims.dims2()?;
         let sims = sims.flatten_all()?.to_vec1::<f32>()?;
         let mut index: Vec<u32> = Vec::with_capacity(rows * k);
-        let mut order: Vec<u32> = Vec::with_capacity(n);
+        let mut best = Vec::with_capacity(k);
         for row in sims.chunks(n.max(1)).take(rows) {
-            order.clear();
-            order.extend(0..n as u32);
-            if k < n {
-                // Larger similarity first; NaN last; ties to the lower index (stable results).
-                order.select_nth_unstable_by(k - 1, |&a, &b| {
-                    let (sa, sb) = (row[a as usize], row[b as usize]);
-                    sb.partial_cmp(&sa)
-                        .unwrap_or_else(|| sa.is_nan().cmp(&sb.is_nan()))
-                        .then(a.cmp(&b))
-                });
-            }
-            index.extend_from_slice(&order[..k]);
+            top_k(row, k, &mut best);
+            index.extend(best.iter().map(|&(_, i)| i));
         }
-        Ok((Tensor::from_vec(index, rows * k, x.device())?, k))
+        let mut distinct = index.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let slot: Vec<u32> = (index.iter())
+            .map(|i| distinct.partition_point(|d| d < i) as u32)
+            .collect();
+        let device = x.device();
+        Ok(Retrieved {
+            k,
+            distinct: Tensor::from_vec(distinct.clone(), distinct.len(), device)?,
+            slot: Tensor::from_vec(slot, rows * k, device)?,
+            index: Tensor::from_vec(index, rows * k, device)?,
+        })
     }
 
     /// α per row, `(R, 1)`: `weights` `(R, k)` are the head-averaged attention weights over the
@@ -162,6 +164,72 @@ impl LatentMemory {
     /// Whether this memory can never change the layer (a fixed α of 0).
     pub(crate) fn is_inert(&self) -> bool {
         matches!(self.gate, MemoryGate::Fixed(a) if a == 0.0)
+    }
+}
+
+/// What [`LatentMemory::retrieve`] found for `R` rows.
+#[derive(Debug)]
+pub struct Retrieved {
+    /// Entries per row.
+    pub k: usize,
+    /// Entry ids `(R·k,)`, row by row.
+    pub index: Tensor,
+    /// The distinct entry ids among them, ascending `(U,)`: the rows of a batch retrieve
+    /// overlapping sets, so per-entry work (UniKE's key and value projections) is done once per
+    /// distinct entry and gathered by `slot`.
+    pub distinct: Tensor,
+    /// Where each of `index` sits in `distinct`, `(R·k,)`.
+    pub slot: Tensor,
+}
+
+/// Whether `(value, index)` `a` ranks before `b`: the larger similarity first, NaN after every
+/// number, ties to the lower index (stable results).
+#[inline]
+fn ranks_before(a: (f32, u32), b: (f32, u32)) -> bool {
+    match (a.0.is_nan(), b.0.is_nan()) {
+        (false, true) => true,
+        (true, false) => false,
+        (true, true) => a.1 < b.1,
+        (false, false) => a.0 > b.0 || (a.0 == b.0 && a.1 < b.1),
+    }
+}
+
+/// The `k` best-ranked entries of `row` into `best`, in rank order, in one pass over the row:
+/// an entry is inserted only when it beats the `k`-th so far, and once `best` is full a single
+/// comparison turns most entries away. Selecting over the whole row with a comparator cost a
+/// fifth of a UniKE edit (retrieval runs at every token of every memory layer at every step);
+/// this pass, a tenth.
+fn top_k(row: &[f32], k: usize, best: &mut Vec<(f32, u32)>) {
+    best.clear();
+    if k == 0 {
+        return;
+    }
+    // Once `best` is full and its last entry a number, only a strictly larger value can enter
+    // (an equal one comes later, so it ranks after).
+    let mut bar = None;
+    for (i, &v) in row.iter().enumerate() {
+        // `v <= bar` or NaN: it cannot beat the full buffer's last (a number).
+        if bar.is_some_and(|bar| v.partial_cmp(&bar) != Some(std::cmp::Ordering::Greater)) {
+            continue;
+        }
+        let candidate = (v, i as u32);
+        if best.len() == k {
+            match best.last() {
+                Some(&last) if ranks_before(candidate, last) => {
+                    best.pop();
+                }
+                _ => continue,
+            }
+        }
+        // From the back: this branch predicts well where a binary search's did not.
+        let mut at = best.len();
+        while at > 0 && !ranks_before(best[at - 1], candidate) {
+            at -= 1;
+        }
+        best.insert(at, candidate);
+        if best.len() == k {
+            bar = best.last().map(|&(v, _)| v).filter(|v| !v.is_nan());
+        }
     }
 }
 
@@ -185,21 +253,56 @@ mod tests {
     fn retrieval_takes_the_top_k_by_cosine_per_row() {
         let m = memory(MemoryGate::Fixed(0.5), 2);
         let x = t(&[[1.0, 0.0], [0.0, 3.0]]);
-        let (index, k) = m.retrieve(&x).unwrap();
-        let mut got = index.to_vec1::<u32>().unwrap();
-        assert_eq!(k, 2);
-        got[..2].sort();
-        got[2..].sort();
-        // Row 0 (1, 0): entries 0 (cos 0.995) and 2 (0.981); row 1 (0, 1): entries 1 and 0.
-        assert_eq!(got, vec![0, 2, 0, 1]);
+        let r = m.retrieve(&x).unwrap();
+        assert_eq!(r.k, 2);
+        // Row 0 (1, 0): entries 0 (cos 0.995) then 2 (0.981); row 1 (0, 1): entries 1 then 0.
+        assert_eq!(r.index.to_vec1::<u32>().unwrap(), vec![0, 2, 1, 0]);
+        assert_eq!(r.distinct.to_vec1::<u32>().unwrap(), vec![0, 1, 2]);
+        assert_eq!(r.slot.to_vec1::<u32>().unwrap(), vec![0, 2, 1, 0]);
+    }
+
+    /// The one-pass selection against a full sort by the same ranking, on rows with ties and
+    /// NaNs, for k from 1 to past the row's length.
+    #[test]
+    fn top_k_equals_the_first_k_of_a_full_sort() {
+        let mut state = 12345u64;
+        let mut draw = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 33) as u32
+        };
+        let mut best = Vec::new();
+        for _ in 0..200 {
+            let n = 1 + (draw() % 60) as usize;
+            let row: Vec<f32> = (0..n)
+                .map(|_| match draw() % 10 {
+                    0 => f32::NAN,
+                    1..=3 => 0.5, // ties
+                    _ => (draw() % 1000) as f32 / 1000.0 - 0.5,
+                })
+                .collect();
+            let mut sorted: Vec<(f32, u32)> = row.iter().copied().zip(0..).collect();
+            sorted.sort_by(|&a, &b| {
+                if ranks_before(a, b) {
+                    std::cmp::Ordering::Less
+                } else {
+                    std::cmp::Ordering::Greater
+                }
+            });
+            for k in [1, 2, 7, n, n + 3] {
+                top_k(&row, k.min(n), &mut best);
+                let want: Vec<u32> = sorted.iter().take(k.min(n)).map(|&(_, i)| i).collect();
+                let got: Vec<u32> = best.iter().map(|&(_, i)| i).collect();
+                assert_eq!(got, want, "row {row:?} k {k}");
+            }
+        }
     }
 
     #[test]
     fn a_top_k_above_the_entries_retrieves_every_entry_once() {
         let m = memory(MemoryGate::Fixed(0.5), 40);
-        let (index, k) = m.retrieve(&t(&[[1.0, 0.0]])).unwrap();
-        assert_eq!(k, 3);
-        let mut got = index.to_vec1::<u32>().unwrap();
+        let r = m.retrieve(&t(&[[1.0, 0.0]])).unwrap();
+        assert_eq!(r.k, 3);
+        let mut got = r.index.to_vec1::<u32>().unwrap();
         got.sort();
         assert_eq!(got, vec![0, 1, 2]);
     }
@@ -211,8 +314,9 @@ mod tests {
             .with_entries(&t(&[[-1.0, -1.0]]), &t(&[[7.0, 7.0]]))
             .unwrap();
         assert_eq!((m.entries(), more.entries()), (3, 4));
-        let (index, _) = more.retrieve(&t(&[[-2.0, -2.1]])).unwrap();
-        assert_eq!(index.to_vec1::<u32>().unwrap(), vec![3]);
+        let r = more.retrieve(&t(&[[-2.0, -2.1]])).unwrap();
+        assert_eq!(r.index.to_vec1::<u32>().unwrap(), vec![3]);
+        assert_eq!(r.slot.to_vec1::<u32>().unwrap(), vec![0]);
     }
 
     #[test]

@@ -17,14 +17,33 @@ pub(crate) struct Pass<'p, 'h> {
     pub layout: &'p TokenLayout,
     /// The current layer's block input, once known.
     pub block_input: Option<Tensor>,
-    /// Stop after this decoder layer and return its output (`LlavaModel::forward_through`).
-    pub stop_after: Option<usize>,
+    /// Where to stop (`LlavaModel::forward_through`, `LlavaModel::capture`).
+    pub stop: Option<Stop>,
     /// The first decoder layer to run: the input is the residual stream entering it
     /// (`LlavaModel::forward_from`); 0 for a pass from the embeddings.
     pub start_at: usize,
 }
 
+/// The last decoder layer a pass runs, and whether it ends after that layer's FFN activation
+/// (its down projection and residual add skipped) instead of returning the layer's output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stop {
+    pub layer: usize,
+    pub before_down_proj: bool,
+}
+
 impl Pass<'_, '_> {
+    /// Whether the pass ends after layer `l`.
+    pub fn stops_after(&self, l: usize) -> bool {
+        self.stop.is_some_and(|s| s.layer == l)
+    }
+
+    /// Whether the pass ends at layer `l`'s FFN activation.
+    pub fn stops_before_down_proj(&self, l: usize) -> bool {
+        self.stop
+            .is_some_and(|s| s.layer == l && s.before_down_proj)
+    }
+
     /// Whether anything acts at `site` (lets callers skip gathering rows for `embed.*`).
     pub fn touches(&self, site: &Site) -> bool {
         self.adapters.touches(site) || self.hooks.touches(site)

@@ -167,6 +167,17 @@ pub enum LayerPoint {
     ProjOutput(Proj),
 }
 
+impl LayerPoint {
+    /// Whether a layer has computed this point before its down projection (the FFN activation
+    /// and everything before it), so that a pass reading nothing later may stop there.
+    pub fn before_down_proj(&self) -> bool {
+        !matches!(
+            self,
+            LayerPoint::ProjOutput(Proj::Down) | LayerPoint::MlpOutput | LayerPoint::Output
+        )
+    }
+}
+
 /// A named tensor of the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Site {

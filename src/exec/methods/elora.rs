@@ -21,9 +21,9 @@ use crate::eval::EditState;
 use crate::exec::error::{ExecError, Result};
 use crate::exec::input::EditInput;
 use crate::exec::ops::{Execute, StepContext};
-use crate::exec::taps::{deepest, Reading};
+use crate::exec::taps::Reading;
 use crate::exec::values::Variants;
-use crate::linalg::{principal_subspace, projector_similarity, Subspace};
+use crate::linalg::{basis_similarity, principal_bases, principal_subspace, Subspace};
 use crate::sema::ops;
 use std::collections::HashMap;
 
@@ -82,15 +82,15 @@ pub struct FilterStats {
     pub fell_back: bool,
 }
 
-/// Per-row `KᵀK` of every request, row 0 the clean sequence: `out[request][row]` `(w, w)` f64.
+/// Per-row `KᵀK` of every request, row 0 the clean sequence: `out[request]` `(rows, w, w)` f64.
 pub fn row_covariances(
     state: &EditState,
     edit: &EditInput,
     variants: &Variants,
     readings: &[Reading],
-) -> Result<Vec<Vec<Tensor>>> {
+) -> Result<Vec<Tensor>> {
     let rows = 1 + variants.count;
-    let mut out: Vec<Vec<Tensor>> = vec![Vec::with_capacity(rows); readings.len()];
+    let mut chunks: Vec<Vec<Tensor>> = vec![Vec::new(); readings.len()];
     let mut sites: Vec<Site> = readings.iter().map(Reading::site).collect();
     sites.sort();
     sites.dedup();
@@ -115,14 +115,12 @@ pub fn row_covariances(
         for s in &sites {
             hooks.capture(*s);
         }
-        state.model.model.forward_through(
-            &latents,
-            &mut hooks,
-            &state.adapters,
-            deepest(readings),
-        )?;
+        state
+            .model
+            .model
+            .capture(&latents, &mut hooks, &state.adapters)?;
         let captured = hooks.take_captured();
-        for (reading, slot) in readings.iter().zip(out.iter_mut()) {
+        for (reading, slot) in readings.iter().zip(chunks.iter_mut()) {
             let (_, value) = captured
                 .iter()
                 .find(|(s, _)| *s == reading.site())
@@ -141,34 +139,39 @@ pub fn row_covariances(
             };
             let k = reading.apply(&value)?.to_dtype(DType::F64)?;
             let c = k.transpose(1, 2)?.contiguous()?.matmul(&k)?;
-            let c = c.to_device(&Device::Cpu)?;
-            for b in 0..c.dim(0)? {
-                slot.push(c.get(b)?);
-            }
+            slot.push(c.to_device(&Device::Cpu)?);
         }
         start = end;
     }
-    Ok(out)
+    Ok(chunks
+        .iter()
+        .map(|parts| Tensor::cat(parts, 0))
+        .collect::<candle_core::Result<_>>()?)
 }
 
-/// ELoRA's filter and average over per-row covariances (row 0 clean), then the top-`rank` space.
-pub fn knowledge_space(
-    covariances: &[Tensor],
-    request: &Request,
-) -> Result<(Subspace, FilterStats)> {
-    let (clean, variants) = covariances
-        .split_first()
-        .ok_or_else(|| ExecError::internal("no covariance for the knowledge space"))?;
-    let p0 = principal_subspace(clean, request.top)?;
-    let width = clean.dim(0)?;
+/// ELoRA's filter and average over per-row covariances `(rows, w, w)` f64 (row 0 clean), then
+/// the top-`rank` space. The rows' top-`top` eigenvectors come from one call on the raw values
+/// ([`principal_bases`]): 512 small decompositions per space, each a tensor round trip before.
+pub fn knowledge_space(covariances: &Tensor, request: &Request) -> Result<(Subspace, FilterStats)> {
+    let (rows, width, _) = covariances.dims3()?;
+    if rows == 0 {
+        return Err(ExecError::internal("no covariance for the knowledge space"));
+    }
+    let values: Vec<f64> = covariances.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+    let bases = principal_bases(&values, width, request.top)?;
+    let size = width * request.top;
+    let (p0, variant_bases) = bases.split_at(size);
+    let (clean, variant_covs) = values.split_at(width * width);
     let mut stats = FilterStats {
-        variants: variants.len(),
+        variants: rows - 1,
         ..FilterStats::default()
     };
-    let mut sum: Option<Tensor> = None;
-    for c in variants {
-        let pb = principal_subspace(c, request.top)?;
-        let s = projector_similarity(&pb, &p0)?;
+    let mut sum: Option<Vec<f64>> = None;
+    for (pb, c) in variant_bases
+        .chunks_exact(size)
+        .zip(variant_covs.chunks_exact(width * width))
+    {
+        let s = basis_similarity(pb, p0, request.top);
         let s = match request.similarity {
             Similarity::Literal => s,
             Similarity::ChanceCorrected => chance_corrected(s, request.top, width),
@@ -176,19 +179,24 @@ pub fn knowledge_space(
         stats.similarity_sum += s;
         if s > request.keep_above {
             stats.kept += 1;
-            sum = Some(match sum {
-                Some(acc) => (acc + c)?,
-                None => c.clone(),
-            });
+            match sum.as_mut() {
+                Some(acc) => acc.iter_mut().zip(c).for_each(|(a, x)| *a += x),
+                None => sum = Some(c.to_vec()),
+            }
         }
     }
     let average = match sum {
-        Some(sum) => (sum / stats.kept as f64)?,
+        // Scaled by the reciprocal, as a tensor's `/ n` is.
+        Some(sum) => {
+            let inverse = 1.0 / stats.kept as f64;
+            sum.into_iter().map(|x| x * inverse).collect()
+        }
         None => {
             stats.fell_back = true;
-            clean.clone()
+            clean.to_vec()
         }
     };
+    let average = Tensor::from_vec(average, (width, width), covariances.device())?;
     Ok((principal_subspace(&average, request.rank)?, stats))
 }
 
@@ -314,11 +322,26 @@ pub fn perturb(
             }
         }
     }
-    let device = edit.latents.embeds.device();
-    let dtype = edit.latents.embeds.dtype();
-    let keep = Tensor::from_vec(keep, (count, t, 1), device)?.to_dtype(dtype)?;
-    let noise = Tensor::from_vec(noise, (count, t, d), device)?.to_dtype(dtype)?;
-    let latents = (edit.repeated(count)?.broadcast_mul(&keep)? + noise)?;
+    // `clean · keep + noise` row by row in f32, in place of the noise buffer: three passes over
+    // the variants' tensor before (repeat, mask, add), each allocating.
+    let clean: Vec<f32> = (edit.latents.embeds.get(0)?)
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1()?;
+    for (row, values) in noise.chunks_exact_mut(t * d).enumerate() {
+        for ((token, values), clean) in values
+            .chunks_exact_mut(d)
+            .enumerate()
+            .zip(clean.chunks_exact(d))
+        {
+            let keep = keep[row * t + token];
+            for (v, &c) in values.iter_mut().zip(clean) {
+                *v += c * keep;
+            }
+        }
+    }
+    let latents = Tensor::from_vec(noise, (count, t, d), edit.latents.embeds.device())?
+        .to_dtype(edit.latents.embeds.dtype())?;
     let variants = Variants {
         latents,
         layout: edit.layout(count),
@@ -478,6 +501,10 @@ impl Execute for ops::KnowledgeSpace {
 mod tests {
     use super::*;
 
+    fn stack(covs: &[Tensor]) -> Tensor {
+        Tensor::stack(covs, 0).unwrap()
+    }
+
     fn cov(vectors: &[[f64; 3]]) -> Tensor {
         let flat: Vec<f64> = vectors.iter().flatten().copied().collect();
         let k = Tensor::from_vec(flat, (vectors.len(), 3), &Device::Cpu).unwrap();
@@ -499,7 +526,7 @@ mod tests {
             similarity: Similarity::Literal,
         };
         let (space, stats) =
-            knowledge_space(&[clean.clone(), agree.clone(), away], &request).unwrap();
+            knowledge_space(&stack(&[clean.clone(), agree.clone(), away]), &request).unwrap();
         assert_eq!((stats.variants, stats.kept, stats.fell_back), (2, 1, false));
         // The space is the top direction of `agree` alone: (2, 0.5, 0) normalised.
         let u = space.basis().to_vec2::<f64>().unwrap();
@@ -517,7 +544,7 @@ mod tests {
             keep_above: 0.99,
             ..request
         };
-        let (space, stats) = knowledge_space(&[clean, agree], &strict).unwrap();
+        let (space, stats) = knowledge_space(&stack(&[clean, agree]), &strict).unwrap();
         assert!(stats.fell_back);
         assert!((space.basis().to_vec2::<f64>().unwrap()[0][0].abs() - 1.0).abs() < 1e-9);
     }
@@ -544,6 +571,7 @@ mod tests {
 
     #[test]
     fn a_random_subspace_scores_k_over_r_and_chance_corrected_zero() {
+        use crate::linalg::projector_similarity;
         let mut rng = rng::stream(7, "chance", 0);
         for (k, r) in [(1, 4), (2, 3), (8, 32), (4, 128)] {
             let fixed = random_basis(k, r, &mut rng);
@@ -594,6 +622,13 @@ mod tests {
             / 2.0;
         let library = projector_similarity(&to_space(&a), &to_space(&b)).unwrap();
         assert!((direct - library).abs() < 1e-9);
+        let row_major = |u: &[Vec<f64>]| -> Vec<f64> {
+            (0..5)
+                .flat_map(|i| u.iter().map(move |col| col[i]))
+                .collect()
+        };
+        let raw = crate::linalg::basis_similarity(&row_major(&a), &row_major(&b), 2);
+        assert!((direct - raw).abs() < 1e-9);
     }
 
     #[test]
@@ -610,7 +645,7 @@ mod tests {
             rank: 1,
             similarity: Similarity::Literal,
         };
-        let covs = [clean, weak];
+        let covs = stack(&[clean, weak]);
         let (_, literal) = knowledge_space(&covs, &request).unwrap();
         assert_eq!(literal.kept, 1);
         assert!((literal.similarity_sum - 0.3).abs() < 1e-9);

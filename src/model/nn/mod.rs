@@ -11,19 +11,30 @@ pub mod mlp;
 pub mod norm;
 pub mod rotary;
 
-/// Softmax over the last dimension of attention scores, plus an additive `bias` (the causal and
-/// padding mask, f32), computed in f32 whatever the scores' dtype and returned in it: the mask's
-/// −1e9 is −∞ in f16, and a fully masked row would turn into NaN; bf16's 8-bit mantissa would
-/// also blur the largest scores.
+/// Softmax over the last dimension of attention scores times `scale`, plus an additive `bias`
+/// `(B, 1, T, S)` (the causal and padding mask, f32), computed in f32 whatever the scores' dtype
+/// and returned in it: the mask's −1e9 is −∞ in f16, and a fully masked row would turn into NaN;
+/// bf16's 8-bit mantissa would also blur the largest scores. One fused pass on CPU f32
+/// (`fused/softmax.rs`); elsewhere the scores are scaled in their dtype, widened, masked and
+/// normalised by candle's ops.
 pub fn attention_softmax(
     scores: &candle_core::Tensor,
+    scale: f64,
     bias: Option<&candle_core::Tensor>,
 ) -> candle_core::Result<candle_core::Tensor> {
-    let mut wide = crate::model::precision::widen(scores)?;
+    if let Some(probs) = fused::softmax::scaled_softmax(scores, scale, bias)? {
+        return Ok(probs);
+    }
+    let scaled = if scale == 1.0 {
+        scores.clone()
+    } else {
+        scores.affine(scale, 0.0)?
+    };
+    let mut wide = crate::model::precision::widen(&scaled)?;
     if let Some(b) = bias {
         wide = wide.broadcast_add(&b.to_dtype(wide.dtype())?)?;
     }
-    fused::softmax::softmax_last_dim(&wide)?.to_dtype(scores.dtype())
+    candle_nn::ops::softmax(&wide, candle_core::D::Minus1)?.to_dtype(scores.dtype())
 }
 
 #[cfg(test)]
@@ -37,7 +48,7 @@ mod tests {
         let dev = Device::Cpu;
         let scores = Tensor::zeros((1, 2, 3), DType::F16, &dev).unwrap();
         let bias = Tensor::new(&[[[-1e9f32, -1e9, -1e9], [0.0, -1e9, -1e9]]], &dev).unwrap();
-        let p = attention_softmax(&scores, Some(&bias)).unwrap();
+        let p = attention_softmax(&scores, 1.0, Some(&bias)).unwrap();
         assert_eq!(p.dtype(), DType::F16);
         let p = p.to_dtype(DType::F32).unwrap().to_vec3::<f32>().unwrap();
         for v in &p[0][0] {

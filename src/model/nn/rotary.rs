@@ -1,15 +1,24 @@
-//! Rotary position embeddings in Hugging Face Llama's "rotate half" form, from primitive ops.
+//! Rotary position embeddings in Hugging Face Llama's "rotate half" form: fused on the CPU
+//! (`fused/rope.rs`), from primitive ops elsewhere.
 //!
 //! Angles are computed per token from explicit position ids, so left-padded batches and KV-cached
 //! decoding use the same code: a padded row's first real token is at position 0.
 
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{DType, Device, Result, Tensor, D};
 
-/// cos/sin tables of shape `(B, 1, T, head_dim)` for the given positions.
-#[derive(Debug, Clone)]
+use super::fused::rope::{rotate_heads, Angles};
+
+/// The rotation of one batch: the angles per position, applied by the fused split-and-rotate on
+/// CPU f32 and by primitive ops elsewhere (their `(B, 1, T, head_dim)` tables built on first use).
+#[derive(Debug)]
 pub struct Rotary {
-    cos: Tensor,
-    sin: Tensor,
+    angles: Arc<Angles>,
+    batch: usize,
+    dtype: DType,
+    device: Device,
+    tables: OnceLock<(Tensor, Tensor)>,
 }
 
 impl Rotary {
@@ -26,27 +35,78 @@ impl Rotary {
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
             .collect();
-        let seq = positions.len() / batch.max(1);
-        let mut angles = Vec::with_capacity(positions.len() * head_dim);
-        for &p in positions {
-            let row: Vec<f32> = inv_freq.iter().map(|f| p as f32 * f).collect();
-            angles.extend_from_slice(&row);
-            angles.extend_from_slice(&row);
+        let distinct = positions.iter().max().map_or(0, |&p| p as usize + 1);
+        let (mut cos, mut sin) = (
+            Vec::with_capacity(distinct * half),
+            Vec::with_capacity(distinct * half),
+        );
+        for p in 0..distinct {
+            for f in &inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
         }
-        let angles = Tensor::from_vec(angles, (batch, 1, seq, head_dim), device)?;
         Ok(Self {
-            cos: angles.cos()?.to_dtype(dtype)?,
-            sin: angles.sin()?.to_dtype(dtype)?,
+            angles: Arc::new(Angles {
+                positions: positions.to_vec(),
+                half,
+                cos,
+                sin,
+            }),
+            batch,
+            dtype,
+            device: device.clone(),
+            tables: OnceLock::new(),
         })
     }
 
-    /// Rotates `x` of shape `(B, heads, T, head_dim)`.
+    /// A projection's output `y` `(B, T, heads·head_dim)` as rotated heads `(B, heads, T,
+    /// head_dim)`.
+    pub fn heads(&self, y: &Tensor, heads: usize) -> Result<Tensor> {
+        if let Some(rotated) = rotate_heads(y, &self.angles, heads)? {
+            return Ok(rotated);
+        }
+        let (b, t, _) = y.dims3()?;
+        let split = y
+            .reshape((b, t, heads, 2 * self.angles.half))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        self.apply(&split)
+    }
+
+    /// Rotates `x` of shape `(B, heads, T, head_dim)` with primitive ops.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let (cos, sin) = self.tables()?;
         let half = x.dim(D::Minus1)? / 2;
         let x1 = x.narrow(D::Minus1, 0, half)?;
         let x2 = x.narrow(D::Minus1, half, half)?;
         let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        x.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?
+        x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+    }
+
+    /// cos/sin of every token's angles, each half repeated: `(B, 1, T, head_dim)`.
+    fn tables(&self) -> Result<(&Tensor, &Tensor)> {
+        if self.tables.get().is_none() {
+            let a = &self.angles;
+            let seq = a.positions.len() / self.batch.max(1);
+            let shape = (self.batch, 1, seq, 2 * a.half);
+            let expand = |table: &[f32]| -> Result<Tensor> {
+                let mut rows = Vec::with_capacity(a.positions.len() * 2 * a.half);
+                for &p in &a.positions {
+                    let row = &table[p as usize * a.half..][..a.half];
+                    rows.extend_from_slice(row);
+                    rows.extend_from_slice(row);
+                }
+                Tensor::from_vec(rows, shape, &self.device)?.to_dtype(self.dtype)
+            };
+            let tables = (expand(&a.cos)?, expand(&a.sin)?);
+            let _ = self.tables.set(tables);
+        }
+        match self.tables.get() {
+            Some((cos, sin)) => Ok((cos, sin)),
+            None => candle_core::bail!("rotary tables were not built"),
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 //! tested against.
 
 pub mod rms_norm;
+pub mod rope;
 pub mod silu_gate;
 pub mod simd;
 pub mod softmax;
