@@ -1,5 +1,6 @@
-//! The runtime addition the executor relies on: `LlavaModel::forward_through(…, l)` stops after layer `l` and
-//! returns exactly what a full pass holds at `layer(l).output`.
+//! The runtime additions the executor relies on: `LlavaModel::forward_through(…, l)` stops after layer `l` and
+//! returns exactly what a full pass holds at `layer(l).output`; `LlavaModel::capture` stops where its hooks'
+//! sites end and captures what a full pass shows them.
 
 mod exec_common;
 
@@ -7,6 +8,18 @@ use candle_core::DType;
 use exec_common::tiny;
 use mkedsl::model::site::{LayerPoint, Site};
 use mkedsl::model::{Adapters, Hooks, Llava, LoadOptions, PadSide, Readout, VisionLanguageModel};
+
+/// The largest absolute difference of two tensors, in f64.
+fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
+}
 
 #[test]
 fn through_stops_after_a_layer_with_the_full_pass_values() {
@@ -31,16 +44,7 @@ fn through_stops_after_a_layer_with_the_full_pass_values() {
         .model
         .forward_through(&latents, &mut early, &Adapters::new(), 0)
         .unwrap();
-    let captured = full.captured(&site)[0].clone();
-    let diff = (out.to_dtype(DType::F64).unwrap() - captured.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap();
-    assert_eq!(diff, 0.0);
+    assert_eq!(max_abs_diff(&out, full.captured(&site)[0]), 0.0);
     assert_eq!(early.captured(&site).len(), 1);
     // Layer 1 never ran.
     let mut later = Hooks::new();
@@ -103,15 +107,7 @@ fn capture_stops_at_the_activation_with_the_full_pass_values() {
     for s in sites {
         let (f, e) = (full.captured(&s), early.captured(&s));
         assert_eq!((f.len(), e.len()), (1, 1), "{s}");
-        let diff = (f[0].to_dtype(DType::F64).unwrap() - e[0].to_dtype(DType::F64).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
-        assert_eq!(diff, 0.0, "{s}");
+        assert_eq!(max_abs_diff(f[0], e[0]), 0.0, "{s}");
     }
     let tokens = latents.layout.seq() as u64;
     let dims = llava.model.dims();

@@ -308,14 +308,7 @@ impl LlavaModel {
             layer: deepest,
             before_down_proj: early,
         };
-        self.run(
-            latents,
-            hooks,
-            adapters,
-            &Readout::Hidden,
-            None,
-            (0, Some(stop)),
-        )?;
+        self.run_until(latents, hooks, adapters, stop)?;
         Ok(())
     }
 
@@ -334,14 +327,19 @@ impl LlavaModel {
             layer: last,
             before_down_proj: false,
         };
-        self.run(
-            latents,
-            hooks,
-            adapters,
-            &Readout::Hidden,
-            None,
-            (0, Some(stop)),
-        )
+        self.run_until(latents, hooks, adapters, stop)
+    }
+
+    /// An uncached pass from the embeddings that ends at `stop`, returning what it ends with.
+    fn run_until(
+        &self,
+        latents: &Latents,
+        hooks: &mut Hooks,
+        adapters: &Adapters,
+        stop: Stop,
+    ) -> Result<Tensor> {
+        let readout = Readout::Hidden;
+        self.run(latents, hooks, adapters, &readout, None, (0, Some(stop)))
     }
 
     /// Runs the decoder from layer `first` on `residual`, the residual stream entering that
