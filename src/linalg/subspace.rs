@@ -203,8 +203,8 @@ pub fn projector_similarity(a: &Subspace, b: &Subspace) -> Result<f64> {
 /// The top-`k` eigenvectors of each of the symmetric `n × n` matrices stored back to back in
 /// `matrices` (row-major f64), as row-major `n × k` bases, column 0 the top one: what
 /// [`principal_subspace`] gives, for many small matrices without a tensor each (ELoRA's filter
-/// decomposes 512 covariances of 32 × 32 per edit, where the tensor round trips cost as much as
-/// the decompositions). Same checks: finite, square, symmetric up to rounding, `k ≤ n`.
+/// decomposes 512 covariances of 32 × 32 per space and edit). Same checks: finite, square,
+/// symmetric up to rounding, `k ≤ n`.
 pub fn principal_bases(matrices: &[f64], n: usize, k: usize) -> Result<Vec<f64>> {
     const OP: &str = "principal_subspace";
     check_count(OP, k, n)?;

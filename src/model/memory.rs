@@ -138,10 +138,10 @@ impl LatentMemory {
         let slot: Vec<u32> = (index.iter())
             .map(|i| distinct.partition_point(|d| d < i) as u32)
             .collect();
-        let device = x.device();
+        let (device, count) = (x.device(), distinct.len());
         Ok(Retrieved {
             k,
-            distinct: Tensor::from_vec(distinct.clone(), distinct.len(), device)?,
+            distinct: Tensor::from_vec(distinct, count, device)?,
             slot: Tensor::from_vec(slot, rows * k, device)?,
             index: Tensor::from_vec(index, rows * k, device)?,
         })

@@ -322,8 +322,8 @@ pub fn perturb(
             }
         }
     }
-    // `clean · keep + noise` row by row in f32, in place of the noise buffer: three passes over
-    // the variants' tensor before (repeat, mask, add), each allocating.
+    // `clean · keep + noise`, added into the noise buffer row by row in f32: one pass, where the
+    // tensor ops took three over the variants (repeat, mask, add), each allocating.
     let clean: Vec<f32> = (edit.latents.embeds.get(0)?)
         .to_dtype(DType::F32)?
         .flatten_all()?
