@@ -3,11 +3,13 @@
 //! space; LPEdit's updates stay in the null space and scale by 1/(1+λ); single editing restores
 //! the model between cases; `--out` artefacts reproduce the edited model.
 
+mod common;
 mod exec_common;
 
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
+use common::max_abs_diff;
 use exec_common::*;
 use mkedsl::eval::{EditState, PreparedCase, Setup, SetupRequest};
 use mkedsl::exec::cache::Cache;
@@ -92,24 +94,13 @@ fn logits(state: &EditState<Llava>, input: &EditInput) -> Tensor {
         .expect("forward")
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
-
 /// `m (I − P)`: what of each row of `m` lies outside the subspace.
 fn outside(m: &Tensor, space: &mkedsl::linalg::Subspace) -> f64 {
     let m = m.to_dtype(DType::F64).unwrap();
     let inside = space
         .project_rows(&m.to_dtype(space.basis().dtype()).unwrap())
         .unwrap();
-    max_diff(&m, &inside.to_dtype(DType::F64).unwrap())
+    max_abs_diff(&m, &inside.to_dtype(DType::F64).unwrap())
 }
 
 const UP1: LinearSite = LinearSite {
@@ -131,15 +122,15 @@ fn elora_keeps_the_function_at_init_and_trains_b_inside_the_knowledge_space() {
     let w0 = original.model.linear_weight(UP1).unwrap();
     let w1 = state.model.linear_weight(UP1).unwrap();
     assert!(
-        max_diff(&w0, &w1) > 1e-4,
+        max_abs_diff(&w0, &w1) > 1e-4,
         "W was not moved into the adapter"
     );
     let lora = state.adapters.loras(UP1)[0].clone();
     let ba = (lora.b.matmul(&lora.a).unwrap() * lora.scaling).unwrap();
-    assert!(max_diff(&(w1.clone() + ba).unwrap(), &w0) < 1e-5);
+    assert!(max_abs_diff(&(w1.clone() + ba).unwrap(), &w0) < 1e-5);
     let prepared_case = PreparedCase::load(&b.setup.cases[0]).unwrap();
     let probe = EditInput::new(&state, &prepared_case).unwrap();
-    assert!(max_diff(&logits(&original, &probe), &logits(&state, &probe)) < 1e-4);
+    assert!(max_abs_diff(&logits(&original, &probe), &logits(&state, &probe)) < 1e-4);
     // A lies in the null space of the preserved inputs.
     let keep = b
         .exec
@@ -156,10 +147,13 @@ fn elora_keeps_the_function_at_init_and_trains_b_inside_the_knowledge_space() {
     let after = state.adapters.loras(UP1)[0].clone();
     // A frozen, W untouched, B moved — and only inside the knowledge space (SGD on projected
     // gradients: ΔB = −lr Σ g P, so ΔB (I − P) = 0).
-    assert_eq!(max_diff(&after.a, &lora.a), 0.0);
-    assert_eq!(max_diff(&state.model.linear_weight(UP1).unwrap(), &w1), 0.0);
+    assert_eq!(max_abs_diff(&after.a, &lora.a), 0.0);
+    assert_eq!(
+        max_abs_diff(&state.model.linear_weight(UP1).unwrap(), &w1),
+        0.0
+    );
     let delta_b = (after.b.clone() - &lora.b).unwrap();
-    assert!(max_diff(&after.b, &lora.b) > 1e-4, "B did not train");
+    assert!(max_abs_diff(&after.b, &lora.b) > 1e-4, "B did not train");
     let know = values
         .space(step_of(&b.exec.plan, "knowledge_space"))
         .unwrap()
@@ -173,7 +167,7 @@ fn elora_keeps_the_function_at_init_and_trains_b_inside_the_knowledge_space() {
     );
     // The snapshot taken before the edit still holds the prepared B (no in-place writes).
     let kept = prepared.adapters.loras(UP1)[0].clone();
-    assert_eq!(max_diff(&kept.b, &lora.b), 0.0);
+    assert_eq!(max_abs_diff(&kept.b, &lora.b), 0.0);
 }
 
 const LPEDIT_SGD: &str = r#"
@@ -207,7 +201,7 @@ fn lpedit_updates_stay_in_the_null_space_and_scale_by_one_over_one_plus_lambda()
         .unwrap()
         .clone();
     assert!(
-        max_diff(&delta, &delta.zeros_like().unwrap()) > 1e-5,
+        max_abs_diff(&delta, &delta.zeros_like().unwrap()) > 1e-5,
         "no update"
     );
     assert!(outside(&delta, &keep) < 1e-5, "ΔW left the null space");
@@ -223,8 +217,8 @@ fn lpedit_updates_stay_in_the_null_space_and_scale_by_one_over_one_plus_lambda()
     };
     let full = delta_with("1");
     let scaled = delta_with("1 / (1 + 0.5)");
-    assert!(max_diff(&full, &full.zeros_like().unwrap()) > 1e-6);
-    assert!(max_diff(&(full * (1.0 / 1.5)).unwrap(), &scaled) < 1e-7);
+    assert!(max_abs_diff(&full, &full.zeros_like().unwrap()) > 1e-6);
+    assert!(max_abs_diff(&(full * (1.0 / 1.5)).unwrap(), &scaled) < 1e-7);
 }
 
 /// Projecting one layer of a weight trained at several: only that layer's updates are
@@ -264,7 +258,7 @@ per edit {
     let delta = |l: usize| (state.model.linear_weight(down(l)).unwrap() - &before[l]).unwrap();
     let (d0, d1) = (delta(0), delta(1));
     assert!(
-        max_diff(&d1, &d1.zeros_like().unwrap()) > 1e-6,
+        max_abs_diff(&d1, &d1.zeros_like().unwrap()) > 1e-6,
         "layer 1 did not move"
     );
     assert!(
@@ -330,9 +324,9 @@ fn out_artefacts_reproduce_the_edited_model() {
     let mut applied = original.clone();
     output::apply(&back, &mut applied).unwrap();
     let edited = logits(&state, &input);
-    assert!(max_diff(&logits(&applied, &input), &edited) < 1e-4);
+    assert!(max_abs_diff(&logits(&applied, &input), &edited) < 1e-4);
     assert!(
-        max_diff(&logits(&original, &input), &edited) > 1e-3,
+        max_abs_diff(&logits(&original, &input), &edited) > 1e-3,
         "the edit changed nothing"
     );
 }
@@ -392,11 +386,11 @@ fn unike_edit_state_is_adapter_data_restored_exactly_and_accumulated_sequentiall
     let n = &state.adapters.neurons_at(last)[0];
     let reg = n.regulation.as_ref().expect("regulated by ζ");
     assert!(
-        max_diff(&reg.map, &reg.map.zeros_like().unwrap()) > 0.0,
+        max_abs_diff(&reg.map, &reg.map.zeros_like().unwrap()) > 0.0,
         "W_ζ trained"
     );
     assert!(
-        max_diff(&n.values, &n.values.zeros_like().unwrap()) > 0.0,
+        max_abs_diff(&n.values, &n.values.zeros_like().unwrap()) > 0.0,
         "V trained"
     );
     let shift = (n.effective_values().unwrap() - &n.values).unwrap();
@@ -405,11 +399,11 @@ fn unike_edit_state_is_adapter_data_restored_exactly_and_accumulated_sequentiall
         .squeeze(1)
         .unwrap();
     assert!(
-        max_diff(&shift.get(0).unwrap(), &want) < 1e-6,
+        max_abs_diff(&shift.get(0).unwrap(), &want) < 1e-6,
         "V + β·W_ζ ζ"
     );
     assert!(
-        max_diff(&logits(&state, &probe), &before) > 0.0,
+        max_abs_diff(&logits(&state, &probe), &before) > 0.0,
         "the edit changed the model"
     );
     // Sequential: the next edit builds on this one, with pairs of its own.
@@ -420,7 +414,7 @@ fn unike_edit_state_is_adapter_data_restored_exactly_and_accumulated_sequentiall
     state.restore(&prepared);
     assert_eq!((entries(&state), neuron_sets(&state)), (48, 0));
     assert_eq!(
-        max_diff(&logits(&state, &probe), &before),
+        max_abs_diff(&logits(&state, &probe), &before),
         0.0,
         "bit for bit"
     );
@@ -601,7 +595,7 @@ fn edit_with_and_without_prefix(text: &str) -> (Option<usize>, usize, f64) {
         let (input, _) = b.edit(&mut state, 0);
         outcomes.push(logits(&state, &input));
     }
-    (first, layers, max_diff(&outcomes[0], &outcomes[1]))
+    (first, layers, max_abs_diff(&outcomes[0], &outcomes[1]))
 }
 
 #[test]

@@ -2,24 +2,13 @@
 //! returns exactly what a full pass holds at `layer(l).output`; `LlavaModel::capture` stops where its hooks'
 //! sites end and captures what a full pass shows them.
 
+mod common;
 mod exec_common;
 
-use candle_core::DType;
+use common::max_abs_diff;
 use exec_common::tiny;
 use mkedsl::model::site::{LayerPoint, Site};
 use mkedsl::model::{Adapters, Hooks, Llava, LoadOptions, PadSide, Readout, VisionLanguageModel};
-
-/// The largest absolute difference of two tensors, in f64.
-fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
-}
 
 #[test]
 fn through_stops_after_a_layer_with_the_full_pass_values() {

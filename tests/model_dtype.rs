@@ -4,10 +4,13 @@
 //! bf16 model; `plan --model --dtype` halves the weights; results JSON reports the dtype; an
 //! unknown dtype is a usage error.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use candle_core::{DType, Tensor};
+use common::max_abs_diff;
 use mkedsl::eval::{EditState, PreparedCase, ProbeOptions, Setup, SetupRequest};
 use mkedsl::exec::cache::Cache;
 use mkedsl::exec::executor::Log;
@@ -38,17 +41,6 @@ fn setup(precision: Precision, cases: usize) -> Setup {
         ..SetupRequest::default()
     })
     .expect("the embedded model and data load")
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    (a.to_dtype(DType::F64).unwrap() - b.to_dtype(DType::F64).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f64>()
-        .unwrap()
 }
 
 /// Logits at every position of each case's edit prompt (image and text), f32 out.
