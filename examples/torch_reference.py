@@ -386,6 +386,16 @@ def elora(model):
                   project_grad=project_grad, optimizer=torch.optim.SGD)
 
 
+def print_kept(notes, prefix=""):
+    """One line per knowledge space: the variants its filter kept over all edits (`notes` as
+    `elora` returns them per edit)."""
+    total = sum(n["variants"] for n in notes)
+    for i, space in enumerate(("up_know", "down_know")):
+        kept = sum(n["kept"][i] for n in notes)
+        print(f"{prefix}{space}: kept {kept} of {total} variants ({100 * kept / total:.1f} %), "
+              f"mask window {notes[0]['window']} image tokens, text noise σ 0.01")
+
+
 def run(model, data, method):
     spaces_s, opt_s, eval_s, rel, notes = 0.0, 0.0, 0.0, [], []
     for case in data:
@@ -453,11 +463,7 @@ def main():
         if name == "ELoRA":
             elora_notes = notes
     if elora_notes:
-        total = sum(n["variants"] for n in elora_notes)
-        for i, space in enumerate(("up_know", "down_know")):
-            kept = sum(n["kept"][i] for n in elora_notes)
-            print(f"ELoRA {space}: kept {kept} of {total} variants ({100 * kept / total:.1f} %), "
-                  f"mask window {elora_notes[0]['window']} image tokens, text noise σ 0.01")
+        print_kept(elora_notes, "ELoRA ")
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_reference import (DATA, LoRA, adapter_input_covariances, cached, cases, edit_embeddings,
-                             elora_variants, knowledge_space, load)
+                             elora_variants, knowledge_space, load, print_kept)
 from torch_reference_asam import lar, rank_align
 
 # recipes/elora_asam.edit (LAR's budget 1e-3 and count 4, and τ = 4, are torch_reference_asam's
@@ -268,11 +268,7 @@ def main():
     if args.per_case:
         for i, row in enumerate(per_case):
             print(f"  case {i}: " + " ".join(f"{100 * v:.1f}" for v in row))
-    total = sum(n["variants"] for n in notes)
-    for i, space in enumerate(("up_know", "down_know")):
-        kept = sum(n["kept"][i] for n in notes)
-        print(f"{space}: kept {kept} of {total} variants ({100 * kept / total:.1f} %), "
-              f"mask window {notes[0]['window']} image tokens, text noise σ 0.01")
+    print_kept(notes)
 
 
 if __name__ == "__main__":
