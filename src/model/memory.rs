@@ -143,7 +143,6 @@ impl LatentMemory {
             k,
             distinct: Tensor::from_vec(distinct, count, device)?,
             slot: Tensor::from_vec(slot, rows * k, device)?,
-            index: Tensor::from_vec(index, rows * k, device)?,
         })
     }
 
@@ -167,18 +166,17 @@ impl LatentMemory {
     }
 }
 
-/// What [`LatentMemory::retrieve`] found for `R` rows.
+/// What [`LatentMemory::retrieve`] found for `R` rows: `k` entries per row, as the distinct
+/// entry ids and, for each of the `R·k` retrieved entries row by row, its place among them.
 #[derive(Debug)]
 pub struct Retrieved {
     /// Entries per row.
     pub k: usize,
-    /// Entry ids `(R·k,)`, row by row.
-    pub index: Tensor,
-    /// The distinct entry ids among them, ascending `(U,)`: the rows of a batch retrieve
+    /// The distinct entry ids retrieved, ascending `(U,)`: the rows of a batch retrieve
     /// overlapping sets, so per-entry work (UniKE's key and value projections) is done once per
     /// distinct entry and gathered by `slot`.
     pub distinct: Tensor,
-    /// Where each of `index` sits in `distinct`, `(R·k,)`.
+    /// Each retrieved entry's place in `distinct`, `(R·k,)`, row by row.
     pub slot: Tensor,
 }
 
@@ -249,6 +247,15 @@ mod tests {
         LatentMemory::new(&sem, pos, centre, top_k, gate).unwrap()
     }
 
+    /// The retrieved entry ids row by row: `distinct` gathered by `slot`.
+    fn ids(r: &Retrieved) -> Vec<u32> {
+        r.distinct
+            .index_select(&r.slot, 0)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap()
+    }
+
     #[test]
     fn retrieval_takes_the_top_k_by_cosine_per_row() {
         let m = memory(MemoryGate::Fixed(0.5), 2);
@@ -256,7 +263,7 @@ mod tests {
         let r = m.retrieve(&x).unwrap();
         assert_eq!(r.k, 2);
         // Row 0 (1, 0): entries 0 (cos 0.995) then 2 (0.981); row 1 (0, 1): entries 1 then 0.
-        assert_eq!(r.index.to_vec1::<u32>().unwrap(), vec![0, 2, 1, 0]);
+        assert_eq!(ids(&r), vec![0, 2, 1, 0]);
         assert_eq!(r.distinct.to_vec1::<u32>().unwrap(), vec![0, 1, 2]);
         assert_eq!(r.slot.to_vec1::<u32>().unwrap(), vec![0, 2, 1, 0]);
     }
@@ -302,7 +309,7 @@ mod tests {
         let m = memory(MemoryGate::Fixed(0.5), 40);
         let r = m.retrieve(&t(&[[1.0, 0.0]])).unwrap();
         assert_eq!(r.k, 3);
-        let mut got = r.index.to_vec1::<u32>().unwrap();
+        let mut got = ids(&r);
         got.sort();
         assert_eq!(got, vec![0, 1, 2]);
     }
@@ -315,7 +322,7 @@ mod tests {
             .unwrap();
         assert_eq!((m.entries(), more.entries()), (3, 4));
         let r = more.retrieve(&t(&[[-2.0, -2.1]])).unwrap();
-        assert_eq!(r.index.to_vec1::<u32>().unwrap(), vec![3]);
+        assert_eq!(ids(&r), vec![3]);
         assert_eq!(r.slot.to_vec1::<u32>().unwrap(), vec![0]);
     }
 
