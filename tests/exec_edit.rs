@@ -19,7 +19,9 @@ use mkedsl::exec::output;
 use mkedsl::exec::preserve::PreserveSource;
 use mkedsl::exec::values::Values;
 use mkedsl::exec::{run, Executor};
-use mkedsl::model::{Hooks, LinearSite, Llava, LlavaConfig, Proj, Readout, VisionLanguageModel};
+use mkedsl::model::{
+    Hooks, LinearSite, Llava, LlavaConfig, Proj, Readout, ResidualPoint, VisionLanguageModel,
+};
 use mkedsl::plan::PlanOptions;
 use mkedsl::sema::NodeId;
 
@@ -571,9 +573,21 @@ per edit {
 }
 "#;
 
-/// Trains with the plan's frozen prefix (the layers below the trained tensors run once per
+const LORA_ON_ATTENTION_AND_FFN: &str = r#"
+recipe "LoRA on q and down at 1" { mode: single, seed: 0 }
+use std.lora
+let q = plain_lora(layer(1).attn.q_proj, rank: 4, alpha: 8)
+let down = plain_lora(layer(1).mlp.down_proj, rank: 4, alpha: 8)
+per edit {
+  train [q, down] for 4 steps with adam(lr: 1e-2) {
+    loss nll(target)
+  }
+}
+"#;
+
+/// Trains with the plan's frozen prefix (what lies before the trained tensors runs once per
 /// case) and without it; the edited models must agree.
-fn edit_with_and_without_prefix(text: &str) -> (Option<usize>, usize, f64) {
+fn edit_with_and_without_prefix(text: &str) -> (Option<ResidualPoint>, usize, f64) {
     let without = PlanOptions {
         reuse_frozen_prefix: false,
         ..PlanOptions::default()
@@ -600,18 +614,38 @@ fn edit_with_and_without_prefix(text: &str) -> (Option<usize>, usize, f64) {
 
 #[test]
 fn a_frozen_prefix_gives_the_same_edit_as_whole_passes() {
-    // FT-L of the last layer, with a KL term over preserved samples: every layer below it once.
+    let past_attention = |layer| {
+        Some(ResidualPoint {
+            layer,
+            past_attention: true,
+        })
+    };
+    // FT-L of the last layer, with a KL term over preserved samples: every layer below it and
+    // the last layer's attention once.
     let (first, layers, diff) = edit_with_and_without_prefix(FT_LAST_WITH_KL);
     assert!(layers > 1);
-    assert_eq!(first, Some(layers - 1));
+    assert_eq!(first, past_attention(layers - 1));
     assert!(diff < 1e-5, "FT-L logits differ by {diff}");
-    // A LoRA at layer 1: layer 0 once.
+    // A LoRA on layer 1's down projection: layer 0 and layer 1's attention once.
     let (first, _, diff) = edit_with_and_without_prefix(LORA_AT_1);
-    assert_eq!(first, Some(1));
+    assert_eq!(first, past_attention(1));
+    assert!(diff < 1e-5, "LoRA logits differ by {diff}");
+    // One more on layer 1's query projection: the steps run layer 1's attention again.
+    let (first, _, diff) = edit_with_and_without_prefix(LORA_ON_ATTENTION_AND_FFN);
+    let at_input = ResidualPoint {
+        layer: 1,
+        past_attention: false,
+    };
+    assert_eq!(first, Some(at_input));
     assert!(diff < 1e-5, "LoRA logits differ by {diff}");
     // ASAM on the last layer: the clean row and the preserved samples start from the prefix,
     // the adversarial variants (drawn in the body, perturbed at the input) run whole.
     let (first, layers, diff) = edit_with_and_without_prefix(ASAM_LAST);
-    assert_eq!(first, Some(layers - 1));
+    assert_eq!(first, past_attention(layers - 1));
     assert!(diff < 1e-5, "ASAM logits differ by {diff}");
+    // UniKE on the last two layers (memory reads in their attention, neurons in their FFNs):
+    // the first memory layer's attention, its retrieval and memory read included, once.
+    let (first, layers, diff) = edit_with_and_without_prefix(UNIKE);
+    assert_eq!(first, past_attention(layers - 2));
+    assert!(diff < 1e-5, "UniKE logits differ by {diff}");
 }

@@ -1,6 +1,7 @@
 //! The runtime additions the executor relies on: `LlavaModel::forward_through(…, l)` stops after layer `l` and
 //! returns exactly what a full pass holds at `layer(l).output`; `LlavaModel::capture` stops where its hooks'
-//! sites end and captures what a full pass shows them.
+//! sites end and captures what a full pass shows them; `LlavaModel::residual` and `forward_from` start a pass
+//! where a frozen prefix ends (a layer's input, or past its attention) with the full pass's values.
 
 mod common;
 mod exec_common;
@@ -8,10 +9,12 @@ mod exec_common;
 use common::max_abs_diff;
 use exec_common::tiny;
 use mkedsl::model::site::{LayerPoint, Site};
-use mkedsl::model::{Adapters, Hooks, Llava, LoadOptions, PadSide, Readout, VisionLanguageModel};
+use mkedsl::model::{
+    Adapters, Hooks, Latents, Llava, LoadOptions, PadSide, Readout, VisionLanguageModel,
+};
 
-#[test]
-fn through_stops_after_a_layer_with_the_full_pass_values() {
+/// The tiny model and the latents of two prompts of different lengths (right-padded).
+fn two_prompts() -> (Llava, Latents) {
     let llava = Llava::load(&tiny(), &LoadOptions::default()).expect("loads");
     let a = llava
         .encode("USER: what color is the circle? ASSISTANT: red", &[])
@@ -21,6 +24,12 @@ fn through_stops_after_a_layer_with_the_full_pass_values() {
         .unwrap();
     let batch = llava.batch(&[a, b], PadSide::Right).unwrap();
     let latents = llava.embed(&batch).unwrap();
+    (llava, latents)
+}
+
+#[test]
+fn through_stops_after_a_layer_with_the_full_pass_values() {
+    let (llava, latents) = two_prompts();
     let site = Site::Layer(0, LayerPoint::Output);
     let mut full = Hooks::new();
     full.capture(site);
@@ -115,4 +124,88 @@ fn capture_stops_at_the_activation_with_the_full_pass_values() {
         later.captured(&Site::Layer(1, LayerPoint::MlpOutput)).len(),
         1
     );
+}
+
+/// `LlavaModel::residual` past a layer's attention and `LlavaModel::forward_from` give the
+/// full pass's logits; hooks in the feed-forward half see the full pass's values (the block
+/// input included), hooks the prefix already ran are refused.
+#[test]
+fn a_pass_from_past_an_attention_gives_the_full_pass_values() {
+    use mkedsl::model::{Hook, ResidualPoint};
+    let (llava, latents) = two_prompts();
+    let adapters = Adapters::new();
+    let mlp_input = Site::Layer(1, LayerPoint::MlpInput);
+    // A closure at the FFN input that reads the block input: the same in both passes.
+    let reads_block_input = || {
+        Hook::Map(Box::new(|view: &mkedsl::model::SiteView| {
+            let input = view.block_input.expect("a block input");
+            view.value.broadcast_add(&(input.mean_keepdim(2)? * 1e-3)?)
+        }))
+    };
+    let mut full = Hooks::new();
+    full.push(mlp_input, reads_block_input()).capture(mlp_input);
+    let expected = llava
+        .forward(&latents, &mut full, &adapters, &Readout::All)
+        .unwrap();
+    for point in [
+        ResidualPoint {
+            layer: 1,
+            past_attention: true,
+        },
+        ResidualPoint {
+            layer: 1,
+            past_attention: false,
+        },
+        ResidualPoint {
+            layer: 0,
+            past_attention: true,
+        },
+    ] {
+        let residual = llava.model.residual(&latents, &adapters, point).unwrap();
+        assert_eq!(residual.block_input.is_some(), point.past_attention);
+        let mut hooks = Hooks::new();
+        hooks
+            .push(mlp_input, reads_block_input())
+            .capture(mlp_input);
+        let out = llava
+            .model
+            .forward_from(
+                &residual,
+                &latents.layout,
+                &mut hooks,
+                &adapters,
+                &Readout::All,
+            )
+            .unwrap();
+        assert_eq!(max_abs_diff(&out, &expected), 0.0, "{point}");
+        let seen = hooks.captured(&mlp_input)[0];
+        assert_eq!(max_abs_diff(seen, full.captured(&mlp_input)[0]), 0.0);
+    }
+    // Past layer 1's attention, a hook on its attention (or before) never fires: refused.
+    let past = ResidualPoint {
+        layer: 1,
+        past_attention: true,
+    };
+    let residual = llava.model.residual(&latents, &adapters, past).unwrap();
+    for site in [
+        Site::Layer(1, LayerPoint::AttnOutput),
+        Site::Layer(1, LayerPoint::Input),
+        Site::Layer(0, LayerPoint::MlpAct),
+    ] {
+        let mut hooks = Hooks::new();
+        hooks.capture(site);
+        let refused = llava.model.forward_from(
+            &residual,
+            &latents.layout,
+            &mut hooks,
+            &adapters,
+            &Readout::Hidden,
+        );
+        assert!(refused.is_err(), "{site}");
+    }
+    // Nothing precedes the embeddings.
+    assert!(llava
+        .model
+        .residual(&latents, &adapters, ResidualPoint::EMBEDDINGS)
+        .is_err());
 }

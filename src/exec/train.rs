@@ -27,7 +27,10 @@ use crate::exec::taps::{deepest, Reading};
 use crate::exec::values::{LoraSlot, Value, Values};
 use crate::linalg::Subspace;
 use crate::model::site::Proj;
-use crate::model::{ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, VisionLanguageModel};
+use crate::model::{
+    ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, Residual, ResidualPoint,
+    VisionLanguageModel,
+};
 use crate::plan::{Step, StepId};
 use crate::sema::ops;
 use crate::sema::{
@@ -321,7 +324,7 @@ impl Executor {
             }
         }
         let prefix = match step.frozen_prefix {
-            Some(first) => Some(self.frozen_prefix(first, terms, state, edit)?),
+            Some(point) => Some(self.frozen_prefix(point, terms, state, edit)?),
             None => None,
         };
         let body_ids: Vec<StepId> = body.iter().map(|b| b.id).collect();
@@ -385,23 +388,20 @@ impl Executor {
         Ok(())
     }
 
-    /// The residual streams entering layer `first` for the rows a train step's loss reads at
-    /// every step: the clean edit input and each `kl_to_original` batch. Computed once per edit
-    /// case with the state as the step begins; the plan sets `first` at or below every tensor the
-    /// step trains, so they do not change while it runs.
+    /// The residual streams at `point` for the rows a train step's loss reads at every step:
+    /// the clean edit input and each `kl_to_original` batch. Computed once per edit case with the
+    /// state as the step begins; the plan puts `point` before everything the step trains, so they
+    /// do not change while it runs.
     fn frozen_prefix(
         &self,
-        first: usize,
+        point: ResidualPoint,
         terms: &[LossTerm],
         state: &EditState,
         edit: &EditInput,
     ) -> Result<FrozenPrefix> {
         let model = &state.model.model;
-        let through = |latents: &Latents| -> Result<Tensor> {
-            let mut hooks = Hooks::new();
-            let residual =
-                model.forward_through(latents, &mut hooks, &state.adapters, first - 1)?;
-            Ok(residual.detach())
+        let through = |latents: &Latents| -> Result<Residual> {
+            Ok(model.residual(latents, &state.adapters, point)?)
         };
         let clean = through(&Latents {
             embeds: edit.latents.embeds.clone(),
@@ -419,7 +419,7 @@ impl Executor {
                 kl.insert(over.clone(), batches);
             }
         }
-        Ok(FrozenPrefix { first, clean, kl })
+        Ok(FrozenPrefix { clean, kl })
     }
 
     fn original_distributions(&self, over: &crate::sema::DataSpec) -> Result<&KlReference> {
@@ -625,34 +625,29 @@ impl Executor {
 /// input alone), whether it reads logits, and the hidden states it reads.
 type RowsNeed = (Option<StepId>, bool, Vec<HiddenSpec>);
 
-/// What [`Executor::frozen_prefix`] computes once per edit case.
+/// What [`Executor::frozen_prefix`] computes once per edit case: the residual streams at the
+/// plan's point, where each optimisation step starts.
 struct FrozenPrefix {
-    /// The first layer each optimisation step runs.
-    first: usize,
-    /// The residual entering it for the clean edit input, `(1, T, hidden)`.
-    clean: Tensor,
-    /// The same for each batch of each `kl_to_original` preserve set, in batch order.
-    kl: HashMap<crate::sema::DataSpec, Vec<Tensor>>,
+    /// The clean edit input's, `(1, T, hidden)`.
+    clean: Residual,
+    /// Each batch's of each `kl_to_original` preserve set, in batch order.
+    kl: HashMap<crate::sema::DataSpec, Vec<Residual>>,
 }
 
 impl FrozenPrefix {
-    /// The pass over `latents` from layer `first` on, starting from `residual` (one of the
-    /// residuals computed for those latents), with no hooks.
+    /// The pass over `latents` from `residual` (one of the residuals computed for those
+    /// latents) on, with no hooks.
     fn forward(
         &self,
-        residual: &Tensor,
+        residual: &Residual,
         latents: &Latents,
         state: &EditState,
         readout: &Readout,
     ) -> Result<Tensor> {
-        let residual = Latents {
-            embeds: residual.clone(),
-            layout: latents.layout.clone(),
-        };
         let mut hooks = Hooks::new();
         Ok((state.model.model).forward_from(
-            &residual,
-            self.first,
+            residual,
+            &latents.layout,
             &mut hooks,
             &state.adapters,
             readout,

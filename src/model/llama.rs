@@ -17,7 +17,7 @@ use crate::model::nn::linear::Linear;
 use crate::model::nn::norm::RmsNorm;
 use crate::model::nn::rotary::Rotary;
 use crate::model::nn::{attention_softmax, gemm};
-use crate::model::pass::Pass;
+use crate::model::pass::{Pass, StopAt};
 use crate::model::site::{LayerPoint, LinearSite, Proj, Site};
 
 /// Keys and values of earlier tokens, per layer, for incremental decoding.
@@ -142,8 +142,34 @@ impl DecoderLayer {
         }
     }
 
+    /// One decoder layer on `x`: the attention half, then the feed-forward half. A pass that
+    /// starts past this layer's attention gets the residual after it as `x`; one that stops
+    /// after the attention returns that residual.
     #[allow(clippy::too_many_arguments)]
     fn forward(
+        &self,
+        l: usize,
+        x: Tensor,
+        shape: &Shape,
+        rotary: &Rotary,
+        bias: &Tensor,
+        pass: &mut Pass,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let x = if pass.starts_past_attention(l) {
+            x
+        } else {
+            self.attention_half(l, x, shape, rotary, bias, pass, cache)?
+        };
+        if pass.stops_at(l, StopAt::AfterAttention) {
+            return Ok(x);
+        }
+        self.feed_forward_half(l, x, shape, pass)
+    }
+
+    /// Self-attention (and UniKE's memory reads) with its residual add.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_half(
         &self,
         l: usize,
         x: Tensor,
@@ -157,8 +183,6 @@ impl DecoderLayer {
         let lin = |p: Proj| LinearSite::new(l, p);
         let x = pass.at(site(LayerPoint::Input), x)?;
         pass.block_input = Some(x.clone());
-
-        // Attention.
         let h = pass.at(
             site(LayerPoint::AttnInput),
             self.input_layernorm.forward(&x)?,
@@ -181,20 +205,25 @@ impl DecoderLayer {
             }
             *slot = Some((k.clone(), v.clone()));
         }
-        let k = repeat_kv(&k, shape.heads / shape.kv_heads)?;
-        let v = repeat_kv(&v, shape.heads / shape.kv_heads)?;
-        let kt = k.t()?;
-        let scores = gemm::matmul(&q, &kt)?;
-        let probs = attention_softmax(&scores, 1.0 / (hd as f64).sqrt(), Some(bias))?;
-        let y = gemm::matmul(&probs, &v)?
-            .transpose(1, 2)?
-            .reshape((b, t, shape.heads * hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let (_, y) = grouped_attention(&q, &k, &v, scale, Some(bias))?;
+        let y = y.transpose(1, 2)?.reshape((b, t, shape.heads * hd))?;
         let y = pass.linear(lin(Proj::O), &self.self_attn.o_proj, y)?;
         let y = self.read_memories(l, &x, &q_rows, y, shape, pass)?;
         let y = pass.at(site(LayerPoint::AttnOutput), y)?;
-        let x = (x + y)?;
+        Ok((x + y)?)
+    }
 
-        // Feed-forward.
+    /// The feed-forward block (with extra neurons) and its residual add.
+    fn feed_forward_half(
+        &self,
+        l: usize,
+        x: Tensor,
+        shape: &Shape,
+        pass: &mut Pass,
+    ) -> Result<Tensor> {
+        let site = |p: LayerPoint| Site::Layer(l, p);
+        let lin = |p: Proj| LinearSite::new(l, p);
         let h = pass.at(
             site(LayerPoint::MlpInput),
             self.post_attention_layernorm.forward(&x)?,
@@ -202,7 +231,7 @@ impl DecoderLayer {
         let gate = pass.linear(lin(Proj::Gate), &self.mlp.gate_proj, h.clone())?;
         let up = pass.linear(lin(Proj::Up), &self.mlp.up_proj, h.clone())?;
         let act = pass.at(site(LayerPoint::MlpAct), shape.act.gated(&gate, &up)?)?;
-        if pass.stops_before_down_proj(l) {
+        if pass.stops_at(l, StopAt::BeforeDownProj) {
             // The down projection's input hooks see the activation as in a whole pass.
             return pass.at(Site::proj_input(lin(Proj::Down)), act);
         }
@@ -248,22 +277,19 @@ impl DecoderLayer {
             let entries = memory.values.index_select(&found.distinct, 0)?;
             let normed = self.input_layernorm.forward(&entries)?;
             // Projected once per distinct entry, then gathered for every row that retrieved it.
+            // `(rows, kv, k, hd)` views of the gathered rows: the products read them strided.
             let heads_of = |z: Tensor| -> Result<Tensor> {
-                let z = z
-                    .index_select(&found.slot, 0)?
+                Ok(z.index_select(&found.slot, 0)?
                     .reshape((rows, k, kv, hd))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
-                Ok(repeat_kv(&z, heads / kv)?)
+                    .transpose(1, 2)?)
             };
             let keys =
                 heads_of(pass.linear_unhooked(lin(Proj::K), &self.self_attn.k_proj, &normed)?)?;
             let values =
                 heads_of(pass.linear_unhooked(lin(Proj::V), &self.self_attn.v_proj, &normed)?)?;
-            let kt = keys.t()?;
-            let scores = gemm::matmul(&query, &kt)?;
-            let probs = attention_softmax(&scores, 1.0 / (hd as f64).sqrt(), None)?;
-            let mixed = gemm::matmul(&probs, &values)?.reshape((rows, heads * hd))?;
+            let scale = 1.0 / (hd as f64).sqrt();
+            let (probs, mixed) = grouped_attention(&query, &keys, &values, scale, None)?;
+            let mixed = mixed.reshape((rows, heads * hd))?;
             let know = pass.linear_unhooked(lin(Proj::O), &self.self_attn.o_proj, &mixed)?;
             let weights = probs.mean(1)?.reshape((rows, k))?;
             let gathered = entries
@@ -276,15 +302,27 @@ impl DecoderLayer {
     }
 }
 
-/// `(B, kv, T, hd)` → `(B, kv·n, T, hd)`, each key/value head serving `n` query heads.
-fn repeat_kv(x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
-    if n == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kv, t, hd) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kv, n, t, hd))?
-        .reshape((b, kv * n, t, hd))
+/// Attention of queries `q` `(B, heads, T, hd)` over keys and values `(B, kv, S, hd)` (any
+/// strides), each key/value head serving `heads / kv` consecutive query heads; `bias`
+/// `(B, 1, T, S)` is added to the scaled scores. Returns the weights `(B, heads, T, S)` and the
+/// output `(B, heads, T, hd)`. A group's query heads are stacked as the rows of one product with
+/// their shared head, so keys and values are never repeated per query head: the repeat was a
+/// copy of both per layer and pass, and a strided sum in the backward.
+fn grouped_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    bias: Option<&Tensor>,
+) -> Result<(Tensor, Tensor)> {
+    let (b, heads, t, hd) = q.dims4()?;
+    let (_, kv, s, _) = k.dims4()?;
+    let group = heads / kv;
+    let q = q.reshape((b, kv, group * t, hd))?;
+    let scores = gemm::matmul(&q, &k.t()?)?.reshape((b, heads, t, s))?;
+    let probs = attention_softmax(&scores, scale, bias)?;
+    let out = gemm::matmul(&probs.reshape((b, kv, group * t, s))?, v)?;
+    Ok((probs, out.reshape((b, heads, t, hd))?))
 }
 
 /// Additive attention bias `(B, 1, T, past + T)`: 0 where a query may look, a large negative
@@ -395,7 +433,7 @@ impl LlamaDecoder {
         match cache {
             None => {
                 let bias = attention_bias(layout, &[], 0, &device)?;
-                for (l, layer) in self.layers.iter().enumerate().skip(pass.start_at) {
+                for (l, layer) in self.layers.iter().enumerate().skip(pass.start.layer) {
                     x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, None)?;
                     if pass.stops_after(l) {
                         return Ok(x);

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor, TensorId};
 use candle_nn::VarBuilder;
 
 use crate::model::adapters::Adapters;
-use crate::model::batch::{gather_rows, Batch, Encoded, Latents, PadSide};
+use crate::model::batch::{gather_rows, Batch, Encoded, Latents, PadSide, TokenLayout};
 use crate::model::checkpoint;
 use crate::model::clip::ClipVision;
 use crate::model::config::{FeatureSelect, LlavaConfig, ModelDims};
@@ -15,10 +15,10 @@ use crate::model::error::{ModelError, Result};
 use crate::model::features::FeatureCache;
 use crate::model::hooks::Hooks;
 use crate::model::llama::{KvCache, LlamaDecoder};
-use crate::model::pass::{Pass, Stop};
+use crate::model::pass::{Pass, Stop, StopAt};
 use crate::model::precision::{widen, Precision};
 use crate::model::projector::Projector;
-use crate::model::site::{LinearSite, Site};
+use crate::model::site::{LayerPoint, LinearSite, ResidualPoint, Site};
 
 /// Where a checkpoint's tensors go and in which precision.
 #[derive(Debug, Clone)]
@@ -60,6 +60,18 @@ pub enum Readout {
     Positions(Vec<(usize, usize)>),
     /// The final-norm hidden states, `(B, T, hidden)`, and no logits.
     Hidden,
+}
+
+/// The residual stream of some rows at a [`ResidualPoint`], detached: a pass starts from it
+/// with [`LlavaModel::forward_from`] instead of recomputing what lies before the point.
+#[derive(Debug, Clone)]
+pub struct Residual {
+    pub point: ResidualPoint,
+    /// `(B, T, hidden)` at the point.
+    pub stream: Tensor,
+    /// Past a layer's attention: the stream entering that layer (the block input its
+    /// feed-forward hooks see).
+    pub block_input: Option<Tensor>,
 }
 
 /// The weights of a LLaVA model. Tokenisation and image preprocessing live in
@@ -283,7 +295,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, None, (0, None))
+        self.run(latents, hooks, adapters, readout, None, (None, None))
     }
 
     /// Runs the decoder only as far as the hooks' sites need, for a pass whose only product is
@@ -304,10 +316,12 @@ impl LlavaModel {
             Site::Layer(l, point) => *l < deepest || point.before_down_proj(),
             Site::EmbedVision | Site::EmbedText => true,
         });
-        let stop = Stop {
-            layer: deepest,
-            before_down_proj: early,
+        let at = if early {
+            StopAt::BeforeDownProj
+        } else {
+            StopAt::Output
         };
+        let stop = Stop { layer: deepest, at };
         self.run_until(latents, hooks, adapters, stop)?;
         Ok(())
     }
@@ -325,9 +339,68 @@ impl LlavaModel {
     ) -> Result<Tensor> {
         let stop = Stop {
             layer: last,
-            before_down_proj: false,
+            at: StopAt::Output,
         };
         self.run_until(latents, hooks, adapters, stop)
+    }
+
+    /// The residual stream at `point` for `latents` (no hooks): what [`Self::forward_from`]
+    /// starts from. A train step's frozen prefix computes it once per edit case for the rows
+    /// its loss reads at every step. Past a layer's attention it also keeps the stream entering
+    /// that layer, which the feed-forward half's hooks see as the block input.
+    pub fn residual(
+        &self,
+        latents: &Latents,
+        adapters: &Adapters,
+        point: ResidualPoint,
+    ) -> Result<Residual> {
+        let mut hooks = Hooks::new();
+        let (stop, input) = match point {
+            ResidualPoint::EMBEDDINGS => {
+                return Err(ModelError::Prompt {
+                    reason: "a residual at the embeddings is the latents themselves".into(),
+                    help: "start a prefix past layer 0's attention or at a later layer".into(),
+                })
+            }
+            ResidualPoint {
+                layer,
+                past_attention: true,
+            } => {
+                let input = Site::Layer(layer, LayerPoint::Input);
+                hooks.capture(input);
+                let at = StopAt::AfterAttention;
+                (Stop { layer, at }, Some(input))
+            }
+            ResidualPoint { layer, .. } => {
+                let at = StopAt::Output;
+                (
+                    Stop {
+                        layer: layer - 1,
+                        at,
+                    },
+                    None,
+                )
+            }
+        };
+        let stream = self
+            .run_until(latents, &mut hooks, adapters, stop)?
+            .detach();
+        let block_input = match input {
+            Some(site) => Some(
+                (hooks.captured(&site).first())
+                    .map(|t| t.detach())
+                    .ok_or_else(|| ModelError::Site {
+                        site: site.to_string(),
+                        reason: "the pass did not reach the layer's input".into(),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Residual {
+            point,
+            stream,
+            block_input,
+        })
     }
 
     /// An uncached pass from the embeddings that ends at `stop`, returning what it ends with.
@@ -339,25 +412,35 @@ impl LlavaModel {
         stop: Stop,
     ) -> Result<Tensor> {
         let readout = Readout::Hidden;
-        self.run(latents, hooks, adapters, &readout, None, (0, Some(stop)))
+        self.run(latents, hooks, adapters, &readout, None, (None, Some(stop)))
     }
 
-    /// Runs the decoder from layer `first` on `residual`, the residual stream entering that
-    /// layer as [`Self::forward_through`]`(…, first - 1)` returned it (`latents.embeds`, with the
-    /// layout of the tokens it holds). The layers below `first` are not run: a hook there is
-    /// refused, and adapters there act only through the residual (which must have been computed
-    /// with them). For training that changes only layers from `first` on, whose inputs below it
-    /// are the same at every step (the plan's frozen prefix): the same result as a full pass, at
-    /// the cost of the layers above.
+    /// Runs the decoder from `residual` (what [`Self::residual`] returned for latents of
+    /// `layout`): the layers, and the attention half, it already covers are not run. A hook
+    /// there is refused, and adapters there act only through the residual (which must have been
+    /// computed with them). For training that changes only what comes after the point, whose
+    /// input is the same at every step (the plan's frozen prefix): the same result as a full
+    /// pass, at the cost of the rest.
     pub fn forward_from(
         &self,
-        residual: &Latents,
-        first: usize,
+        residual: &Residual,
+        layout: &TokenLayout,
         hooks: &mut Hooks,
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(residual, hooks, adapters, readout, None, (first, None))
+        let latents = Latents {
+            embeds: residual.stream.clone(),
+            layout: layout.clone(),
+        };
+        self.run(
+            &latents,
+            hooks,
+            adapters,
+            readout,
+            None,
+            (Some(residual), None),
+        )
     }
 
     /// Like [`Self::forward`], continuing from (and extending) a KV cache: the latents are the
@@ -370,7 +453,7 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        self.run(latents, hooks, adapters, readout, Some(cache), (0, None))
+        self.run(latents, hooks, adapters, readout, Some(cache), (None, None))
     }
 
     fn run(
@@ -380,8 +463,12 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
         cache: Option<&mut KvCache>,
-        (start_at, stop): (usize, Option<Stop>),
+        (from, stop): (Option<&Residual>, Option<Stop>),
     ) -> Result<Tensor> {
+        let (start, block_input) = match from {
+            Some(r) => (r.point, r.block_input.clone()),
+            None => (ResidualPoint::EMBEDDINGS, None),
+        };
         let dims = self.dims();
         adapters.check(&dims, self.dtype)?;
         for site in hooks.sites() {
@@ -425,24 +512,20 @@ impl LlavaModel {
                 });
             }
         }
-        if start_at > 0 {
-            if start_at >= dims.num_layers || cache.is_some() {
+        if start != ResidualPoint::EMBEDDINGS {
+            if start.layer >= dims.num_layers || cache.is_some() {
                 return Err(ModelError::Prompt {
                     reason: format!(
-                        "a pass cannot start at layer {start_at} of {} here",
+                        "a pass cannot start at {start} of {} layers here",
                         dims.num_layers
                     ),
                     help: "start inside the decoder, in an uncached forward".into(),
                 });
             }
-            let below = |site: &Site| match site {
-                Site::Layer(l, _) => *l < start_at,
-                Site::EmbedVision | Site::EmbedText => true,
-            };
-            if let Some(site) = hooks.sites().find(|s| below(s)) {
+            if let Some(site) = hooks.sites().find(|s| start.has_passed(s)) {
                 return Err(ModelError::Site {
                     site: site.to_string(),
-                    reason: format!("a pass that starts at layer {start_at} does not run it"),
+                    reason: format!("a pass that starts at {start} does not run it"),
                 });
             }
         }
@@ -450,13 +533,13 @@ impl LlavaModel {
             hooks,
             adapters,
             layout,
-            block_input: None,
+            block_input,
             stop,
-            start_at,
+            start,
         };
         let mut x = latents.embeds.to_dtype(self.dtype)?;
         for site in [Site::EmbedVision, Site::EmbedText] {
-            if start_at > 0 || !pass.touches(&site) {
+            if start != ResidualPoint::EMBEDDINGS || !pass.touches(&site) {
                 continue;
             }
             let index = if site == Site::EmbedVision {

@@ -120,8 +120,8 @@ impl LatentMemory {
         let n = self.entries();
         let k = self.top_k.clamp(1, n.max(1));
         let query = unit_rows(&x.detach().broadcast_sub(&self.centre)?)?;
-        let sims = query
-            .matmul(&self.keys.t()?)?
+        // faer's product, as the linears use: candle's took 16 % of a UniKE edit.
+        let sims = crate::model::nn::gemm::matmul_t(&query, &self.keys)?
             .to_dtype(DType::F32)?
             .to_device(&Device::Cpu)?;
         let (rows, _) = sims.dims2()?;

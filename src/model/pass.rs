@@ -7,7 +7,7 @@ use crate::model::batch::TokenLayout;
 use crate::model::error::Result;
 use crate::model::hooks::{Hooks, SiteView};
 use crate::model::nn::linear::Linear;
-use crate::model::site::{LinearSite, Site};
+use crate::model::site::{LinearSite, ResidualPoint, Site};
 
 /// What the decoder consults at each site during one call.
 pub(crate) struct Pass<'p, 'h> {
@@ -17,31 +17,46 @@ pub(crate) struct Pass<'p, 'h> {
     pub layout: &'p TokenLayout,
     /// The current layer's block input, once known.
     pub block_input: Option<Tensor>,
-    /// Where to stop (`LlavaModel::forward_through`, `LlavaModel::capture`).
+    /// Where to stop (`LlavaModel::forward_through`, `LlavaModel::capture`,
+    /// `LlavaModel::residual`).
     pub stop: Option<Stop>,
-    /// The first decoder layer to run: the input is the residual stream entering it
-    /// (`LlavaModel::forward_from`); 0 for a pass from the embeddings.
-    pub start_at: usize,
+    /// Where the input enters the decoder: the embeddings for a whole pass, or a residual
+    /// stream a frozen prefix computed (`LlavaModel::forward_from`).
+    pub start: ResidualPoint,
 }
 
-/// The last decoder layer a pass runs, and whether it ends after that layer's FFN activation
-/// (its down projection and residual add skipped) instead of returning the layer's output.
+/// The last decoder layer a pass runs, and where in it the pass ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Stop {
     pub layer: usize,
-    pub before_down_proj: bool,
+    pub at: StopAt,
+}
+
+/// Where a pass ends within its last layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopAt {
+    /// The layer's output.
+    Output,
+    /// The FFN activation: the down projection and the residual add are skipped.
+    BeforeDownProj,
+    /// The residual stream after the attention's residual add: the FFN half is skipped.
+    AfterAttention,
 }
 
 impl Pass<'_, '_> {
-    /// Whether the pass ends after layer `l`.
+    /// Whether the pass ends in layer `l`.
     pub fn stops_after(&self, l: usize) -> bool {
         self.stop.is_some_and(|s| s.layer == l)
     }
 
-    /// Whether the pass ends at layer `l`'s FFN activation.
-    pub fn stops_before_down_proj(&self, l: usize) -> bool {
-        self.stop
-            .is_some_and(|s| s.layer == l && s.before_down_proj)
+    /// Whether the pass ends at `at` in layer `l`.
+    pub fn stops_at(&self, l: usize, at: StopAt) -> bool {
+        self.stop.is_some_and(|s| s.layer == l && s.at == at)
+    }
+
+    /// Whether layer `l`'s attention half already ran in the prefix the pass starts from.
+    pub fn starts_past_attention(&self, l: usize) -> bool {
+        self.start.layer == l && self.start.past_attention
     }
 
     /// Whether anything acts at `site` (lets callers skip gathering rows for `embed.*`).

@@ -176,6 +176,61 @@ impl LayerPoint {
             LayerPoint::ProjOutput(Proj::Down) | LayerPoint::MlpOutput | LayerPoint::Output
         )
     }
+
+    /// Whether this point belongs to the layer's attention half: its input, the attention's
+    /// norm, projections and output. A pass that starts past the attention
+    /// ([`ResidualPoint::past_attention`]) does not run them.
+    pub fn in_attention_half(&self) -> bool {
+        match self {
+            LayerPoint::Input | LayerPoint::AttnInput | LayerPoint::AttnOutput => true,
+            LayerPoint::ProjInput(p) | LayerPoint::ProjOutput(p) => {
+                matches!(p, Proj::Q | Proj::K | Proj::V | Proj::O)
+            }
+            LayerPoint::Output
+            | LayerPoint::MlpInput
+            | LayerPoint::MlpAct
+            | LayerPoint::MlpOutput => false,
+        }
+    }
+}
+
+/// A point of the residual stream where a pass can start (`LlavaModel::forward_from`): the
+/// stream entering layer `layer`, or, `past_attention`, the stream after that layer's attention
+/// and its residual add, which enters the layer's feed-forward half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ResidualPoint {
+    pub layer: usize,
+    pub past_attention: bool,
+}
+
+impl ResidualPoint {
+    /// The input embeddings: the start of a whole pass.
+    pub const EMBEDDINGS: ResidualPoint = ResidualPoint {
+        layer: 0,
+        past_attention: false,
+    };
+
+    /// Whether a pass from this point has already run `site` (or, for `embed.*`, the
+    /// embeddings): a hook there would never fire.
+    pub fn has_passed(&self, site: &Site) -> bool {
+        match site {
+            Site::EmbedVision | Site::EmbedText => *self != Self::EMBEDDINGS,
+            Site::Layer(l, point) => {
+                *l < self.layer
+                    || (*l == self.layer && self.past_attention && point.in_attention_half())
+            }
+        }
+    }
+}
+
+impl fmt::Display for ResidualPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.past_attention {
+            write!(f, "layer({}) past its attention", self.layer)
+        } else {
+            write!(f, "layer({}).input", self.layer)
+        }
+    }
 }
 
 /// A named tensor of the decoder.

@@ -11,6 +11,7 @@
 use std::fmt::Write;
 
 use super::types::{Plan, Stage, Step};
+use crate::model::ResidualPoint;
 use crate::sema::ops::shape_text;
 
 impl Plan {
@@ -90,16 +91,31 @@ impl Plan {
                 .collect();
             let _ = write!(text, " · one pass with {}", ids.join(", "));
         }
-        match step.frozen_prefix {
-            Some(1) => text.push_str(" · layer 0 once per edit"),
-            Some(first) => {
-                let _ = write!(text, " · layers 0–{} once per edit", first - 1);
-            }
-            None => {}
+        if let Some(point) = step.frozen_prefix {
+            let _ = write!(text, " · {} once per edit", frozen_part(point));
         }
         if let Some(cache) = &step.cache {
             let _ = write!(text, " · cache {}", cache.digest);
         }
         text
+    }
+}
+
+/// What a frozen prefix ending at `point` computes: "layers 0–4", "layer 0", "layers 0–4 and
+/// layer 5's attention", "layer 0's attention".
+fn frozen_part(point: ResidualPoint) -> String {
+    let whole = match point.layer {
+        0 => None,
+        1 => Some("layer 0".to_string()),
+        l => Some(format!("layers 0–{}", l - 1)),
+    };
+    let attention = point
+        .past_attention
+        .then(|| format!("layer {}'s attention", point.layer));
+    match (whole, attention) {
+        (Some(w), Some(a)) => format!("{w} and {a}"),
+        (Some(w), None) => w,
+        (None, Some(a)) => a,
+        (None, None) => "nothing".to_string(),
     }
 }

@@ -142,7 +142,8 @@ fn training_memory(
             _ => None,
         })
         .sum::<u64>();
-    let first_layer = step.frozen_prefix.unwrap_or(0);
+    // A prefix past a layer's attention still counts that layer's activations (an upper bound).
+    let first_layer = step.frozen_prefix.map_or(0, |p| p.layer);
     let trained = trained_elements(params);
     let (copies, holds) = optimiser_copies(optimizer);
     Some(TrainingMemory {

@@ -9,42 +9,83 @@
 //! the whole pass; the executor runs those whole and starts the fixed rows from the prefix, so
 //! ASAM's clean target row and its preserved samples run one layer per step while its
 //! adversarial variants run all six.
+//!
+//! The prefix may end inside a layer. When everything trained in the lowest layer belongs to
+//! its feed-forward half, that layer's attention (UniKE's memory read included) sees the same
+//! input at every step too, so the prefix runs it as well and the steps start at the FFN:
+//! FT-L and ASAM's fixed rows then run one FFN and no attention per step, and UniKE's steps
+//! skip the first memory layer's retrieval.
 
 use super::types::{Step, StepId};
+use crate::model::ResidualPoint;
+use crate::sema::site::{ComponentKind, LinearSite};
 use crate::sema::{Op, ParamOwner};
 
 /// Sets each train step's `frozen_prefix`. Layers are known only when a model is bound.
 pub(super) fn frozen_prefixes(steps: &mut [Step]) {
-    let first_layers: Vec<(StepId, Option<usize>)> = (steps.iter())
+    let points: Vec<(StepId, Option<ResidualPoint>)> = (steps.iter())
         .filter_map(|s| match &s.op {
-            Op::Train(t) => Some((s.id, first_trained_layer(t, steps))),
+            Op::Train(t) => Some((s.id, first_changed_point(s.id, t, steps))),
             _ => None,
         })
         .collect();
-    for (id, first) in first_layers {
+    for (id, point) in points {
         if let Some(step) = steps.iter_mut().find(|s| s.id == id) {
-            step.frozen_prefix = first.filter(|l| *l > 0);
+            step.frozen_prefix = point.filter(|p| *p != ResidualPoint::EMBEDDINGS);
         }
     }
 }
 
-/// The lowest decoder layer whose computation a train step changes; `None` when unknown.
-fn first_trained_layer(train: &crate::sema::ops::Train, steps: &[Step]) -> Option<usize> {
-    let mut first: Option<usize> = None;
+/// The earliest point of the residual stream a train step changes; `None` when unknown. It is
+/// the input of the lowest layer holding a trained tensor, or past that layer's attention when
+/// every trained tensor there belongs to its feed-forward half (a projection's weight or LoRA
+/// there, or extra FFN neurons): the attention, and UniKE's memory read in it, then sees the
+/// same input at every step. A body that writes to a memory (`remember`) changes what every
+/// memory layer reads, so it gets no prefix.
+fn first_changed_point(
+    train_id: StepId,
+    train: &crate::sema::ops::Train,
+    steps: &[Step],
+) -> Option<ResidualPoint> {
+    let writes_memory =
+        (steps.iter()).any(|s| s.parent == Some(train_id) && matches!(s.op, Op::Remember(_)));
+    if writes_memory {
+        return None;
+    }
+    let mut first: Option<ResidualPoint> = None;
     for p in &train.params {
-        let layers = match &p.owner {
-            ParamOwner::Weight { site } => site.layers.resolved.clone(),
+        let (layers, feed_forward) = match &p.owner {
+            ParamOwner::Weight { site } => (site.layers.resolved.clone(), is_feed_forward(site)),
             ParamOwner::Adapter { adapter, .. } => {
                 let step = steps.iter().find(|s| s.id == *adapter)?;
                 match &step.op {
-                    Op::Lora(l) => l.site.layers.resolved.clone(),
-                    Op::ExtraNeurons(n) => n.site.layers.resolved.clone(),
-                    _ => None,
+                    Op::Lora(l) => (l.site.layers.resolved.clone(), is_feed_forward(&l.site)),
+                    // Extra neurons add to the FFN output (`model::llama`), whatever the site.
+                    Op::ExtraNeurons(n) => (n.site.layers.resolved.clone(), true),
+                    _ => return None,
                 }
             }
         };
-        let lowest = layers?.into_iter().min()?;
-        first = Some(first.map_or(lowest, |f| f.min(lowest)));
+        let layer = layers?.into_iter().min()?;
+        let point = ResidualPoint {
+            layer,
+            past_attention: feed_forward,
+        };
+        first = Some(first.map_or(point, |f| earlier(f, point)));
     }
     first
+}
+
+fn is_feed_forward(site: &LinearSite) -> bool {
+    ComponentKind::of(site.proj) == ComponentKind::Mlp
+}
+
+/// The earlier of two points (the input of a layer comes before the point past its attention).
+fn earlier(a: ResidualPoint, b: ResidualPoint) -> ResidualPoint {
+    let key = |p: ResidualPoint| (p.layer, p.past_attention);
+    if key(a) <= key(b) {
+        a
+    } else {
+        b
+    }
 }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::model::config::ModelDims;
+use crate::model::ResidualPoint;
 use crate::sema::{Metric, NodeId, Op, Origin, Recipe};
 
 /// A step's id. Steps are numbered from 0 in execution order; ops refer to each other by it.
@@ -93,10 +94,11 @@ pub struct Step {
     /// when the step runs alone. The first of them the executor reaches computes them all.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shares_pass: Vec<StepId>,
-    /// For a train step: the first decoder layer each optimisation step runs; the residual
-    /// stream entering it is computed once per edit case (`plan/prefix.rs`).
+    /// For a train step: where each optimisation step starts, the input of a decoder layer or
+    /// the point past its attention; the residual stream there is computed once per edit case
+    /// (`plan/prefix.rs`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub frozen_prefix: Option<usize>,
+    pub frozen_prefix: Option<ResidualPoint>,
     pub origin: Origin,
 }
 

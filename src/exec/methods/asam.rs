@@ -16,6 +16,8 @@
 //! absolute ball with radius ε·‖z‖ of the clean joint latent (the masked columns, in the same
 //! norm).
 
+use std::ops::Range;
+
 use candle_core::{DType, Tensor, Var};
 
 use crate::eval::EditState;
@@ -140,34 +142,44 @@ impl Ball {
         })
     }
 
-    /// A uniform draw inside the ball for every variant: `cells[row]` lists the flat indices
-    /// of the row's perturbed coordinates, grouped by token (`d` per token).
-    fn random_start(&self, cells: &[Vec<usize>], d: usize, delta: &mut [f32], rng: &mut Rng) {
+    /// A uniform draw inside the ball for every variant: `delta` is `(rows, t, d)` row-major,
+    /// and each row's perturbed coordinates are the `d` of each token in `columns`.
+    fn random_start(
+        &self,
+        columns: &[usize],
+        t: usize,
+        d: usize,
+        delta: &mut [f32],
+        rng: &mut Rng,
+    ) {
         let eps = self.radius;
-        for row in cells {
+        for row in delta.chunks_mut(t * d) {
+            let tokens = columns.iter().map(|&c| c * d..(c + 1) * d);
             match self.norm {
                 Norm::Linf => {
-                    for &i in row {
-                        delta[i] = (eps * (2.0 * rng.uniform() - 1.0)) as f32;
+                    for i in tokens.flatten() {
+                        row[i] = (eps * (2.0 * rng.uniform() - 1.0)) as f32;
                     }
                 }
                 Norm::L2 if self.per_token => {
-                    for token in row.chunks(d.max(1)) {
-                        uniform_in_l2_ball(token, eps, delta, rng);
+                    for token in tokens {
+                        uniform_in_l2_ball(&[token], eps, row, rng);
                     }
                 }
-                Norm::L2 => uniform_in_l2_ball(row, eps, delta, rng),
+                Norm::L2 => uniform_in_l2_ball(&tokens.collect::<Vec<_>>(), eps, row, rng),
             }
         }
     }
 }
 
-/// Writes a point drawn uniformly from the ℓ2 ball of radius `eps` into `delta` at `cells`.
-fn uniform_in_l2_ball(cells: &[usize], eps: f64, delta: &mut [f32], rng: &mut Rng) {
-    let z: Vec<f64> = cells.iter().map(|_| rng.normal()).collect();
+/// Writes a point drawn uniformly from the ℓ2 ball of radius `eps` into `delta` at the
+/// coordinates of `spans`, in order (the draws' order is the coordinates' order).
+fn uniform_in_l2_ball(spans: &[Range<usize>], eps: f64, delta: &mut [f32], rng: &mut Rng) {
+    let coordinates = || spans.iter().flat_map(|s| s.clone());
+    let z: Vec<f64> = coordinates().map(|_| rng.normal()).collect();
     let norm = z.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-    let radius = eps * rng.uniform().powf(1.0 / cells.len().max(1) as f64);
-    for (&i, zi) in cells.iter().zip(&z) {
+    let radius = eps * rng.uniform().powf(1.0 / z.len().max(1) as f64);
+    for (i, zi) in coordinates().zip(&z) {
         delta[i] = (radius * zi / norm) as f32;
     }
 }
@@ -224,21 +236,16 @@ pub fn adversarial(
     // δ starts at zero or uniformly inside the ball.
     let mut delta = vec![0f32; n * t * d];
     if search.init == AdvInit::Random {
-        let cells: Vec<Vec<usize>> = (0..n)
-            .map(|row| {
-                (columns.iter())
-                    .flat_map(|&c| (0..d).map(move |j| (row * t + c) * d + j))
-                    .collect()
-            })
-            .collect();
-        ball.random_start(&cells, d, &mut delta, rng);
+        ball.random_start(&columns, t, d, &mut delta, rng);
     }
     let mut delta = Tensor::from_vec(delta, (n, t, d), &device)?;
     let layout = edit.layout(n);
     let step_size = ball.radius / search.steps.max(1) as f64;
     for _ in 0..search.steps {
+        // δ is zero outside the mask (the start, the masked step and the projection keep it
+        // so), so `z + δ` equals `z + δ·mask` without the product and its backward.
         let var = Var::from_tensor(&delta)?;
-        let z = (&clean + var.as_tensor().broadcast_mul(&mask)?)?.to_dtype(dtype)?;
+        let z = (&clean + var.as_tensor())?.to_dtype(dtype)?;
         let logits = state.model.forward(
             &Latents {
                 embeds: z,
@@ -372,16 +379,56 @@ mod tests {
         assert!(f64::from(max) <= 0.5 * zinf * (1.0 + 1e-6));
     }
 
+    /// The start is drawn coordinate by coordinate in the documented order: each variant's
+    /// perturbed tokens in column order, `d` normals per token, then one uniform for the
+    /// radius (per ball). Recomputed here with plain loops over a fresh stream.
+    #[test]
+    fn random_starts_draw_in_column_order() {
+        let (n, t, d) = (2, 6, 3);
+        let columns = [1usize, 2, 4];
+        for per_token in [false, true] {
+            let scale = if per_token {
+                BudgetScale::PerToken
+            } else {
+                BudgetScale::Absolute
+            };
+            let ball = Ball::of(&search(scale, Norm::L2), 1.0);
+            let mut delta = vec![0f32; n * t * d];
+            ball.random_start(&columns, t, d, &mut delta, &mut rng::stream(3, "t", 1));
+            let mut expected = vec![0f32; n * t * d];
+            let mut r = rng::stream(3, "t", 1);
+            for row in 0..n {
+                let balls: Vec<Vec<usize>> = if per_token {
+                    columns
+                        .iter()
+                        .map(|&c| (0..d).map(|j| (row * t + c) * d + j).collect())
+                        .collect()
+                } else {
+                    vec![(columns.iter())
+                        .flat_map(|&c| (0..d).map(move |j| (row * t + c) * d + j))
+                        .collect()]
+                };
+                for cells in balls {
+                    let z: Vec<f64> = cells.iter().map(|_| r.normal()).collect();
+                    let norm = z.iter().map(|x| x * x).sum::<f64>().sqrt();
+                    let radius = 0.5 * r.uniform().powf(1.0 / cells.len() as f64);
+                    for (&i, zi) in cells.iter().zip(&z) {
+                        expected[i] = (radius * zi / norm) as f32;
+                    }
+                }
+            }
+            assert_eq!(delta, expected, "per_token {per_token}");
+        }
+    }
+
     #[test]
     fn random_starts_lie_inside_their_balls() {
         let (n, t, d) = (3, 5, 4);
-        let cells: Vec<Vec<usize>> = (0..n)
-            .map(|row| (0..t * d).map(|i| row * t * d + i).collect())
-            .collect();
+        let columns: Vec<usize> = (0..t).collect();
         for scale in [BudgetScale::Absolute, BudgetScale::PerToken] {
             let ball = Ball::of(&search(scale, Norm::L2), 1.0);
             let mut delta = vec![0f32; n * t * d];
-            ball.random_start(&cells, d, &mut delta, &mut rng::stream(0, "t", 0));
+            ball.random_start(&columns, t, d, &mut delta, &mut rng::stream(0, "t", 0));
             let x = Tensor::from_vec(delta, (n, t, d), &Device::Cpu).unwrap();
             let dims: &[usize] = if ball.per_token { &[2] } else { &[1, 2] };
             let ns = norms(&x, dims);
