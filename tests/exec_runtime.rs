@@ -209,3 +209,74 @@ fn a_pass_from_past_an_attention_gives_the_full_pass_values() {
         .residual(&latents, &adapters, ResidualPoint::EMBEDDINGS)
         .is_err());
 }
+
+/// A readout of a few late positions runs the last layer's queries, attention output and FFN
+/// on those columns only (`Pass::read_from`); the logits there and the gradient reaching the
+/// input latents are the whole pass's, and a hook in the last layer keeps the whole pass.
+#[test]
+fn a_late_readout_gives_the_whole_pass_values_and_gradients() {
+    use candle_core::Var;
+    let (llava, latents) = two_prompts();
+    let adapters = Adapters::new();
+    let seq = latents.layout.seq();
+    // Row 0's last three columns, row 1's last real token (it is shorter: right padding).
+    let last1 = (0..seq)
+        .rev()
+        .find(|&c| latents.layout.is_valid(1, c))
+        .unwrap();
+    let positions = vec![(0, seq - 3), (0, seq - 1), (1, last1), (0, seq - 2)];
+    let grads = |readout: &Readout, pick: bool| {
+        let x = Var::from_tensor(&latents.embeds).unwrap();
+        let input = mkedsl::model::Latents {
+            embeds: x.as_tensor().clone(),
+            layout: latents.layout.clone(),
+        };
+        let out = llava
+            .model
+            .forward(&input, &mut Hooks::new(), &adapters, readout)
+            .unwrap();
+        let logits = if pick {
+            let (b, t, v) = out.dims3().unwrap();
+            let flat = out.reshape((b * t, v)).unwrap();
+            let index: Vec<u32> = positions.iter().map(|&(r, c)| (r * t + c) as u32).collect();
+            let index = candle_core::Tensor::new(index.as_slice(), flat.device()).unwrap();
+            flat.index_select(&index, 0).unwrap()
+        } else {
+            out
+        };
+        let weights = (logits.ones_like().unwrap().cumsum(1).unwrap() * 1e-2).unwrap();
+        let loss = (&logits * &weights).unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+        (logits, g)
+    };
+    let (expected, expected_grad) = grads(&Readout::All, true);
+    let (read, grad) = grads(&Readout::Positions(positions.clone()), false);
+    assert!(max_abs_diff(&read, &expected) < 1e-5);
+    assert!(max_abs_diff(&grad, &expected_grad) < 1e-5);
+    // `Last` reads each row's last real token.
+    let last = llava
+        .model
+        .forward(&latents, &mut Hooks::new(), &adapters, &Readout::Last)
+        .unwrap();
+    let all = llava
+        .forward(&latents, &mut Hooks::new(), &adapters, &Readout::All)
+        .unwrap();
+    let row0 = all.get(0).unwrap().get(seq - 1).unwrap();
+    let row1 = all.get(1).unwrap().get(last1).unwrap();
+    assert!(max_abs_diff(&last.get(0).unwrap(), &row0) < 1e-5);
+    assert!(max_abs_diff(&last.get(1).unwrap(), &row1) < 1e-5);
+    // A hook in the last layer sees every token.
+    let site = Site::Layer(llava.model.dims().num_layers - 1, LayerPoint::MlpInput);
+    let mut hooks = Hooks::new();
+    hooks.capture(site);
+    llava
+        .model
+        .forward(
+            &latents,
+            &mut hooks,
+            &adapters,
+            &Readout::Positions(positions),
+        )
+        .unwrap();
+    assert_eq!(hooks.captured(&site)[0].dim(1).unwrap(), seq);
+}

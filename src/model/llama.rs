@@ -151,15 +151,14 @@ impl DecoderLayer {
         l: usize,
         x: Tensor,
         shape: &Shape,
-        rotary: &Rotary,
-        bias: &Tensor,
+        queries: &Queries,
         pass: &mut Pass,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
         let x = if pass.starts_past_attention(l) {
-            x
+            queries.rows(&x)?
         } else {
-            self.attention_half(l, x, shape, rotary, bias, pass, cache)?
+            self.attention_half(l, x, shape, queries, pass, cache)?
         };
         if pass.stops_at(l, StopAt::AfterAttention) {
             return Ok(x);
@@ -167,15 +166,14 @@ impl DecoderLayer {
         self.feed_forward_half(l, x, shape, pass)
     }
 
-    /// Self-attention (and UniKE's memory reads) with its residual add.
-    #[allow(clippy::too_many_arguments)]
+    /// Self-attention (and UniKE's memory reads) with its residual add, for the tokens of
+    /// `queries` (keys and values from every token).
     fn attention_half(
         &self,
         l: usize,
         x: Tensor,
         shape: &Shape,
-        rotary: &Rotary,
-        bias: &Tensor,
+        queries: &Queries,
         pass: &mut Pass,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> Result<Tensor> {
@@ -189,10 +187,10 @@ impl DecoderLayer {
         )?;
         let (b, t, _) = h.dims3()?;
         let hd = shape.head_dim;
-        let q_rows = pass.linear(lin(Proj::Q), &self.self_attn.q_proj, h.clone())?;
-        let q = rotary.heads(&q_rows, shape.heads)?;
+        let q_rows = pass.linear(lin(Proj::Q), &self.self_attn.q_proj, queries.rows(&h)?)?;
+        let q = queries.rotary().heads(&q_rows, shape.heads)?;
         let k = pass.linear(lin(Proj::K), &self.self_attn.k_proj, h.clone())?;
-        let mut k = rotary.heads(&k, shape.kv_heads)?;
+        let mut k = queries.keys_rotary.heads(&k, shape.kv_heads)?;
         let mut v = pass
             .linear(lin(Proj::V), &self.self_attn.v_proj, h)?
             .reshape((b, t, shape.kv_heads, hd))?
@@ -206,8 +204,10 @@ impl DecoderLayer {
             *slot = Some((k.clone(), v.clone()));
         }
         let scale = 1.0 / (hd as f64).sqrt();
-        let (_, y) = grouped_attention(&q, &k, &v, scale, Some(bias))?;
-        let y = y.transpose(1, 2)?.reshape((b, t, shape.heads * hd))?;
+        let (_, y) = grouped_attention(&q, &k, &v, scale, Some(&queries.bias))?;
+        let x = queries.rows(&x)?;
+        let tq = x.dim(1)?;
+        let y = y.transpose(1, 2)?.reshape((b, tq, shape.heads * hd))?;
         let y = pass.linear(lin(Proj::O), &self.self_attn.o_proj, y)?;
         let y = self.read_memories(l, &x, &q_rows, y, shape, pass)?;
         let y = pass.at(site(LayerPoint::AttnOutput), y)?;
@@ -325,6 +325,80 @@ fn grouped_attention(
     Ok((probs, out.reshape((b, heads, t, hd))?))
 }
 
+/// The tokens a layer computes queries (and everything after the attention) for: every token,
+/// or, in the last layer of a pass whose readout reads only columns from `from` on, those
+/// columns alone. Keys and values always cover every token: the later tokens attend to them.
+struct Queries<'r> {
+    /// 0: every token.
+    from: usize,
+    /// Rotation of the queries' positions, when they are not every token's.
+    own_rotary: Option<Rotary>,
+    /// Rotation of every token's position (the keys').
+    keys_rotary: &'r Rotary,
+    /// `(B, 1, queries, keys)`.
+    bias: Tensor,
+}
+
+impl<'r> Queries<'r> {
+    fn all(rotary: &'r Rotary, bias: Tensor) -> Self {
+        Self {
+            from: 0,
+            own_rotary: None,
+            keys_rotary: rotary,
+            bias,
+        }
+    }
+
+    /// The last layer of a pass that reads columns from `from` on: the logits at a column
+    /// depend on the layer's keys and values of every earlier token, but on its queries,
+    /// attention output and FFN only at that column, so those run on the read columns alone
+    /// (ASAM's adversarial ascent and every teacher-forced pass read a few answer tokens of
+    /// ~55).
+    #[allow(clippy::too_many_arguments)]
+    fn from_column(
+        from: usize,
+        layout: &TokenLayout,
+        rotary: &'r Rotary,
+        bias: &Tensor,
+        shape: &Shape,
+        dtype: candle_core::DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let (b, t) = (layout.batch(), layout.seq());
+        let positions: Vec<u32> = (layout.positions().chunks(t.max(1)))
+            .flat_map(|row| row[from..].iter().copied())
+            .collect();
+        let queries = Rotary::new(
+            &positions,
+            b,
+            shape.head_dim,
+            shape.rope_theta,
+            dtype,
+            device,
+        )?;
+        Ok(Self {
+            from,
+            own_rotary: Some(queries),
+            keys_rotary: rotary,
+            bias: bias.narrow(2, from, t - from)?.contiguous()?,
+        })
+    }
+
+    /// Rotation of the queries' positions.
+    fn rotary(&self) -> &Rotary {
+        self.own_rotary.as_ref().unwrap_or(self.keys_rotary)
+    }
+
+    /// The query tokens' rows of `x` `(B, T, W)`.
+    fn rows(&self, x: &Tensor) -> Result<Tensor> {
+        if self.from == 0 {
+            return Ok(x.clone());
+        }
+        let t = x.dim(1)?;
+        Ok(x.narrow(1, self.from, t - self.from)?)
+    }
+}
+
 /// Additive attention bias `(B, 1, T, past + T)`: 0 where a query may look, a large negative
 /// number elsewhere (causal order and padding). Finite, so a query with no visible key (left
 /// padding) gets a uniform distribution instead of NaN.
@@ -433,8 +507,23 @@ impl LlamaDecoder {
         match cache {
             None => {
                 let bias = attention_bias(layout, &[], 0, &device)?;
+                let all = Queries::all(&rotary, bias.clone());
+                let last = self.layers.len().saturating_sub(1);
                 for (l, layer) in self.layers.iter().enumerate().skip(pass.start.layer) {
-                    x = layer.forward(l, x, &self.shape, &rotary, &bias, pass, None)?;
+                    x = if l == last && pass.read_from > 0 {
+                        let read = Queries::from_column(
+                            pass.read_from,
+                            layout,
+                            &rotary,
+                            &bias,
+                            &self.shape,
+                            dtype,
+                            &device,
+                        )?;
+                        layer.forward(l, x, &self.shape, &read, pass, None)?
+                    } else {
+                        layer.forward(l, x, &self.shape, &all, pass, None)?
+                    };
                     if pass.stops_after(l) {
                         return Ok(x);
                     }
@@ -451,16 +540,9 @@ impl LlamaDecoder {
                     });
                 }
                 let bias = attention_bias(layout, &cache.key_valid, cache.len, &device)?;
+                let all = Queries::all(&rotary, bias);
                 for (l, layer) in self.layers.iter().enumerate() {
-                    x = layer.forward(
-                        l,
-                        x,
-                        &self.shape,
-                        &rotary,
-                        &bias,
-                        pass,
-                        cache.layers.get_mut(l),
-                    )?;
+                    x = layer.forward(l, x, &self.shape, &all, pass, cache.layers.get_mut(l))?;
                 }
                 let mut key_valid = Vec::with_capacity(b * (cache.len + t));
                 for row in 0..b {

@@ -529,6 +529,15 @@ impl LlavaModel {
                 });
             }
         }
+        let read_from = read_from(
+            readout,
+            layout,
+            dims.num_layers,
+            &cache,
+            stop,
+            hooks,
+            adapters,
+        );
         let mut pass = Pass {
             hooks,
             adapters,
@@ -536,6 +545,7 @@ impl LlavaModel {
             block_input,
             stop,
             start,
+            read_from,
         };
         let mut x = latents.embeds.to_dtype(self.dtype)?;
         for site in [Site::EmbedVision, Site::EmbedText] {
@@ -571,6 +581,7 @@ impl LlavaModel {
                         })
                     })
                     .collect::<Result<Vec<u32>>>()?;
+                let index = shifted(&index, layout.seq(), read_from);
                 self.decoder.logits(&gather_rows(&hidden, &index)?)
             }
             Readout::Positions(positions) => {
@@ -586,6 +597,7 @@ impl LlavaModel {
                     }
                     index.push((row * layout.seq() + col) as u32);
                 }
+                let index = shifted(&index, layout.seq(), read_from);
                 self.decoder.logits(&gather_rows(&hidden, &index)?)
             }
         }?;
@@ -672,4 +684,53 @@ fn scatter_rows(x: &Tensor, index: &[u32], rows: &Tensor) -> Result<Tensor> {
     }
     let mask = Tensor::from_vec(mask, (b * t, 1), x.device())?.broadcast_as((b * t, d))?;
     Ok(mask.where_cond(&placed, &flat)?.reshape((b, t, d))?)
+}
+
+/// The first column a pass's readout reads, when its last layer may run only from there on
+/// (`Pass::read_from`): logits at a few positions (a teacher-forced answer, the last token),
+/// no KV cache to fill, no early stop, and nothing hooked or shifted in the last layer (a hook
+/// there sees every token). 0 otherwise.
+fn read_from(
+    readout: &Readout,
+    layout: &TokenLayout,
+    layers: usize,
+    cache: &Option<&mut KvCache>,
+    stop: Option<Stop>,
+    hooks: &Hooks,
+    adapters: &Adapters,
+) -> usize {
+    let last = layers.saturating_sub(1);
+    let in_last = |site: &Site| matches!(site, Site::Layer(l, _) if *l == last);
+    if cache.is_some()
+        || stop.is_some()
+        || hooks.sites().any(in_last)
+        || adapters.shifts().iter().any(|(site, _)| in_last(site))
+    {
+        return 0;
+    }
+    let seq = layout.seq().max(1);
+    let first = match readout {
+        Readout::Positions(positions) => positions.iter().map(|&(_, col)| col).min(),
+        Readout::Last => (layout.last_index().iter().flatten())
+            .map(|&i| i as usize % seq)
+            .min(),
+        Readout::All | Readout::Hidden => None,
+    };
+    // A column outside the batch is refused by the readout itself, with its own message.
+    first.filter(|&c| c < layout.seq()).unwrap_or(0)
+}
+
+/// Flat `(row, col)` indices into `(B, seq)` rewritten for the `(B, seq − from)` columns a pass
+/// that read from `from` returns.
+fn shifted(index: &[u32], seq: usize, from: usize) -> Vec<u32> {
+    if from == 0 {
+        return index.to_vec();
+    }
+    let kept = seq - from;
+    (index.iter())
+        .map(|&i| {
+            let (row, col) = (i as usize / seq, i as usize % seq);
+            (row * kept + col - from) as u32
+        })
+        .collect()
 }

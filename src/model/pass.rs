@@ -23,6 +23,9 @@ pub(crate) struct Pass<'p, 'h> {
     /// Where the input enters the decoder: the embeddings for a whole pass, or a residual
     /// stream a frozen prefix computed (`LlavaModel::forward_from`).
     pub start: ResidualPoint,
+    /// The first column the readout reads: the last layer computes keys and values for every
+    /// token and everything after them only from this column on (0: every token).
+    pub read_from: usize,
 }
 
 /// The last decoder layer a pass runs, and where in it the pass ends.
