@@ -585,6 +585,24 @@ per edit {
 }
 "#;
 
+/// UniKE's neurons with the edit remembered at every step: the memory every memory layer reads
+/// changes between steps, so nothing before the neurons is frozen.
+const REMEMBER_IN_BODY: &str = r#"
+recipe "remember in the body" { mode: single, seed: 0 }
+use std.unike
+let at = layers(-2..)
+let memory = incontext_memory(hallucinations(count: 12), at: at.input)
+let encoders = contrastive_encoders(memory, hidden: 8, depth: 2, lr: 1e-3, steps: 5, batch: 8)
+let icl = gated_icl(at.attn.output, memory, top_k: 4, encoders: encoders)
+per edit {
+  let neurons = regulated_neurons(at, count: 3, encoders: encoders, beta: 0.1)
+  train neurons for 2 steps with adam(lr: 1e-2) {
+    remember(memory)
+    loss nll(target)
+  }
+}
+"#;
+
 /// Trains with the plan's frozen prefix (what lies before the trained tensors runs once per
 /// case) and without it; the edited models must agree.
 fn edit_with_and_without_prefix(text: &str) -> (Option<ResidualPoint>, usize, f64) {
@@ -648,4 +666,8 @@ fn a_frozen_prefix_gives_the_same_edit_as_whole_passes() {
     let (first, layers, diff) = edit_with_and_without_prefix(UNIKE);
     assert_eq!(first, past_attention(layers - 2));
     assert!(diff < 1e-5, "UniKE logits differ by {diff}");
+    // The same neurons with `remember` in the train body: no prefix.
+    let b = bench_with(REMEMBER_IN_BODY, 1, PlanOptions::default());
+    let train = step_of(&b.exec.plan, "train");
+    assert_eq!(b.exec.plan.step(train).unwrap().frozen_prefix, None);
 }
