@@ -442,13 +442,22 @@ def load(threads):
     return model, AutoTokenizer.from_pretrained(MODEL), CLIPImageProcessor.from_pretrained(MODEL)
 
 
-def main():
+def start(default_cases, flags=None):
+    """Every reference script's opening: `--cases` and `--threads` (and the script's own flags,
+    added by `flags(parser)`), the model loaded on that many threads, the first cases read.
+    Returns (args, model, tokenizer, processor, cases)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", type=int, default=8)
+    ap.add_argument("--cases", type=int, default=default_cases)
     ap.add_argument("--threads", type=int, default=1)
+    if flags:
+        flags(ap)
     args = ap.parse_args()
     model, tok, processor = load(args.threads)
-    data = cases(tok, processor, args.cases)
+    return args, model, tok, processor, cases(tok, processor, args.cases)
+
+
+def main():
+    args, model, _, _, data = start(default_cases=8)
     run(model, data[:1], ft_l)  # warm-up
     print(f"torch {torch.__version__} · {args.threads} thread(s) · {args.cases} cases of {DATA}")
     print(f"{'recipe':<10}{'spaces s/edit':>14}{'optimise s/edit':>16}{'evaluate s/case':>18}"

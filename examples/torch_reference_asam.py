@@ -69,7 +69,6 @@ Run from the repository root, with torch, transformers and Pillow installed (CI 
 It prints prepare s (once), optimisation s/edit, evaluation s/case and Rel; `mkedsl bench
 recipes/asam.edit --cases 4 --threads 1` gives mkedsl's figures for the same cases.
 """
-import argparse
 import json
 import os
 import time
@@ -77,7 +76,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from torch_reference import DATA, Example, cases, load
+from torch_reference import DATA, Example, start
 
 # recipes/asam.edit and stdlib/asam.edit.
 STEPS = 70
@@ -258,13 +257,8 @@ def run(lm, data, reference):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    model, tok, processor = load(args.threads)
+    args, model, tok, processor, data = start(default_cases=4)
     lm = Lm(model)
-    data = cases(tok, processor, args.cases)
     keep = preserved(tok, processor, args.cases)
     t = time.perf_counter()
     reference = kl_reference(lm, [pad_batch(lm, seqs) for seqs in keep])

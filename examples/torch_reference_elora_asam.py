@@ -98,15 +98,14 @@ It prints spaces s/edit, optimisation s/edit, evaluation s/case, Rel, T-Gen, M-G
 --cases 4 --threads 1` gives mkedsl's figures for the same cases (its metrics: `mkedsl run
 recipes/elora_asam.edit --limit 4`).
 """
-import argparse
 import math
 import time
 
 import torch
 import torch.nn.functional as F
 
-from torch_reference import (DATA, LoRA, adapter_input_covariances, cached, cases, edit_embeddings,
-                             elora_variants, knowledge_space, load, print_kept)
+from torch_reference import (DATA, LoRA, adapter_input_covariances, cached, edit_embeddings,
+                             elora_variants, knowledge_space, print_kept, start)
 from torch_reference_asam import lar, rank_align
 
 # recipes/elora_asam.edit (LAR's budget 1e-3 and count 4, and τ = 4, are torch_reference_asam's
@@ -246,14 +245,10 @@ def run(h, data):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--per-case", action="store_true", help="also print each case's metrics")
-    args = ap.parse_args()
-    model, tok, processor = load(args.threads)
+    per_case = lambda ap: ap.add_argument(
+        "--per-case", action="store_true", help="also print each case's metrics")
+    args, model, _, _, data = start(default_cases=4, flags=per_case)
     h = Hybrid(model)
-    data = cases(tok, processor, args.cases)
     # Warm-up (untimed): one short edit of the first case.
     adapters, restore = h.attach()
     z, projectors, _ = h.spaces(data[0], adapters)

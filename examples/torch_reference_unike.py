@@ -105,14 +105,13 @@ the five token metrics, then one line per case. `mkedsl bench recipes/unike.edit
 --threads 1` gives mkedsl's figures for the same cases (`mkedsl run recipes/unike.edit --limit 4
 --json F` its per-case rows).
 """
-import argparse
 import math
 import time
 
 import torch
 import torch.nn.functional as F
 
-from torch_reference import DATA, StopForward, cached, cases, load
+from torch_reference import DATA, StopForward, cached, start
 
 # recipes/unike.edit and stdlib/unike.edit.
 LAYERS = (2, 3, 4, 5)  # layers(-4..) of the 6-layer model
@@ -386,12 +385,7 @@ def run(unike, data, keys, steps=STEPS):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--cases", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    model, tok, processor = load(args.threads)
-    data = cases(tok, processor, args.cases)
+    args, model, _, _, data = start(default_cases=4)
     hidden = model.config.text_config.hidden_size
     keys = {c["index"]: neuron_keys(c["index"], hidden) for c in data}
     t = time.perf_counter()
