@@ -280,3 +280,77 @@ fn a_late_readout_gives_the_whole_pass_values_and_gradients() {
         .unwrap();
     assert_eq!(hooks.captured(&site)[0].dim(1).unwrap(), seq);
 }
+
+/// `output_at` (a layer's output at one column, from the embeddings or from a residual) gives
+/// what a capture at that layer's output shows at that column in the whole pass, and the same
+/// gradient with respect to the input latents.
+#[test]
+fn a_layer_output_at_one_column_gives_the_whole_pass_values_and_gradients() {
+    use candle_core::Var;
+    use mkedsl::model::ResidualPoint;
+    let (llava, latents) = two_prompts();
+    let adapters = Adapters::new();
+    // A column both rows hold (row 1 is shorter: right padding).
+    let column = latents.layout.row_len(1) - 2;
+    for layer in [0, 1] {
+        let site = Site::Layer(layer, LayerPoint::Output);
+        let read = |embeds: &candle_core::Tensor, cut: bool| {
+            let input = mkedsl::model::Latents {
+                embeds: embeds.clone(),
+                layout: latents.layout.clone(),
+            };
+            if cut {
+                return llava
+                    .model
+                    .output_at(&input, &adapters, layer, column)
+                    .unwrap();
+            }
+            let mut hooks = Hooks::new();
+            hooks.capture(site);
+            llava
+                .forward(&input, &mut hooks, &adapters, &Readout::Hidden)
+                .unwrap();
+            let captured = hooks.captured(&site)[0].clone();
+            captured.narrow(1, column, 1).unwrap().squeeze(1).unwrap()
+        };
+        let with_grad = |cut: bool| {
+            let x = Var::from_tensor(&latents.embeds).unwrap();
+            let out = read(x.as_tensor(), cut);
+            let weights = (out.ones_like().unwrap().cumsum(1).unwrap() * 1e-2).unwrap();
+            let loss = (&out * &weights).unwrap().sum_all().unwrap();
+            let g = loss.backward().unwrap().get(x.as_tensor()).unwrap().clone();
+            (out, g)
+        };
+        let (expected, expected_grad) = with_grad(false);
+        let (out, grad) = with_grad(true);
+        assert_eq!(out.dims(), &[2, llava.model.dims().hidden]);
+        assert!(max_abs_diff(&out, &expected) < 1e-5, "layer {layer}");
+        assert!(max_abs_diff(&grad, &expected_grad) < 1e-5, "layer {layer}");
+        // From a residual before the layer's output: the same values.
+        let point = ResidualPoint {
+            layer,
+            past_attention: true,
+        };
+        let residual = llava.model.residual(&latents, &adapters, point).unwrap();
+        let from = llava
+            .model
+            .output_at_from(&residual, &latents.layout, &adapters, layer, column)
+            .unwrap();
+        assert!(
+            max_abs_diff(&from, &expected) < 1e-5,
+            "layer {layer} from {point}"
+        );
+    }
+    // A column outside the sequence, and a layer the residual has already passed, are refused.
+    let seq = latents.layout.seq();
+    assert!(llava.model.output_at(&latents, &adapters, 0, seq).is_err());
+    let past = ResidualPoint {
+        layer: 1,
+        past_attention: false,
+    };
+    let residual = llava.model.residual(&latents, &adapters, past).unwrap();
+    assert!(llava
+        .model
+        .output_at_from(&residual, &latents.layout, &adapters, 0, column)
+        .is_err());
+}

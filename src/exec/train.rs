@@ -21,12 +21,12 @@ use crate::exec::losses;
 use crate::exec::methods::unike::numerics::NeuronSlot;
 use crate::exec::ops::{Execute, StepContext};
 use crate::exec::optim::Optimizer;
-use crate::exec::sites::{layer_name, linear_sites, stream_taps};
+use crate::exec::sites::{layer_name, linear_sites, stream_taps, Tap};
 use crate::exec::sums;
 use crate::exec::taps::{deepest, Reading};
 use crate::exec::values::{LoraSlot, Value, Values};
 use crate::linalg::Subspace;
-use crate::model::site::Proj;
+use crate::model::site::{LayerPoint, Proj, Site};
 use crate::model::{
     ExtraNeurons, Hooks, Latents, LinearSite, Lora, Readout, Residual, ResidualPoint,
     VisionLanguageModel,
@@ -522,6 +522,13 @@ impl Executor {
         prefix: Option<&FrozenPrefix>,
     ) -> Result<RowsOut> {
         let (key, logits, hidden) = (need.0, need.1, need.2.as_slice());
+        if !logits {
+            if let Some(out) =
+                self.features_at_last_prompt(key, hidden, state, edit, values, prefix)?
+            {
+                return Ok(out);
+            }
+        }
         let (embeds, rows) = match key {
             None => (edit.latents.embeds.clone(), 1),
             Some(id) => {
@@ -586,6 +593,66 @@ impl Executor {
             logits: logits.then_some(out),
             hidden: features,
         })
+    }
+
+    /// Features that are all one layer's output at the last prompt token, the clean row first
+    /// and then each variant of `key`: [`crate::model::LlavaModel::output_at`] runs only the
+    /// columns up to that token, and the layer itself only at it. The clean row starts from
+    /// the frozen prefix when there is one before that layer. `None` for any other features
+    /// (read with hooks over the whole pass).
+    fn features_at_last_prompt(
+        &self,
+        key: Option<StepId>,
+        hidden: &[HiddenSpec],
+        state: &EditState,
+        edit: &EditInput,
+        values: &Values,
+        prefix: Option<&FrozenPrefix>,
+    ) -> Result<Option<RowsOut>> {
+        let mut layers = Vec::new();
+        for spec in hidden {
+            let reading = match stream_taps(&spec.stream)?.into_iter().next() {
+                Some((_, Tap::Site(site))) => site,
+                _ => return Ok(None),
+            };
+            match (reading, spec.at) {
+                (Site::Layer(l, LayerPoint::Output), Pool::LastPrompt) => layers.push(l),
+                _ => return Ok(None),
+            }
+        }
+        let Some(&layer) = layers.first() else {
+            return Ok(None);
+        };
+        if layers.iter().any(|&l| l != layer) {
+            return Ok(None);
+        }
+        let (model, adapters) = (&state.model.model, &state.adapters);
+        let column = edit.last_prompt();
+        let output = Site::Layer(layer, LayerPoint::Output);
+        let clean = match prefix.filter(|p| !p.clean.point.has_passed(&output)) {
+            Some(p) => model.output_at_from(&p.clean, &edit.layout(1), adapters, layer, column)?,
+            None => model.output_at(&edit.latents, adapters, layer, column)?,
+        };
+        let (features, rows) = match key {
+            None => (clean, 1),
+            Some(id) => {
+                let v = values.variants(id)?;
+                let variants = Latents {
+                    embeds: v.latents.clone(),
+                    layout: v.layout.clone(),
+                };
+                let variants = model.output_at(&variants, adapters, layer, column)?;
+                (Tensor::cat(&[&clean, &variants], 0)?, 1 + v.count)
+            }
+        };
+        let hidden = (hidden.iter())
+            .map(|spec| (spec.clone(), features.clone()))
+            .collect();
+        Ok(Some(RowsOut {
+            rows,
+            logits: None,
+            hidden,
+        }))
     }
 
     /// `KL(p_original ‖ p_current)` over a preserve set, averaged over every position.

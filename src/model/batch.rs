@@ -121,6 +121,24 @@ impl TokenLayout {
         )
     }
 
+    /// The layout of the first `n` columns of every row (`n` at most `seq`). Positions are
+    /// kept: a causal model's stream at a column depends on no later column, so a pass over
+    /// the first `n` columns gives the whole pass's values there.
+    pub fn first_columns(&self, n: usize) -> Self {
+        let n = n.min(self.seq);
+        fn cut<T: Copy>(rows: &[T], seq: usize, n: usize) -> Vec<T> {
+            (rows.chunks(seq.max(1)))
+                .flat_map(|row| row[..n].iter().copied())
+                .collect()
+        }
+        Self {
+            batch: self.batch,
+            seq: n,
+            kinds: cut(&self.kinds, self.seq, n),
+            positions: cut(&self.positions, self.seq, n),
+        }
+    }
+
     pub fn batch(&self) -> usize {
         self.batch
     }
@@ -309,6 +327,13 @@ mod tests {
         assert_eq!(next.kinds(), &[Text, Text]);
         assert_eq!(next.positions(), &[4, 2]);
         assert_eq!(next.continuation(1).positions(), &[5, 3]);
+
+        // The first columns keep each row's kinds and positions.
+        let first = left.first_columns(3);
+        assert_eq!((first.batch(), first.seq()), (2, 3));
+        assert_eq!(first.kinds(), &[Text, Visual, Visual, Pad, Pad, Text]);
+        assert_eq!(first.positions(), &[0, 1, 2, 0, 0, 0]);
+        assert_eq!(left.first_columns(9), left);
     }
 
     #[test]

@@ -326,7 +326,7 @@ fn grouped_attention(
 }
 
 /// The tokens a layer computes queries (and everything after the attention) for: every token,
-/// or, in the last layer of a pass whose readout reads only columns from `from` on, those
+/// or, in the final layer of a pass whose readout reads only columns from `from` on, those
 /// columns alone. Keys and values always cover every token: the later tokens attend to them.
 struct Queries<'r> {
     /// 0: every token.
@@ -349,11 +349,11 @@ impl<'r> Queries<'r> {
         }
     }
 
-    /// The last layer of a pass that reads columns from `from` on: the logits at a column
-    /// depend on the layer's keys and values of every earlier token, but on its queries,
-    /// attention output and FFN only at that column, so those run on the read columns alone
-    /// (ASAM's adversarial ascent and every teacher-forced pass read a few answer tokens of
-    /// ~55).
+    /// The final layer of a pass that reads columns from `from` on: the logits (or the
+    /// layer's output) at a column depend on the layer's keys and values of every earlier
+    /// token, but on its queries, attention output and FFN only at that column, so those run
+    /// on the read columns alone (ASAM's adversarial ascent and every teacher-forced pass read
+    /// a few answer tokens of ~55; ASAM's alignment reads one column).
     #[allow(clippy::too_many_arguments)]
     fn from_column(
         from: usize,
@@ -508,7 +508,7 @@ impl LlamaDecoder {
             None => {
                 let bias = attention_bias(layout, &[], 0, &device)?;
                 let all = Queries::all(&rotary, bias.clone());
-                let last = self.layers.len().saturating_sub(1);
+                let last = pass.final_layer(self.layers.len());
                 for (l, layer) in self.layers.iter().enumerate().skip(pass.start.layer) {
                     x = if l == last && pass.read_from > 0 {
                         let read = Queries::from_column(

@@ -321,7 +321,7 @@ impl LlavaModel {
         } else {
             StopAt::Output
         };
-        let stop = Stop { layer: deepest, at };
+        let stop = Stop::new(deepest, at);
         self.run_until(latents, hooks, adapters, stop)?;
         Ok(())
     }
@@ -337,11 +337,88 @@ impl LlavaModel {
         adapters: &Adapters,
         last: usize,
     ) -> Result<Tensor> {
-        let stop = Stop {
-            layer: last,
-            at: StopAt::Output,
+        self.run_until(latents, hooks, adapters, Stop::new(last, StopAt::Output))
+    }
+
+    /// The residual stream leaving layer `layer` at `column` of every row, `(B, hidden)`: what
+    /// a capture at `layer(l).output` read at one column gives (ASAM's alignment features at
+    /// the last prompt token), at a fraction of that pass. A causal model's stream at a column
+    /// depends on no later column, so only the first `column + 1` columns run; and the layer
+    /// itself needs their keys and values but its queries, attention output and FFN only at
+    /// `column`.
+    pub fn output_at(
+        &self,
+        latents: &Latents,
+        adapters: &Adapters,
+        layer: usize,
+        column: usize,
+    ) -> Result<Tensor> {
+        self.run_to_column(latents, None, adapters, layer, column)
+    }
+
+    /// [`Self::output_at`] from `residual` (what [`Self::residual`] returned for latents of
+    /// `layout`), as [`Self::forward_from`] is to [`Self::forward`].
+    pub fn output_at_from(
+        &self,
+        residual: &Residual,
+        layout: &TokenLayout,
+        adapters: &Adapters,
+        layer: usize,
+        column: usize,
+    ) -> Result<Tensor> {
+        let latents = Latents {
+            embeds: residual.stream.clone(),
+            layout: layout.clone(),
         };
-        self.run_until(latents, hooks, adapters, stop)
+        self.run_to_column(&latents, Some(residual), adapters, layer, column)
+    }
+
+    /// The pass of [`Self::output_at`] over the first `column + 1` columns of `latents` (of
+    /// `from` too when given).
+    fn run_to_column(
+        &self,
+        latents: &Latents,
+        from: Option<&Residual>,
+        adapters: &Adapters,
+        layer: usize,
+        column: usize,
+    ) -> Result<Tensor> {
+        let seq = latents.layout.seq();
+        if column >= seq {
+            return Err(ModelError::Prompt {
+                reason: format!("column {column} is outside a sequence of {seq}"),
+                help: "read a column of the sequence".into(),
+            });
+        }
+        let keep = column + 1;
+        let first = |t: &Tensor| t.narrow(1, 0, keep);
+        let cut = Latents {
+            embeds: first(&latents.embeds)?,
+            layout: latents.layout.first_columns(keep),
+        };
+        let from = match from {
+            Some(r) => Some(Residual {
+                point: r.point,
+                stream: first(&r.stream)?,
+                block_input: r.block_input.as_ref().map(first).transpose()?,
+            }),
+            None => None,
+        };
+        let stop = Stop {
+            from_column: column,
+            ..Stop::new(layer, StopAt::Output)
+        };
+        let out = self.run(
+            &cut,
+            &mut Hooks::new(),
+            adapters,
+            &Readout::Hidden,
+            None,
+            (from.as_ref(), Some(stop)),
+        )?;
+        // `(B, 1, hidden)`, or every kept column where the layer could not be cut.
+        let last = out.dim(1)? - 1;
+        Ok(out.narrow(1, last, 1)?.squeeze(1)?)
     }
 
     /// The residual stream at `point` for `latents` (no hooks): what [`Self::forward_from`]
@@ -369,18 +446,9 @@ impl LlavaModel {
                 let input = Site::Layer(layer, LayerPoint::Input);
                 hooks.capture(input);
                 let at = StopAt::AfterAttention;
-                (Stop { layer, at }, Some(input))
+                (Stop::new(layer, at), Some(input))
             }
-            ResidualPoint { layer, .. } => {
-                let at = StopAt::Output;
-                (
-                    Stop {
-                        layer: layer - 1,
-                        at,
-                    },
-                    None,
-                )
-            }
+            ResidualPoint { layer, .. } => (Stop::new(layer - 1, StopAt::Output), None),
         };
         let stream = self
             .run_until(latents, &mut hooks, adapters, stop)?
@@ -520,6 +588,15 @@ impl LlavaModel {
                         dims.num_layers
                     ),
                     help: "start inside the decoder, in an uncached forward".into(),
+                });
+            }
+            if let Some(s) = stop.filter(|s| s.layer < start.layer) {
+                return Err(ModelError::Prompt {
+                    reason: format!(
+                        "a pass that starts at {start} cannot end in layer {}",
+                        s.layer
+                    ),
+                    help: "end a pass at or after the point it starts from".into(),
                 });
             }
             if let Some(site) = hooks.sites().find(|s| start.has_passed(s)) {
@@ -686,10 +763,10 @@ fn scatter_rows(x: &Tensor, index: &[u32], rows: &Tensor) -> Result<Tensor> {
     Ok(mask.where_cond(&placed, &flat)?.reshape((b, t, d))?)
 }
 
-/// The first column a pass's readout reads, when its last layer may run only from there on
-/// (`Pass::read_from`): logits at a few positions (a teacher-forced answer, the last token),
-/// no KV cache to fill, no early stop, and nothing hooked or shifted in the last layer (a hook
-/// there sees every token). 0 otherwise.
+/// The first column a pass's readout reads, when its final layer may run only from there on
+/// (`Pass::read_from`): logits at a few positions (a teacher-forced answer, the last token), or
+/// a layer's output from a column on ([`Stop::from_column`]); no KV cache to fill, and nothing
+/// hooked or shifted in the final layer (a hook there sees every token). 0 otherwise.
 fn read_from(
     readout: &Readout,
     layout: &TokenLayout,
@@ -699,23 +776,32 @@ fn read_from(
     hooks: &Hooks,
     adapters: &Adapters,
 ) -> usize {
-    let last = layers.saturating_sub(1);
+    let (last, first) = match stop {
+        Some(Stop {
+            layer,
+            at: StopAt::Output,
+            from_column,
+        }) => (layer, Some(from_column)),
+        Some(_) => return 0,
+        None => {
+            let seq = layout.seq().max(1);
+            let first = match readout {
+                Readout::Positions(positions) => positions.iter().map(|&(_, col)| col).min(),
+                Readout::Last => (layout.last_index().iter().flatten())
+                    .map(|&i| i as usize % seq)
+                    .min(),
+                Readout::All | Readout::Hidden => None,
+            };
+            (layers.saturating_sub(1), first)
+        }
+    };
     let in_last = |site: &Site| matches!(site, Site::Layer(l, _) if *l == last);
     if cache.is_some()
-        || stop.is_some()
         || hooks.sites().any(in_last)
         || adapters.shifts().iter().any(|(site, _)| in_last(site))
     {
         return 0;
     }
-    let seq = layout.seq().max(1);
-    let first = match readout {
-        Readout::Positions(positions) => positions.iter().map(|&(_, col)| col).min(),
-        Readout::Last => (layout.last_index().iter().flatten())
-            .map(|&i| i as usize % seq)
-            .min(),
-        Readout::All | Readout::Hidden => None,
-    };
     // A column outside the batch is refused by the readout itself, with its own message.
     first.filter(|&c| c < layout.seq()).unwrap_or(0)
 }

@@ -23,8 +23,9 @@ pub(crate) struct Pass<'p, 'h> {
     /// Where the input enters the decoder: the embeddings for a whole pass, or a residual
     /// stream a frozen prefix computed (`LlavaModel::forward_from`).
     pub start: ResidualPoint,
-    /// The first column the readout reads: the last layer computes keys and values for every
-    /// token and everything after them only from this column on (0: every token).
+    /// The first column the readout reads: the pass's final layer ([`Pass::final_layer`])
+    /// computes keys and values for every token and everything after them only from this
+    /// column on (0: every token).
     pub read_from: usize,
 }
 
@@ -33,6 +34,20 @@ pub(crate) struct Pass<'p, 'h> {
 pub(crate) struct Stop {
     pub layer: usize,
     pub at: StopAt,
+    /// With `at: Output`, the first column whose output the caller reads: the layer runs its
+    /// queries and everything after them from there on (0: every column).
+    pub from_column: usize,
+}
+
+impl Stop {
+    /// Ends the pass at `at` in layer `layer`, every column computed.
+    pub fn new(layer: usize, at: StopAt) -> Self {
+        Self {
+            layer,
+            at,
+            from_column: 0,
+        }
+    }
 }
 
 /// Where a pass ends within its last layer.
@@ -47,6 +62,11 @@ pub(crate) enum StopAt {
 }
 
 impl Pass<'_, '_> {
+    /// The last layer the pass runs, of a decoder of `layers`.
+    pub fn final_layer(&self, layers: usize) -> usize {
+        self.stop.map_or(layers.saturating_sub(1), |s| s.layer)
+    }
+
     /// Whether the pass ends in layer `l`.
     pub fn stops_after(&self, l: usize) -> bool {
         self.stop.is_some_and(|s| s.layer == l)
