@@ -7,8 +7,8 @@
 //! layers runs one layer per step instead of six. Rows that change between steps (variants
 //! drawn in the body, latents perturbed at the input) and passes that read hidden states need
 //! the whole pass; the executor runs those whole and starts the fixed rows from the prefix, so
-//! ASAM's clean target row and its preserved samples run one layer per step while its
-//! adversarial variants run all six.
+//! ASAM's clean target row, its preserved samples and its alignment's clean anchor run one
+//! layer per step while its adversarial variants run all six.
 //!
 //! The prefix may end inside a layer. When everything trained in the lowest layer belongs to
 //! its feed-forward half, that layer's attention (UniKE's memory read included) sees the same
