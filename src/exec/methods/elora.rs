@@ -40,8 +40,12 @@ use crate::sema::{share_window, Apply, Op, Perturbation, Similarity, Symbol};
 
 /// Tokens per forward pass of the knowledge-space construction: the clean sequence and its
 /// variants go through in chunks of `VARIANT_TOKENS / T` rows (511 variants of a 55-token
-/// sequence in two passes; of a 600-token LLaVA-7B prompt, 27 rows at a time).
-pub const VARIANT_TOKENS: usize = 16_384;
+/// sequence in seven passes of 74 rows; of a 600-token LLaVA-7B prompt, 6 rows at a time).
+/// At 16,384 tokens a pass's FFN activations (16,384 × 344 f32, 22 MB each) outgrew the
+/// machine's 32 MiB L3 cache between the products and the elementwise ops that read them; at
+/// 4,096 the pass took 0.92 of the time and the peak memory halved (README, "Speed"), and its
+/// products are still large enough to be split over threads (`gemm::PARALLEL_MIN_WORK`).
+pub const VARIANT_TOKENS: usize = 4_096;
 
 /// One knowledge space to build: a stream read at one layer.
 #[derive(Debug, Clone)]

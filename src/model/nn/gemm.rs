@@ -17,7 +17,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 /// Work (`m·k·n` multiply-adds) from which one product is split over the CPU threads when more
 /// than one is allowed. Below it the handing out costs more than the second core saves: the
 /// embedded model's per-token products (55 × 128 × 344 ≈ 2.4 M) stay on one thread, the
-/// knowledge space's batched passes (16,000 × 128 × 344) and a 7B model's products are split.
+/// knowledge space's batched passes (4,096 × 128 × 344) and a 7B model's products are split.
 pub const PARALLEL_MIN_WORK: usize = 16 * 1024 * 1024;
 
 /// `a · b` over the last two dimensions, batch dimensions equal (as `Tensor::matmul`). Counted
