@@ -97,10 +97,11 @@ pub fn main() -> miette::Result<()> {
 /// Every candle op allocates its result; glibc serves blocks above its mmap threshold (128 KiB
 /// at first) with a fresh `mmap` and unmaps them on free, and trims the heap top above 128 KiB,
 /// so each op on an activation of the embedded model (16,384 tokens × 344 × 4 bytes in ELoRA's
-/// knowledge space when this was measured) paid page faults and zeroing for memory it had just released. With blocks up
-/// to 32 MiB (glibc's ceiling) from the heap and 256 MiB kept on free, the freed buffers are
-/// reused: ELoRA's knowledge space and prepare ran in 0.75–0.81 of the time, evaluation in
-/// 0.85–0.95, peak resident memory unchanged (README, "Speed"). Linux/glibc only.
+/// knowledge space when this was measured) paid page faults and zeroing for memory it had just
+/// released. With blocks up to 32 MiB (glibc's ceiling) from the heap and 256 MiB kept on free,
+/// the freed buffers are reused: ELoRA's knowledge space and prepare ran in 0.75–0.81 of the
+/// time, evaluation in 0.85–0.95, peak resident memory unchanged (README, "Speed"). Linux/glibc
+/// only.
 fn keep_freed_tensor_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets allocator parameters; it is called before any thread starts.

@@ -74,6 +74,16 @@ pub struct Residual {
     pub block_input: Option<Tensor>,
 }
 
+impl Residual {
+    /// The stream as the input of a pass over tokens of `layout`.
+    fn latents(&self, layout: &TokenLayout) -> Latents {
+        Latents {
+            embeds: self.stream.clone(),
+            layout: layout.clone(),
+        }
+    }
+}
+
 /// The weights of a LLaVA model. Tokenisation and image preprocessing live in
 /// [`crate::model::processor::LlavaProcessor`]; [`crate::model::Llava`] bundles both.
 #[derive(Debug, Clone)]
@@ -366,11 +376,13 @@ impl LlavaModel {
         layer: usize,
         column: usize,
     ) -> Result<Tensor> {
-        let latents = Latents {
-            embeds: residual.stream.clone(),
-            layout: layout.clone(),
-        };
-        self.run_to_column(&latents, Some(residual), adapters, layer, column)
+        self.run_to_column(
+            &residual.latents(layout),
+            Some(residual),
+            adapters,
+            layer,
+            column,
+        )
     }
 
     /// The pass of [`Self::output_at`] over the first `column + 1` columns of `latents` (of
@@ -497,12 +509,8 @@ impl LlavaModel {
         adapters: &Adapters,
         readout: &Readout,
     ) -> Result<Tensor> {
-        let latents = Latents {
-            embeds: residual.stream.clone(),
-            layout: layout.clone(),
-        };
         self.run(
-            &latents,
+            &residual.latents(layout),
             hooks,
             adapters,
             readout,

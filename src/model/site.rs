@@ -196,8 +196,9 @@ impl LayerPoint {
 
 /// A point of the residual stream where a pass can start (`LlavaModel::forward_from`): the
 /// stream entering layer `layer`, or, `past_attention`, the stream after that layer's attention
-/// and its residual add, which enters the layer's feed-forward half.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// and its residual add, which enters the layer's feed-forward half. Ordered along the stream:
+/// by layer, a layer's input before the point past its attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ResidualPoint {
     pub layer: usize,
     pub past_attention: bool,

@@ -71,21 +71,11 @@ fn first_changed_point(
             layer,
             past_attention: feed_forward,
         };
-        first = Some(first.map_or(point, |f| earlier(f, point)));
+        first = Some(first.map_or(point, |f| f.min(point)));
     }
     first
 }
 
 fn is_feed_forward(site: &LinearSite) -> bool {
     ComponentKind::of(site.proj) == ComponentKind::Mlp
-}
-
-/// The earlier of two points (the input of a layer comes before the point past its attention).
-fn earlier(a: ResidualPoint, b: ResidualPoint) -> ResidualPoint {
-    let key = |p: ResidualPoint| (p.layer, p.past_attention);
-    if key(a) <= key(b) {
-        a
-    } else {
-        b
-    }
 }
